@@ -1,0 +1,385 @@
+"""``python main.py ...`` / ``circuit-bench ...``: the command line.
+
+Unknown commands, flags, case ids and method names are one-line errors naming close matches, exit
+status 2. ``--json`` prints exactly one JSON document on stdout; everything else goes to stderr.
+Heavy imports (torch, transformer_lens, jax) happen inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import difflib
+import inspect
+import os
+import sys
+from typing import Any, Sequence
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+class UsageError(Exception):
+    """A bad command line or unknown name: one line on stderr, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors that name close matches, and no prefix matching of flags."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):  # noqa: D401 -- argparse hook
+        raise UsageError(message + _hint(self, message))
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> list[str]:
+    return [s for a in parser._actions for s in a.option_strings]
+
+
+def _hint(parser: argparse.ArgumentParser, message: str) -> str:
+    words: list[str] = []
+    if "unrecognized arguments:" in message:
+        words = [w.split("=")[0] for w in message.split("unrecognized arguments:")[1].split() if w.startswith("-")]
+        known = _option_strings(parser)
+    elif "invalid choice:" in message:
+        words = [message.split("invalid choice:")[1].split("'")[1]]
+        known = [c for a in parser._actions if a.choices for c in a.choices]
+    else:
+        return ""
+    close = [m for w in words for m in difflib.get_close_matches(w, known, n=2, cutoff=0.6)]
+    return f" (did you mean {', '.join(dict.fromkeys(close))}?)" if close else ""
+
+
+@contextlib.contextmanager
+def json_stdout(enabled: bool):
+    """While working, send stdout to stderr (libraries print); yield the real stdout for the document."""
+    real = sys.stdout
+    if not enabled:
+        yield real
+        return
+    sys.stdout = sys.stderr
+    try:
+        yield real
+    finally:
+        sys.stdout = real
+
+
+def emit(doc: Any, stream) -> None:
+    from core.results import dumps
+
+    stream.write(dumps(doc, indent=1) + "\n")
+    stream.flush()
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _setup_torch() -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    if "CIRCUIT_BENCH_THREADS" in os.environ:
+        torch.set_num_threads(int(os.environ["CIRCUIT_BENCH_THREADS"]))
+    elif os.environ.get("OMP_NUM_THREADS") == "1":
+        torch.set_num_threads(1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Method flags, derived from each method's constructor (hyper-parameters as constructor arguments)
+# ---------------------------------------------------------------------------------------------------
+
+def _annotation_kind(param: inspect.Parameter) -> tuple[type, bool]:
+    """(element type, is_list) from a parameter's default and (string) annotation."""
+    ann = str(param.annotation) if param.annotation is not inspect.Parameter.empty else ""
+    default = param.default
+    is_list = any(k in ann for k in ("list", "tuple", "Sequence")) or isinstance(default, (list, tuple))
+    for name, typ in (("bool", bool), ("int", int), ("float", float), ("str", str)):
+        if name in ann.replace("list", "").replace("Sequence", ""):
+            return typ, is_list
+    if default is None or default is inspect.Parameter.empty:
+        return str, is_list
+    if isinstance(default, (list, tuple)):
+        return (type(default[0]) if default else float), True
+    return type(default), is_list
+
+
+def method_parser(method_name: str, cls) -> Parser:
+    p = Parser(prog=f"circuit-bench run {method_name}", add_help=False)
+    for name, param in inspect.signature(cls.__init__).parameters.items():
+        if name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD) or name == "truth":
+            continue
+        typ, is_list = _annotation_kind(param)
+        flags = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
+        default = argparse.SUPPRESS  # only flags the user gave are passed; the method keeps its defaults
+        if typ is bool and not is_list:
+            p.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=default)
+        elif is_list:
+            p.add_argument(*flags, dest=name, type=typ, nargs="+", default=default)
+        else:
+            p.add_argument(*flags, dest=name, type=typ, default=default)
+    return p
+
+
+def parse_method_flags(method_name: str, extra: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    from methods import method_class
+
+    # InterpBench spelling: ``run eap --integrated-grad-steps=N`` is EAP-IG.
+    if method_name == "eap" and any(a.split("=")[0] in ("--integrated-grad-steps", "--integrated_grad_steps")
+                                    for a in extra):
+        method_name = "eap-ig"
+    cls = method_class(method_name)
+    ns, rest = method_parser(method_name, cls).parse_known_args(list(extra))
+    if rest:
+        p = method_parser(method_name, cls)
+        raise UsageError(f"unrecognized arguments for method {method_name}: {' '.join(rest)}"
+                         + _hint(p, "unrecognized arguments: " + " ".join(rest)))
+    return method_name, vars(ns)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The parser
+# ---------------------------------------------------------------------------------------------------
+
+def build_parser() -> tuple[Parser, dict[str, Parser]]:
+    top = Parser(prog="circuit-bench", description="A benchmark harness for circuit-discovery methods.")
+    sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    subs: dict[str, Parser] = {}
+
+    cases = sub.add_parser("cases", help="list, show and build cases")
+    csub = cases.add_subparsers(dest="cases_command", metavar="{list,show,build}", parser_class=Parser)
+    p = csub.add_parser("list", help="list the cases")
+    p.add_argument("--kind", choices=["tracr", "siit", "ioi", "toy"])
+    p.add_argument("--json", action="store_true")
+    subs["cases list"] = p
+    p = csub.add_parser("show", help="show one case")
+    p.add_argument("id")
+    p.add_argument("--json", action="store_true")
+    subs["cases show"] = p
+    p = csub.add_parser("build", help="precompile Tracr cases into the model cache")
+    p.add_argument("ids", nargs="*", help="case ids (default: every Tracr case)")
+    p.add_argument("--json", action="store_true")
+    subs["cases build"] = p
+    subs["cases"] = cases
+
+    p = sub.add_parser("run", help="run a discovery method on a case")
+    p.add_argument("method", nargs="?", help="acdc, sp, eap, eap-ig, exact, random, or pkg.module:Class")
+    p.add_argument("--method", dest="method_opt", metavar="METHOD", help="same as the positional METHOD")
+    _job_flags(p)
+    p.add_argument("--resume", action="store_true", help="skip the run if its result is already finished")
+    subs["run"] = p
+
+    p = sub.add_parser("eval", help="evaluate results: roc, faithfulness, node_realism, gt_node_realism, iit")
+    p.add_argument("what", choices=["roc", "faithfulness", "node_realism", "gt_node_realism", "iit"])
+    p.add_argument("paths", nargs="*", help="result.json files or result directories (roc, faithfulness)")
+    p.add_argument("-i", "--case", dest="case", help="case id (node_realism, gt_node_realism, iit)")
+    p.add_argument("--model", help="model kind (tracr, siit, natural, ...)")
+    p.add_argument("--nodes", nargs="+", help="hypothesis nodes (node_realism)")
+    p.add_argument("--ablation", default=None, choices=["corrupted", "mean", "zero"])
+    p.add_argument("--policy", default="topk-abs", choices=["topk-abs", "topk-signed"])
+    p.add_argument("--no-prune", action="store_true", help="faithfulness: keep dangling edges")
+    p.add_argument("-n", "--n-examples", dest="n", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="where to write plots/CSV (default: next to the results)")
+    p.add_argument("--json", action="store_true")
+    subs["eval"] = p
+
+    p = sub.add_parser("train", help="train SIIT / IOI models")
+    p.add_argument("what", choices=["iit", "ioi"])
+    subs["train"] = p
+
+    p = sub.add_parser("benchmark", help="run methods over cases (sweeps, resume) and write results")
+    p.add_argument("--cases", nargs="+", default=None, help="case ids (default: every non-trivial Tracr case)")
+    p.add_argument("--methods", nargs="+", default=["eap", "eap-ig", "acdc", "sp"])
+    p.add_argument("--model", default=None)
+    p.add_argument("--out", default="results")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-n", "--n-examples", dest="n", type=int, default=None)
+    p.add_argument("--ablation", default="corrupted", choices=["corrupted", "mean", "zero"])
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--executor", default="local", choices=["local", "ray"])
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--json", action="store_true")
+    subs["benchmark"] = p
+
+    p = sub.add_parser("leaderboard", help="aggregate results into a leaderboard")
+    p.add_argument("--out", default="results", help="results directory")
+    p.add_argument("--format", default="md", choices=["md", "csv", "html"])
+    p.add_argument("--json", action="store_true")
+    subs["leaderboard"] = p
+    return top, subs
+
+
+def _job_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-i", "--case", dest="case", required=True, help="case id (see `cases list`)")
+    p.add_argument("--model", default=None, help="model kind: tracr (compiled), siit, natural, ...")
+    p.add_argument("--out", default="results", help="results directory (default: results/)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-n", "--n-examples", dest="n", type=int, default=None, help="dataset size (default 200)")
+    p.add_argument("--ablation", default="corrupted", choices=["corrupted", "mean", "zero"])
+    p.add_argument("--metric", default="faithfulness", choices=["faithfulness", "task"],
+                   help="loss methods minimise: KL/MSE to the model (faithfulness) or CE/MSE to labels (task)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--json", action="store_true", help="print the result document as JSON on stdout")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------------------------------
+
+def cmd_cases_list(args) -> int:
+    from cases import case_ids, get_case
+
+    rows = []
+    for cid in case_ids(args.kind):
+        c = get_case(cid)
+        rows.append({"id": c.id, "kind": c.kind, "output_type": c.output_type, "models": list(c.models),
+                     "flags": dict(c.flags), "description": c.description})
+    with json_stdout(args.json) as out:
+        if args.json:
+            emit(rows, out)
+        else:
+            for r in rows:
+                flags = f" [{', '.join(r['flags'])}]" if r["flags"] else ""
+                print(f"{r['id']:>5}  {r['kind']:<6} {r['output_type']:<11} {r['description'][:70]}{flags}", file=out)
+    return 0
+
+
+def cmd_cases_show(args) -> int:
+    from cases import get_case
+
+    case = get_case(args.id)
+    with json_stdout(args.json) as out:
+        info = case.info()
+        if args.json:
+            emit(info, out)
+        else:
+            for k, v in info.items():
+                print(f"{k}: {v}", file=out)
+    return 0
+
+
+def cmd_cases_build(args) -> int:
+    from cases import case_ids, get_case
+
+    ids = args.ids or case_ids("tracr")
+    for cid in ids:
+        get_case(cid)  # unknown ids fail before any work
+    report, failed = [], 0
+    with json_stdout(args.json) as out:
+        for cid in _progress(ids, "compiling"):
+            case = get_case(cid)
+            if not hasattr(case, "compiled_model"):
+                raise UsageError(f"case {cid} is not a Tracr case; only Tracr cases are compiled")
+            import time
+            t = time.perf_counter()
+            try:
+                case.compiled_model()
+                report.append({"id": cid, "status": "ok", "seconds": time.perf_counter() - t})
+            except Exception as err:  # noqa: BLE001 -- one failing case does not stop the others
+                failed += 1
+                report.append({"id": cid, "status": "error", "error": f"{type(err).__name__}: {err}"})
+                log(f"case {cid}: {type(err).__name__}: {err}")
+        if args.json:
+            emit(report, out)
+        else:
+            print(f"built {len(ids) - failed}/{len(ids)} cases", file=out)
+    return EXIT_FAILED if failed else 0
+
+
+def _progress(items, desc: str):
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        return items
+    return tqdm(items, desc=desc, file=sys.stderr, disable=len(items) < 2)
+
+
+def cmd_run(args, extra: Sequence[str]) -> int:
+    from benchmark.runner import DEFAULT_N, Job, run_job
+    from cases import get_case
+
+    method = args.method_opt or args.method
+    if not method:
+        raise UsageError("run needs a METHOD (acdc, sp, eap, eap-ig, exact, random, or pkg.module:Class)")
+    if args.method and args.method_opt and args.method != args.method_opt:
+        raise UsageError(f"two different methods given: {args.method!r} and --method {args.method_opt!r}")
+    case = get_case(args.case)
+    case.resolve_model(args.model) if args.model else None
+    method, params = parse_method_flags(method, extra)
+    _setup_torch()
+    job = Job(case=str(case.id), method=method, model=args.model, params=params, seed=args.seed,
+              n=args.n or DEFAULT_N, ablation=args.ablation, metric=args.metric, device=args.device, out=args.out)
+    with json_stdout(args.json) as out:
+        doc = run_job(job, resume=args.resume, log=log)
+        if args.json:
+            emit(doc, out)
+        else:
+            print(summary_line(doc), file=out)
+    return 0 if doc.get("status") == "ok" else EXIT_FAILED
+
+
+def summary_line(doc: dict) -> str:
+    where = doc.get("path", "")
+    if doc.get("status") != "ok":
+        return f"case {doc['case']} / {doc.get('model')} / {doc['method']}: ERROR {doc.get('error')} -> {where}"
+    roc = doc.get("roc") or {}
+
+    def fmt(x):
+        return "nan" if x is None else f"{x:.3f}"
+    e, n = roc.get("edges") or {}, roc.get("nodes") or {}
+    return (f"case {doc['case']} / {doc['model']} / {doc['method']}: edge AUROC {fmt(e.get('auroc'))}, "
+            f"node AUROC {fmt(n.get('auroc'))}, {doc['timing']['seconds']:.2f}s -> {where}")
+
+
+def cmd_train(args) -> int:
+    raise UsageError(f"train {args.what} is not available yet: SIIT training and the IOI case are still being built")
+
+
+def dispatch(args, extra: Sequence[str], subs: dict[str, Parser]) -> int:
+    cmd = args.command
+    if cmd is None:
+        raise UsageError("a COMMAND is needed: cases, run, eval, train, benchmark or leaderboard (see --help)")
+    if cmd == "run":
+        return cmd_run(args, extra)
+    key = f"cases {args.cases_command}" if cmd == "cases" and args.cases_command else cmd
+    if extra:
+        subs[key].error(f"unrecognized arguments: {' '.join(extra)}")
+    if cmd == "cases":
+        if not args.cases_command:
+            raise UsageError("cases needs a subcommand: list, show or build")
+        return {"list": cmd_cases_list, "show": cmd_cases_show, "build": cmd_cases_build}[args.cases_command](args)
+    if cmd == "train":
+        return cmd_train(args)
+    from benchmark import commands  # evaluation, benchmark and leaderboard commands
+
+    return getattr(commands, f"cmd_{cmd}")(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from core.registry import UnknownNameError
+
+    parser, subs = build_parser()
+    try:
+        args, extra = parser.parse_known_args(argv)
+        return dispatch(args, extra, subs)
+    except UsageError as err:
+        print(f"circuit-bench: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except UnknownNameError as err:
+        print(f"circuit-bench: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except (TypeError, ValueError, ImportError) as err:
+        # bad parameter values for a method or evaluation: still one line, still a usage problem
+        print(f"circuit-bench: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("circuit-bench: interrupted (finished results are kept; re-run with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

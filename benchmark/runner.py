@@ -1,0 +1,177 @@
+"""Running jobs: one (case, model, method, parameters, seed) each, written as one result.json.
+
+A job never raises for a failure inside its case or method: the error is recorded in its result
+(``status: "error"``) so that a sweep goes on; the caller decides the exit status.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from core import results
+
+DEFAULT_N = 200
+
+
+@dataclass
+class Job:
+    case: str
+    method: str
+    model: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    n: int = DEFAULT_N
+    ablation: str = "corrupted"
+    metric: str = "faithfulness"
+    device: str = "cpu"
+    out: str = "results"
+
+    def resolved_params(self) -> dict[str, Any]:
+        """The method's full hyper-parameters (defaults filled in), so equal configurations share an id."""
+        from methods import get_method
+
+        if self.method == "oracle":
+            return {}
+        try:
+            return get_method(self.method, **self.params).params()
+        except Exception:  # noqa: BLE001 -- a bad method/param is reported when the job runs
+            return dict(self.params)
+
+    def config(self) -> dict[str, Any]:
+        """What determines the run (and so its id); the output directory and device do not."""
+        return {"case": str(self.case), "model": self.model, "method": self.method,
+                "params": self.resolved_params(), "seed": self.seed, "n": self.n, "ablation": self.ablation,
+                "metric": self.metric}
+
+    @property
+    def run_id(self) -> str:
+        return results.run_id(self.config())
+
+    def path(self, model_kind: str | None = None) -> Path:
+        return results.result_path(self.out, str(self.case), model_kind or self.model or "default", self.method,
+                                   self.run_id)
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist, key in (("circuit-bench", "circuit-bench"), ("torch", "torch"), ("transformer-lens", "transformer_lens"),
+                      ("numpy", "numpy"), ("scikit-learn", "scikit-learn"), ("tracr-pypi", "tracr")):
+        try:
+            out[key] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            if key == "circuit-bench":
+                from core import __version__
+                out[key] = __version__ + "+src"
+    return out
+
+
+def resolve_model_kind(job: Job) -> str:
+    from cases import get_case
+
+    return get_case(job.case).resolve_model(job.model)
+
+
+def run_job(job: Job, resume: bool = False, log=None) -> dict[str, Any]:
+    """Run one job and write its result atomically. Returns the result document."""
+    log = log or (lambda msg: None)
+    t0 = time.perf_counter()
+    doc: dict[str, Any] = {
+        "schema": results.SCHEMA, "case": str(job.case), "model": job.model, "method": job.method,
+        "params": dict(job.params), "seed": job.seed, "status": "error", "error": None,
+        "data": {"n": job.n, "seed": job.seed, "ablation": job.ablation, "metric": job.metric},
+        "run_id": None, "versions": versions(),
+    }
+    try:
+        from cases import get_case
+
+        case = get_case(job.case)
+        model_kind = case.resolve_model(job.model)
+        doc["model"] = model_kind
+        doc["run_id"] = job.run_id
+        path = job.path(model_kind)
+        if resume and results.is_finished(path):
+            log(f"skip (finished): {path}")
+            out = results.load_result(path)
+            out["skipped"] = True
+            return out
+    except Exception as err:  # noqa: BLE001 -- recorded, the sweep goes on
+        doc["error"] = f"{type(err).__name__}: {err}"
+        doc["timing"] = {"seconds": time.perf_counter() - t0}
+        path = job.path()
+        results.write_json_atomic(path, doc)
+        doc["path"] = str(path)
+        return doc
+    try:
+        doc.update(_execute(job, case, model_kind, log))
+        doc["status"] = "ok"
+    except Exception as err:  # noqa: BLE001
+        doc["error"] = f"{type(err).__name__}: {err}"
+        doc["traceback"] = traceback.format_exc(limit=8)
+        log(f"error in {job.case}/{job.method}: {doc['error']}")
+    doc["timing"] = {"seconds": time.perf_counter() - t0, **doc.get("timing", {})}
+    results.write_json_atomic(path, doc)
+    doc["path"] = str(path)
+    return doc
+
+
+def build_problem(job: Job, case, model_kind: str):
+    """Model, data, graph and the Problem a method solves, for a job."""
+    from core.graph import Graph
+    from core.protocols import Problem
+
+    model = case.load_model(model_kind, device=job.device)
+    data = case.dataset(n=job.n, seed=job.seed).to(job.device)
+    graph = Graph.from_model(model)
+    return Problem(model=model, graph=graph, data=data, output_type=case.output_type, ablation=job.ablation,
+                   device=job.device, seed=job.seed, case_id=str(case.id), metric=job.metric)
+
+
+def _execute(job: Job, case, model_kind: str, log) -> dict[str, Any]:
+    import torch
+
+    from evaluations.roc import method_roc
+    from methods import get_method
+
+    t_setup = time.perf_counter()
+    problem = build_problem(job, case, model_kind)
+    truth = case.ground_truth(model_kind)
+    params = dict(job.params)
+    if job.method == "oracle":
+        params["truth"] = truth
+    method = get_method(job.method, **params)
+    torch.manual_seed(job.seed)
+    log(f"{job.method} on case {case.id} ({model_kind}): {problem.graph.n_edges} edges, {len(problem.data)} examples")
+    t_method = time.perf_counter()
+    output = method.discover(problem)
+    t_done = time.perf_counter()
+    doc: dict[str, Any] = {
+        "params": method.params(),
+        "graph": {"n_nodes": problem.graph.n_nodes, "n_edges": problem.graph.n_edges,
+                  "split_qkv": problem.graph.split_qkv},
+        "ground_truth": truth.to_json(),
+        "scores": {"edges": output.edge_scores, "nodes": output.node_scores},
+        "method_info": output.info,
+        "roc": method_roc(output, truth, problem.graph),
+        "timing": {"setup_seconds": t_method - t_setup, "method_seconds": t_done - t_method},
+    }
+    if output.sweep is not None:
+        doc["sweep"] = [{"param": p, "edges": sorted(c.edges), "nodes": sorted(c.nodes)} for p, c in output.sweep]
+    return doc
+
+
+def job_from_result(doc: dict[str, Any], out: str = "results") -> Job:
+    """The job that produced a result (to rebuild its model and data, e.g. for faithfulness)."""
+    data = doc.get("data", {})
+    return Job(case=doc["case"], method=doc["method"], model=doc.get("model"), params=doc.get("params", {}),
+               seed=doc.get("seed", 0), n=data.get("n", DEFAULT_N), ablation=data.get("ablation", "corrupted"),
+               metric=data.get("metric", "faithfulness"), out=out)
+
+
+def job_dict(job: Job) -> dict[str, Any]:
+    return asdict(job)

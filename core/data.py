@@ -1,0 +1,49 @@
+"""The data that crosses module borders: a case's dataset and the problem a method solves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+OutputType = Literal["categorical", "numerical"]
+
+
+@dataclass
+class CaseData:
+    """Clean and corrupted token tensors with labels, all ``[n, seq]``.
+
+    ``clean_labels`` / ``corrupted_labels``: for categorical outputs the index of the correct logit
+    (``-100`` where there is no label, e.g. BOS or a None output); for numerical outputs the target
+    value (NaN where there is none). ``mask`` marks the positions that metrics score (e.g. every
+    non-BOS position for Tracr cases, the last position for IOI). ``meta`` holds anything a case wants
+    to keep with the data (raw inputs, names); it is not used by the core.
+    """
+
+    clean: torch.Tensor
+    corrupted: torch.Tensor
+    clean_labels: torch.Tensor
+    corrupted_labels: torch.Tensor
+    mask: torch.Tensor
+    seed: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        shapes = {t.shape for t in (self.clean, self.corrupted, self.clean_labels,
+                                    self.corrupted_labels, self.mask)}
+        if len(shapes) != 1 or len(self.clean.shape) != 2:
+            raise ValueError(f"CaseData tensors must all be [n, seq]; got shapes {sorted(map(tuple, shapes))}")
+        if self.mask.dtype != torch.bool:
+            self.mask = self.mask.bool()
+
+    def __len__(self) -> int:
+        return self.clean.shape[0]
+
+    def to(self, device: str | torch.device) -> "CaseData":
+        return CaseData(self.clean.to(device), self.corrupted.to(device), self.clean_labels.to(device),
+                        self.corrupted_labels.to(device), self.mask.to(device), self.seed, self.meta)
+
+    def subset(self, idx) -> "CaseData":
+        return CaseData(self.clean[idx], self.corrupted[idx], self.clean_labels[idx],
+                        self.corrupted_labels[idx], self.mask[idx], self.seed, self.meta)

@@ -1,0 +1,273 @@
+"""The one patching engine every method and evaluation uses.
+
+A run takes edge masks ``M`` in ``[0, 1]^E`` (a batch of K of them) and runs the model on the clean
+input, where every receiver v gets
+
+    x_v  <-  x_v + sum_u (1 - M[u->v]) * (a_u^ablated - a_u^current)
+
+``a_u^current`` is the sender's output *in this patched run* (so removed edges upstream propagate:
+the ACDC / EAP-IG / AutoCircuit "tree patch" semantics) and ``a_u^ablated`` its output on the
+corrupted input (``ablation="corrupted"``, resample), its per-position mean over the clean data
+(``"mean"``) or zero (``"zero"``). M = 1 everywhere reproduces the clean model exactly; M = 0
+everywhere feeds every receiver the ablated activations (for ``"corrupted"``: the corrupted run).
+Receivers sit before any normalisation, so x_v is a sum of sender outputs plus constant biases and
+the correction is exact. Many masks run in one pass (the batch is repeated K times) and the whole
+run is differentiable with respect to the masks.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+import torch
+
+from core import metrics
+from core.data import CaseData, OutputType
+from core.graph import Graph
+
+if TYPE_CHECKING:
+    from transformer_lens import HookedTransformer
+
+ABLATIONS = ("corrupted", "mean", "zero")
+LossFn = Callable[[torch.Tensor], torch.Tensor]  # logits [K, n, seq, vocab] -> [K]
+
+
+@dataclass(frozen=True)
+class SenderGroup:
+    """Senders written by one hook: ``start..start+size`` in the graph's sender order."""
+
+    hook: str
+    start: int
+    size: int
+    per_head: bool  # hook output is [batch, pos, head, d]
+
+
+def sender_groups(graph: Graph) -> list[SenderGroup]:
+    groups = []
+    if graph.separate_pos:
+        groups += [SenderGroup("hook_embed", 0, 1, False), SenderGroup("hook_pos_embed", 1, 1, False)]
+    else:
+        groups.append(SenderGroup("blocks.0.hook_resid_pre", 0, 1, False))
+    for layer in range(graph.n_layers):
+        groups.append(SenderGroup(f"blocks.{layer}.attn.hook_result", graph.sender_index[f"a{layer}.h0"],
+                                  graph.n_heads, True))
+        if graph.has_mlp:
+            groups.append(SenderGroup(f"blocks.{layer}.hook_mlp_out", graph.sender_index[f"m{layer}"], 1, False))
+    return groups
+
+
+@dataclass(frozen=True)
+class ReceiverGroup:
+    """Receivers fed by one hook: ``start..start+size`` in the graph's receiver order."""
+
+    hook: str
+    start: int
+    size: int
+    n_senders: int
+    per_head: bool
+
+
+def receiver_groups(graph: Graph) -> list[ReceiverGroup]:
+    groups: dict[str, ReceiverGroup] = {}
+    for i, r in enumerate(graph.receivers):
+        g = groups.get(r.hook)
+        if g is None:
+            groups[r.hook] = ReceiverGroup(r.hook, i, 1, r.n_senders, r.head is not None)
+        else:
+            groups[r.hook] = ReceiverGroup(g.hook, g.start, g.size + 1, g.n_senders, g.per_head)
+    return list(groups.values())
+
+
+def _as_senders(x: torch.Tensor, per_head: bool) -> torch.Tensor:
+    """[batch, pos, (head,) d] -> [batch, pos, size, d]."""
+    return x if per_head else x.unsqueeze(-2)
+
+
+class PatchEngine:
+    """Runs a model under batches of edge masks. Built once per (model, graph, data, ablation)."""
+
+    def __init__(self, model: "HookedTransformer", graph: Graph, data: CaseData, output_type: OutputType,
+                 ablation: str = "corrupted", memory_budget: float = 2**29):
+        if ablation not in ABLATIONS:
+            raise ValueError(f"unknown ablation {ablation!r}; expected one of {', '.join(ABLATIONS)}")
+        self.model, self.graph, self.data = model, graph, data
+        self.output_type, self.ablation = output_type, ablation
+        self.memory_budget = memory_budget  # bytes of patching buffers per chunk of masks
+        self.senders = sender_groups(graph)
+        self.receivers = receiver_groups(graph)
+        self.device = next(model.parameters()).device
+        self.clean = data.clean.to(self.device)
+        self.mask = data.mask.to(self.device)
+        self.slots = graph.slots.to(self.device)
+        with torch.no_grad():
+            clean_acts, self.clean_logits = self.sender_activations(self.clean, return_logits=True)
+            self.clean_acts = clean_acts
+            if ablation == "corrupted":
+                self.ablated, self.corrupted_logits = self.sender_activations(data.corrupted.to(self.device),
+                                                                              return_logits=True)
+            elif ablation == "mean":
+                self.ablated = [a.mean(0, keepdim=True) for a in clean_acts]
+                self.corrupted_logits = None
+            else:
+                self.ablated = [torch.zeros_like(a[:1]) for a in clean_acts]
+                self.corrupted_logits = None
+
+    # ---- plain runs ---------------------------------------------------------------------------------
+    def sender_activations(self, tokens: torch.Tensor, return_logits: bool = False, fwd_hooks=()):
+        """Each sender group's output ``[n, pos, size, d]`` on ``tokens`` (no patching)."""
+        acts: dict[str, torch.Tensor] = {}
+
+        def save(x, hook):
+            acts[hook.name] = x
+        logits = self.model.run_with_hooks(tokens, fwd_hooks=[(g.hook, save) for g in self.senders] + list(fwd_hooks))
+        out = [_as_senders(acts[g.hook], g.per_head) for g in self.senders]
+        return (out, logits) if return_logits else out
+
+    def default_loss(self, reference: torch.Tensor | None = None) -> LossFn:
+        """KL (categorical) / MSE (numerical) to the clean model's output on the masked positions."""
+        ref = self.clean_logits if reference is None else reference
+        return lambda logits: metrics.faithfulness_loss(logits, ref, self.mask, self.output_type)
+
+    # ---- patched runs -------------------------------------------------------------------------------
+    def dense_weights(self, masks: torch.Tensor) -> torch.Tensor:
+        """[K, E] edge masks -> [K, S, R] weights (1 - mask) on the (sender, receiver) slots."""
+        K = masks.shape[0]
+        S, R = len(self.graph.senders), len(self.graph.receivers)
+        e, s, r = self.slots.unbind(1)
+        src = 1.0 - masks[:, e]
+        flat = torch.zeros(K, S * R, dtype=src.dtype, device=src.device)
+        flat = flat.scatter(1, (s * R + r).expand(K, -1), src)
+        return flat.view(K, S, R)
+
+    def _hooks(self, W: torch.Tensor, n: int, ablated: list[torch.Tensor], probes: dict | None,
+               input_override: torch.Tensor | None, sender_override: dict[int, Callable] | None):
+        """Forward hooks implementing the patch for weights ``W [K, S, R]`` on a batch of K*n rows."""
+        K = W.shape[0]
+        diffs: list[tuple[SenderGroup, torch.Tensor]] = []
+        hooks = []
+        needs_grad = W.requires_grad
+
+        for gi, g in enumerate(self.senders):
+            def sender_hook(x, hook, g=g, gi=gi):
+                if gi == 0 and input_override is not None:
+                    x = input_override
+                if sender_override and gi in sender_override:
+                    x = sender_override[gi](x)
+                cur = _as_senders(x, g.per_head).view(K, n, *x.shape[1:2], g.size, x.shape[-1])
+                diffs.append((g, ablated[gi].unsqueeze(0) - cur))
+                return x
+            hooks.append((g.hook, sender_hook))
+
+        for rg in self.receivers:
+            def receiver_hook(x, hook, rg=rg):
+                delta = None
+                for g, d in diffs:
+                    if g.start + g.size > rg.n_senders:
+                        break
+                    w = W[:, g.start:g.start + g.size, rg.start:rg.start + rg.size]
+                    if not needs_grad and not bool(w.any()):
+                        continue
+                    term = torch.einsum("knpsd,ksr->knprd", d, w)
+                    delta = term if delta is None else delta + term
+                if probes is not None:
+                    p = torch.zeros(K, n, x.shape[1], rg.size, x.shape[-1], device=x.device, dtype=x.dtype, requires_grad=True)
+                    probes[rg.hook] = p
+                    delta = p if delta is None else delta + p
+                if delta is None:
+                    return x
+                delta = delta.reshape(K * n, x.shape[1], rg.size, x.shape[-1])
+                return x + (delta if rg.per_head else delta[:, :, 0])
+            hooks.append((rg.hook, receiver_hook))
+        return hooks
+
+    def run(self, masks: torch.Tensor, *, tokens: torch.Tensor | None = None, probes: dict | None = None,
+            input_override: torch.Tensor | None = None,
+            sender_override: dict[int, Callable] | None = None) -> torch.Tensor:
+        """Logits ``[K, n, pos, vocab]`` of the clean input under each of the K edge masks ``[K, E]``
+        (a single ``[E]`` mask gives K = 1). Differentiable with respect to ``masks``.
+
+        ``probes``: a dict to fill with zero tensors added at every receiver hook (their ``.grad``
+        after a backward pass is dLoss/d(receiver input), shape [K, n, pos, size, d]).
+        ``input_override``: replaces the ``input`` sender's output (e.g. interpolated embeddings).
+        ``sender_override``: {sender group index: fn(x) -> x} to change a group's output.
+        """
+        if masks.dim() == 1:
+            masks = masks.unsqueeze(0)
+        if masks.shape[-1] != self.graph.n_edges:
+            raise ValueError(f"mask has {masks.shape[-1]} edges, the graph has {self.graph.n_edges}")
+        masks = masks.to(self.device, self.model.cfg.dtype)
+        tokens = self.clean if tokens is None else tokens.to(self.device)
+        if tokens.shape != self.clean.shape:
+            raise ValueError(f"tokens must have the clean data's shape {tuple(self.clean.shape)}, got {tuple(tokens.shape)}")
+        K, n = masks.shape[0], tokens.shape[0]
+        W = self.dense_weights(masks)
+        if input_override is not None:
+            input_override = input_override.repeat(K, *([1] * (input_override.dim() - 1)))
+        hooks = self._hooks(W, n, self.ablated, probes, input_override, sender_override)
+        logits = self.model.run_with_hooks(tokens.repeat(K, 1), fwd_hooks=hooks)
+        return logits.view(K, n, *logits.shape[1:])
+
+    def chunk_size(self, n_rows: int | None = None) -> int:
+        """How many masks fit in one pass under the memory budget."""
+        n = self.clean.shape[0] if n_rows is None else n_rows
+        cfg = self.model.cfg
+        per_mask = 4 * n * self.clean.shape[1] * (len(self.graph.senders) + cfg.n_heads * 4 + cfg.d_vocab_out) * cfg.d_model
+        return max(1, int(self.memory_budget // max(per_mask, 1)))
+
+    @torch.no_grad()
+    def evaluate(self, masks: torch.Tensor, loss_fn: LossFn | None = None, chunk: int | None = None) -> torch.Tensor:
+        """``loss_fn`` (default: :meth:`default_loss`) of each of the K masks ``[K, E]``, chunked: ``[K]``."""
+        if masks.dim() == 1:
+            masks = masks.unsqueeze(0)
+        loss_fn = loss_fn or self.default_loss()
+        chunk = chunk or self.chunk_size()
+        out = [loss_fn(self.run(masks[i:i + chunk])) for i in range(0, masks.shape[0], chunk)]
+        return torch.cat([o.reshape(-1) for o in out])
+
+    # ---- attribution primitives ------------------------------------------------------------------------
+    def full_mask(self) -> torch.Tensor:
+        return torch.ones(self.graph.n_edges, device=self.device, dtype=self.model.cfg.dtype)
+
+    def receiver_gradients(self, loss_fn: LossFn | None = None, *, input_override: torch.Tensor | None = None,
+                           sender_override: dict[int, Callable] | None = None) -> dict[str, torch.Tensor]:
+        """d loss / d (receiver input) at the full mask, per receiver hook: {hook: [n, pos, size, d]}.
+        The loss is summed over the batch rows' mean as given by ``loss_fn`` (a scalar per mask)."""
+        probes: dict[str, torch.Tensor] = {}
+        loss_fn = loss_fn or self.default_loss()
+        with torch.enable_grad():
+            logits = self.run(self.full_mask(), probes=probes, input_override=input_override,
+                              sender_override=sender_override)
+            loss = loss_fn(logits).sum()
+            grads = torch.autograd.grad(loss, list(probes.values()), allow_unused=True)
+        return {h: (g[0] if g is not None else torch.zeros_like(p[0])) for (h, p), g in zip(probes.items(), grads)}
+
+    def edge_scores(self, sender_diffs: list[torch.Tensor], grads: dict[str, torch.Tensor]) -> torch.Tensor:
+        """score[u->v] = sum_{batch, pos, d} sender_diffs[u] * grads[v]  (the EAP product), ``[E]``.
+
+        ``sender_diffs``: per sender group ``[n, pos, size, d]`` (e.g. ablated - clean).
+        """
+        S, R = len(self.graph.senders), len(self.graph.receivers)
+        dense = torch.zeros(S, R, device=self.device, dtype=self.model.cfg.dtype)
+        for rg in self.receivers:
+            g = grads[rg.hook]
+            for sg, d in zip(self.senders, sender_diffs):
+                if sg.start + sg.size > rg.n_senders:
+                    break
+                dense[sg.start:sg.start + sg.size, rg.start:rg.start + rg.size] = torch.einsum("npsd,nprd->sr", d, g)
+        e, s, r = self.slots.unbind(1)
+        return torch.zeros(self.graph.n_edges, device=self.device, dtype=dense.dtype).index_add(0, e, dense[s, r])
+
+    def ablated_minus_clean(self) -> list[torch.Tensor]:
+        """Per sender group, ``a^ablated - a^clean`` ``[n, pos, size, d]``."""
+        return [a.expand_as(c) - c for a, c in zip(self.ablated, self.clean_acts)]
+
+    @contextmanager
+    def eval_mode(self):
+        was = self.model.training
+        self.model.eval()
+        try:
+            yield
+        finally:
+            self.model.train(was)
