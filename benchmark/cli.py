@@ -48,6 +48,7 @@ def _hint(parser: argparse.ArgumentParser, message: str) -> str:
         known = [c for a in parser._actions if a.choices for c in a.choices]
     else:
         return ""
+    known = [k for k in known if "_" not in k or k.replace("_", "-") not in known]  # one spelling per flag
     close = [m for w in words for m in difflib.get_close_matches(w, known, n=2, cutoff=0.6)]
     return f" (did you mean {', '.join(dict.fromkeys(close))}?)" if close else ""
 
@@ -106,6 +107,15 @@ def _annotation_kind(param: inspect.Parameter) -> tuple[type, bool]:
     return type(default), is_list
 
 
+def _parse_bool(text: str) -> bool:
+    low = text.lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def method_parser(method_name: str, cls) -> Parser:
     p = Parser(prog=f"circuit-bench run {method_name}", add_help=False)
     for name, param in inspect.signature(cls.__init__).parameters.items():
@@ -114,8 +124,9 @@ def method_parser(method_name: str, cls) -> Parser:
         typ, is_list = _annotation_kind(param)
         flags = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
         default = argparse.SUPPRESS  # only flags the user gave are passed; the method keeps its defaults
-        if typ is bool and not is_list:
-            p.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=default)
+        if typ is bool and not is_list:  # --flag, --flag true|false, --no-flag
+            p.add_argument(*flags, dest=name, nargs="?", const=True, type=_parse_bool, default=default)
+            p.add_argument(f"--no-{name.replace('_', '-')}", dest=name, action="store_false", default=default)
         elif is_list:
             p.add_argument(*flags, dest=name, type=typ, nargs="+", default=default)
         else:
@@ -134,9 +145,27 @@ def parse_method_flags(method_name: str, extra: Sequence[str]) -> tuple[str, dic
     ns, rest = method_parser(method_name, cls).parse_known_args(list(extra))
     if rest:
         p = method_parser(method_name, cls)
-        raise UsageError(f"unrecognized arguments for method {method_name}: {' '.join(rest)}"
-                         + _hint(p, "unrecognized arguments: " + " ".join(rest)))
+        hint = _hint(p, "unrecognized arguments: " + " ".join(rest)) or _other_methods_hint(method_name, rest)
+        raise UsageError(f"unrecognized arguments for method {method_name}: {' '.join(rest)}{hint}")
     return method_name, vars(ns)
+
+
+def _other_methods_hint(method_name: str, rest: Sequence[str]) -> str:
+    """A flag that belongs to another built-in method: say which."""
+    from methods import method_class, method_names
+
+    words = [w.split("=")[0] for w in rest if w.startswith("--")]
+    for other in method_names():
+        if other == method_name:
+            continue
+        try:
+            known = [o for o in _option_strings(method_parser(other, method_class(other))) if "_" not in o]
+        except Exception:  # noqa: BLE001 -- a broken plug-in must not hide the real error
+            continue
+        close = [m for w in words for m in difflib.get_close_matches(w, known, n=1, cutoff=0.8)]
+        if close:
+            return f" ({close[0]} is a flag of {other})"
+    return ""
 
 
 # ---------------------------------------------------------------------------------------------------

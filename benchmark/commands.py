@@ -104,8 +104,203 @@ def _run_ray(jobs, resume: bool):
     return ray.get([remote.remote(j, resume) for j in jobs])
 
 
+def _result_docs(paths: list[str]) -> list[tuple[Path, dict]]:
+    """result.json documents from files and directories (recursively)."""
+    if not paths:
+        raise UsageError("eval needs result files or directories (e.g. results/ or results/3/tracr/eap/<run>/result.json)")
+    docs = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            docs += list(results.iter_results(path))
+        elif path.is_file():
+            try:
+                docs.append((path, results.load_result(path)))
+            except ValueError as err:
+                raise UsageError(f"{p} is not a result.json: {err}") from None
+        else:
+            raise UsageError(f"no such result file or directory: {p}")
+    if not docs:
+        raise UsageError(f"no result.json files under {' '.join(paths)}")
+    return docs
+
+
+def _by_case(docs):
+    groups: dict[tuple[str, str], list[tuple[Path, dict]]] = {}
+    for path, doc in docs:
+        if doc.get("status") == "ok":
+            groups.setdefault((str(doc["case"]), str(doc["model"])), []).append((path, doc))
+    return groups
+
+
+def _plot_dir(args, path: Path, doc: dict) -> Path:
+    """Plots go next to the results: OUT/<case>/<model>/ (the directory above the method folders)."""
+    if args.out:
+        return Path(args.out) / results.safe_component(doc["case"]) / results.safe_component(doc["model"])
+    return path.parent.parent.parent
+
+
+def _label(doc: dict) -> str:
+    p = doc.get("params") or {}
+    extra = f" ({p['ig_variant']}, {p.get('integrated_grad_steps')})" if doc["method"] == "eap-ig" and "ig_variant" in p else ""
+    return doc["method"] + extra
+
+
+def cmd_eval_roc(args) -> int:
+    from evaluations.plots import plot_roc
+
+    out_doc = {"cases": []}
+    for (case, model), items in sorted(_by_case(_result_docs(args.paths)).items()):
+        curves, rows = {}, []
+        for path, doc in items:
+            roc = doc.get("roc") or {}
+            curves[_label(doc)] = roc.get("edges")
+            rows.append({"method": _label(doc), "path": str(path),
+                         **{f"{level}_{k}": (roc.get(level) or {}).get(k) for level in ("edges", "nodes", "nodes_no_endpoints")
+                            for k in ("auroc", "pessimistic_auc")}})
+        png = plot_roc({k: v for k, v in curves.items() if v}, _plot_dir(args, *items[0]) / "roc_edges.png",
+                       title=f"case {case} ({model}): edge ROC")
+        out_doc["cases"].append({"case": case, "model": model, "methods": rows, "plot": str(png)})
+    with json_stdout(args.json) as out:
+        if args.json:
+            emit(out_doc, out)
+        else:
+            for c in out_doc["cases"]:
+                for r in c["methods"]:
+                    print(f"case {c['case']:>4} {c['model']:<7} {r['method']:<28} edge AUROC {_f(r['edges_auroc'])} "
+                          f"(pessimistic {_f(r['edges_pessimistic_auc'])})  node AUROC {_f(r['nodes_auroc'])}", file=out)
+                print(f"  plot: {c['plot']}", file=out)
+    return 0
+
+
+def _f(x) -> str:
+    return "  nan" if x is None else f"{x:.3f}"
+
+
+def _engine_for(doc: dict, ablation: str | None, n: int | None):
+    from benchmark.runner import build_problem, job_from_result
+    from cases import get_case
+
+    job = job_from_result(doc)
+    if ablation:
+        job.ablation = ablation
+    if n:
+        job.n = n
+    case = get_case(job.case)
+    problem = build_problem(job, case, doc["model"])
+    return case, problem, problem.engine()
+
+
+def cmd_eval_faithfulness(args) -> int:
+    from benchmark.cli import _setup_torch
+    from evaluations.faithfulness import circuit_faithfulness, faithfulness_curve
+    from evaluations.plots import plot_faithfulness
+
+    _setup_torch()
+    out_doc = {"cases": []}
+    for (case_id, model), items in sorted(_by_case(_result_docs(args.paths)).items()):
+        curves, rows = {}, []
+        for path, doc in items:
+            scores = (doc.get("scores") or {}).get("edges")
+            if not scores:
+                log(f"skip {path}: no edge scores")
+                continue
+            case, problem, engine = _engine_for(doc, args.ablation, args.n)
+            curve = faithfulness_curve(engine, problem.graph, scores, policy=args.policy, prune=not args.no_prune)
+            gt = case.ground_truth(doc["model"])
+            gt_f = circuit_faithfulness(engine, problem.graph.mask_for(gt))
+            doc_f = {"schema": results.SCHEMA, "result": str(path), "case": case_id, "model": model,
+                     "method": doc["method"], "curve": curve.to_json(), "ground_truth_faithfulness": gt_f}
+            results.write_json_atomic(path.parent / "faithfulness.json", doc_f)
+            curves[_label(doc)] = curve
+            rows.append({"method": _label(doc), "cpr": curve.cpr, "cmd": curve.cmd, "ground_truth_faithfulness": gt_f,
+                         "path": str(path.parent / "faithfulness.json")})
+        if rows:
+            png = plot_faithfulness(curves, _plot_dir(args, *items[0]) / "faithfulness.png",
+                                    title=f"case {case_id} ({model}): faithfulness ({args.policy})")
+            out_doc["cases"].append({"case": case_id, "model": model, "methods": rows, "plot": str(png)})
+    with json_stdout(args.json) as out:
+        if args.json:
+            emit(out_doc, out)
+        else:
+            for c in out_doc["cases"]:
+                for r in c["methods"]:
+                    print(f"case {c['case']:>4} {c['model']:<7} {r['method']:<28} CPR {_f(r['cpr'])}  CMD {_f(r['cmd'])}  "
+                          f"(ground truth f = {_f(r['ground_truth_faithfulness'])})", file=out)
+                print(f"  plot: {c['plot']}", file=out)
+    return 0
+
+
+def _case_engine(args, ablation: str):
+    from benchmark.cli import _setup_torch
+    from benchmark.runner import DEFAULT_N, Job, build_problem
+    from cases import get_case
+
+    if not args.case:
+        raise UsageError(f"eval {args.what} needs a case: -i ID")
+    case = get_case(args.case)
+    model = case.resolve_model(args.model)
+    _setup_torch()
+    job = Job(case=str(case.id), method="none", model=model, seed=args.seed, n=args.n or DEFAULT_N, ablation=ablation)
+    problem = build_problem(job, case, model)
+    return case, model, problem
+
+
+def cmd_eval_realism(args) -> int:
+    from evaluations.realism import gt_node_realism, node_realism
+
+    ablation = args.ablation or "zero"
+    case, model, problem = _case_engine(args, ablation)
+    engine = problem.engine()
+    if args.what == "gt_node_realism":
+        rows = [gt_node_realism(engine, case.ground_truth(model))]
+    else:
+        if not args.nodes:
+            raise UsageError("eval node_realism needs --nodes (the hypothesis' heads/MLPs, e.g. a0.h0 m1)")
+        unknown = set(args.nodes) - set(problem.graph.nodes)
+        if unknown:
+            raise UsageError(f"nodes not in the model's graph: {', '.join(sorted(unknown))}")
+        rows = node_realism(engine, {"hypothesis": args.nodes})
+    doc = {"case": str(case.id), "model": model, "ablation": ablation, "rows": [r.to_json() for r in rows]}
+    with json_stdout(args.json) as out:
+        if args.json:
+            emit(doc, out)
+        else:
+            for r in rows:
+                print(f"case {case.id} ({model}) {r.name}: {r.n_nodes} nodes kept, realism {_f(r.score)} "
+                      f"({'relative' if r.relative else 'absolute'} accuracy, {ablation} ablation)", file=out)
+    return 0
+
+
+def cmd_eval_iit(args) -> int:
+    from evaluations.iit import iit_report, to_csv, to_json
+
+    case, model, problem = _case_engine(args, "corrupted")
+    report = iit_report(problem.model, problem.graph, problem.data, case.output_type, case.ground_truth(model),
+                        engines={"corrupted": problem.engine()})
+    where = Path(args.out or "results") / results.safe_component(str(case.id)) / results.safe_component(model)
+    csv_path = to_csv(report.rows, where / "iit.csv")
+    doc = {"case": str(case.id), "model": model, **report.to_json(), "csv": str(csv_path)}
+    to_json(doc, where / "iit.json")
+    with json_stdout(args.json) as out:
+        if args.json:
+            emit(doc, out)
+        else:
+            for r in report.rows:
+                print("  ".join(f"{k}={_f(v) if isinstance(v, float) else v}" for k, v in r.items()), file=out)
+            print(f"summary: {report.summary}", file=out)
+            print(f"wrote {csv_path} and {where / 'iit.json'}", file=out)
+    return 0
+
+
 def cmd_eval(args) -> int:
-    raise UsageError(f"eval {args.what} is not wired yet")
+    if args.what == "roc":
+        return cmd_eval_roc(args)
+    if args.what == "faithfulness":
+        return cmd_eval_faithfulness(args)
+    if args.what in ("node_realism", "gt_node_realism"):
+        return cmd_eval_realism(args)
+    return cmd_eval_iit(args)
 
 
 del sys

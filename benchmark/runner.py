@@ -135,7 +135,6 @@ def build_problem(job: Job, case, model_kind: str):
 def _execute(job: Job, case, model_kind: str, log) -> dict[str, Any]:
     import torch
 
-    from evaluations.roc import method_roc
     from methods import get_method
 
     t_setup = time.perf_counter()
@@ -163,6 +162,22 @@ def _execute(job: Job, case, model_kind: str, log) -> dict[str, Any]:
     if output.sweep is not None:
         doc["sweep"] = [{"param": p, "edges": sorted(c.edges), "nodes": sorted(c.nodes)} for p, c in output.sweep]
     return doc
+
+
+def method_roc(output, truth, graph) -> dict[str, Any]:
+    """The result's ``roc`` block. Methods with a hyper-parameter sweep (ACDC, SP) get their ROC from
+    the sweep (one point per circuit), as the contract says; their per-edge scores give a second
+    curve under ``edges_from_scores``. Methods with scores only get it by thresholding the scores."""
+    from core.protocols import MethodOutput
+    from evaluations.roc import edge_roc, node_roc
+
+    primary = MethodOutput(sweep=output.sweep, info=output.info) if output.sweep else output
+    roc = {"edges": edge_roc(primary, truth, graph).to_json(),
+           "nodes": node_roc(primary, truth, graph).to_json(),
+           "nodes_no_endpoints": node_roc(primary, truth, graph, include_endpoints=False).to_json()}
+    if output.sweep and output.edge_scores:
+        roc["edges_from_scores"] = edge_roc(output, truth, graph).to_json()
+    return roc
 
 
 def job_from_result(doc: dict[str, Any], out: str = "results") -> Job:

@@ -28,6 +28,7 @@ class CaseData:
     mask: torch.Tensor
     seed: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    corrupted_pos: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         shapes = {t.shape for t in (self.clean, self.corrupted, self.clean_labels,
@@ -36,14 +37,18 @@ class CaseData:
             raise ValueError(f"CaseData tensors must all be [n, seq]; got shapes {sorted(map(tuple, shapes))}")
         if self.mask.dtype != torch.bool:
             self.mask = self.mask.bool()
+        if self.corrupted_pos is not None and self.corrupted_pos.shape != self.clean.shape:
+            raise ValueError(f"corrupted_pos must be [n, seq] like the tokens, got {tuple(self.corrupted_pos.shape)}")
 
     def __len__(self) -> int:
         return self.clean.shape[0]
 
     def to(self, device: str | torch.device) -> "CaseData":
+        pos = None if self.corrupted_pos is None else self.corrupted_pos.to(device)
         return CaseData(self.clean.to(device), self.corrupted.to(device), self.clean_labels.to(device),
-                        self.corrupted_labels.to(device), self.mask.to(device), self.seed, self.meta)
+                        self.corrupted_labels.to(device), self.mask.to(device), self.seed, self.meta, pos)
 
     def subset(self, idx) -> "CaseData":
+        pos = None if self.corrupted_pos is None else self.corrupted_pos[idx]
         return CaseData(self.clean[idx], self.corrupted[idx], self.clean_labels[idx],
-                        self.corrupted_labels[idx], self.mask[idx], self.seed, self.meta)
+                        self.corrupted_labels[idx], self.mask[idx], self.seed, self.meta, pos)

@@ -105,8 +105,8 @@ class PatchEngine:
             clean_acts, self.clean_logits = self.sender_activations(self.clean, return_logits=True)
             self.clean_acts = clean_acts
             if ablation == "corrupted":
-                self.ablated, self.corrupted_logits = self.sender_activations(data.corrupted.to(self.device),
-                                                                              return_logits=True)
+                self.ablated, self.corrupted_logits = self.sender_activations(
+                    data.corrupted.to(self.device), return_logits=True, fwd_hooks=self.corrupted_run_hooks())
             elif ablation == "mean":
                 self.ablated = [a.mean(0, keepdim=True) for a in clean_acts]
                 self.corrupted_logits = None
@@ -115,6 +115,14 @@ class PatchEngine:
                 self.corrupted_logits = None
 
     # ---- plain runs ---------------------------------------------------------------------------------
+    def corrupted_run_hooks(self) -> list:
+        """Hooks of the corrupted run: position scrambling when the data asks for it."""
+        pos = self.data.corrupted_pos
+        if pos is None:
+            return []
+        pos = pos.to(self.device)
+        return [("hook_pos_embed", lambda x, hook: self.model.W_pos[pos].to(x.dtype))]
+
     def sender_activations(self, tokens: torch.Tensor, return_logits: bool = False, fwd_hooks=()):
         """Each sender group's output ``[n, pos, size, d]`` on ``tokens`` (no patching)."""
         acts: dict[str, torch.Tensor] = {}
@@ -226,6 +234,73 @@ class PatchEngine:
         out = [loss_fn(self.run(masks[i:i + chunk])) for i in range(0, masks.shape[0], chunk)]
         return torch.cat([o.reshape(-1) for o in out])
 
+    # ---- restarting from cached clean activations (ACDC's start-at-layer trick) ---------------------
+    def run_from(self, layer: int, masks: torch.Tensor) -> torch.Tensor:
+        """:meth:`run` started at block ``layer`` from the cached clean residual stream.
+
+        Valid (and then equal to ``run(masks)`` up to float rounding) only when every edge into a
+        receiver below ``layer`` is kept in all K masks: the residual stream entering block ``layer``
+        and every sender output below it are then the clean ones, so the senders that do not run
+        contribute their cached ``ablated - clean`` differences. Raises ``ValueError`` otherwise.
+        """
+        if masks.dim() == 1:
+            masks = masks.unsqueeze(0)
+        if masks.shape[-1] != self.graph.n_edges:
+            raise ValueError(f"mask has {masks.shape[-1]} edges, the graph has {self.graph.n_edges}")
+        if not 0 <= layer < self.graph.n_layers:
+            raise ValueError(f"layer must be in [0, {self.graph.n_layers}), got {layer}")
+        masks = masks.to(self.device, self.model.cfg.dtype)
+        below = self._edges_into_layers_below(layer)
+        if below.any() and bool((masks[:, below] != 1).any()):
+            raise ValueError(f"run_from({layer}) needs every edge into a receiver below layer {layer} kept")
+        K, n = masks.shape[0], self.clean.shape[0]
+        hooks = self._hooks(self.dense_weights(masks), n, self.ablated, None, None, None)
+        # Sender groups whose hook sits before block `layer` never fire: feed their clean outputs to
+        # their sender hooks by hand (in sender order, as the receivers expect).
+        for (_, sender_hook), g, clean in zip(hooks, self.senders, self.clean_acts):
+            if _hook_layer(g.hook) >= layer:
+                break
+            x = clean if g.per_head else clean[..., 0, :]
+            sender_hook(x.repeat(K, *([1] * (x.dim() - 1))), None)
+        resid = self._clean_resid_pre(layer)
+        logits = self.model.run_with_hooks(resid.repeat(K, 1, 1), start_at_layer=layer, fwd_hooks=hooks)
+        return logits.view(K, n, *logits.shape[1:])
+
+    @torch.no_grad()
+    def evaluate_from(self, layer: int, masks: torch.Tensor, loss_fn: LossFn | None = None,
+                      chunk: int | None = None) -> torch.Tensor:
+        """:meth:`evaluate` through :meth:`run_from` (same precondition): ``[K]`` losses."""
+        if masks.dim() == 1:
+            masks = masks.unsqueeze(0)
+        loss_fn = loss_fn or self.default_loss()
+        chunk = chunk or self.chunk_size()
+        out = [loss_fn(self.run_from(layer, masks[i:i + chunk])) for i in range(0, masks.shape[0], chunk)]
+        return torch.cat([o.reshape(-1) for o in out])
+
+    def _edges_into_layers_below(self, layer: int) -> torch.Tensor:
+        cache = self.__dict__.setdefault("_below_cache", {})
+        if layer not in cache:
+            e, _, r = self.slots.unbind(1)
+            r_layer = torch.tensor([_hook_layer(rc.hook) for rc in self.graph.receivers], device=self.device)
+            below = torch.zeros(self.graph.n_edges, dtype=torch.bool, device=self.device)
+            below[e[r_layer[r] < layer]] = True
+            cache[layer] = below
+        return cache[layer]
+
+    @torch.no_grad()
+    def _clean_resid_pre(self, layer: int) -> torch.Tensor:
+        """``blocks.{layer}.hook_resid_pre`` on the clean input (cached)."""
+        cache = self.__dict__.setdefault("_resid_cache", {})
+        if layer not in cache:
+            saved = {}
+
+            def save(x, hook):
+                saved["x"] = x
+            self.model.run_with_hooks(self.clean, fwd_hooks=[(f"blocks.{layer}.hook_resid_pre", save)],
+                                      stop_at_layer=layer + 1)
+            cache[layer] = saved["x"].detach()
+        return cache[layer]
+
     # ---- attribution primitives ------------------------------------------------------------------------
     def full_mask(self) -> torch.Tensor:
         return torch.ones(self.graph.n_edges, device=self.device, dtype=self.model.cfg.dtype)
@@ -271,3 +346,8 @@ class PatchEngine:
             yield
         finally:
             self.model.train(was)
+
+
+def _hook_layer(hook: str) -> int:
+    """The block a hook sits in (``blocks.3.attn.hook_result`` -> 3); -1 for the embeddings."""
+    return int(hook.split(".")[1]) if hook.startswith("blocks.") else -1

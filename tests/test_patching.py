@@ -174,3 +174,18 @@ def test_toy_planted_circuit_edges_matter(toy):
     assert (effects[gt == 1] > 1e-7).all()          # every planted edge matters
     assert (effects[gt == 0].abs() < 1e-9).all()    # every other edge is exactly irrelevant
     assert engine.evaluate(gt).abs().max() < 1e-6  # the planted circuit alone is the model
+
+
+def test_position_scrambled_corrupted_run():
+    model = random_model(None)
+    graph = Graph.from_model(model)
+    data = random_data()
+    g = torch.Generator().manual_seed(3)
+    pos = torch.stack([torch.randperm(data.clean.shape[1], generator=g) for _ in range(len(data))])
+    data.corrupted_pos = pos
+    engine = PatchEngine(model, graph, data, "categorical")
+    with torch.no_grad():
+        hooks = [("hook_pos_embed", lambda x, hook: model.W_pos[pos])]
+        ref = model.run_with_hooks(data.corrupted, fwd_hooks=hooks)
+        assert (engine.run(torch.zeros(graph.n_edges))[0] - ref).abs().max() < 1e-9
+        assert (engine.corrupted_logits - ref).abs().max() < 1e-12

@@ -1,0 +1,79 @@
+"""The command line: errors, JSON output, result files, resume."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmark.cli import main
+from core.results import load_result
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "main.py", *args], cwd=cwd, capture_output=True, text=True,
+                          env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HOME": "/tmp",
+                               "PYTHONPATH": str(ROOT)})
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["run", "nosuchmethod", "-i", "toy"], "unknown method 'nosuchmethod'"),
+    (["cases", "show", "99999"], "unknown case '99999'"),
+    (["frobnicate"], "invalid choice"),
+    (["cases", "list", "--jsn"], "did you mean --json"),
+    (["run", "eap-ig", "-i", "toy", "--integrated-grad-step", "3"], "did you mean --integrated-grad-steps"),
+    (["run", "acdc", "-i", "toy", "--lambda-reg", "3"], "--lambda-reg is a flag of sp"),
+    (["run", "random", "-i", "toyy"], "did you mean toy"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, needle, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1, err
+
+
+def test_run_writes_a_valid_result_and_json_is_one_document(tmp_path):
+    out = tmp_path / "res"
+    p = cli("run", "random", "-i", "toy", "--out", str(out), "--json", "-n", "16")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)  # exactly one JSON document on stdout
+    path = Path(doc["path"])
+    assert path.exists() and path.parent.parent.name == "random"
+    on_disk = load_result(path)
+    for key in ("schema", "case", "model", "method", "params", "seed", "status", "error", "graph", "scores",
+                "roc", "timing", "versions"):
+        assert key in on_disk, key
+    assert on_disk["status"] == "ok" and on_disk["error"] is None
+    assert on_disk["graph"]["n_edges"] == len(on_disk["scores"]["edges"]) == 46
+    assert 0.0 <= on_disk["roc"]["edges"]["auroc"] <= 1.0
+    assert not list(path.parent.glob(".*.tmp"))  # atomic write left no temporary file
+
+
+def test_resume_skips_finished_runs(tmp_path, capsys):
+    args = ["run", "random", "-i", "toy", "--out", str(tmp_path), "-n", "8"]
+    assert main(args) == 0
+    (path,) = list(tmp_path.rglob("result.json"))
+    before = path.stat().st_mtime_ns
+    assert main(args + ["--resume"]) == 0
+    assert path.stat().st_mtime_ns == before
+    assert main(args) == 0  # without --resume the run is recomputed (same id, same directory)
+    assert len(list(tmp_path.rglob("result.json"))) == 1
+
+
+def test_failed_run_is_recorded_and_exits_nonzero(tmp_path, capsys):
+    # the oracle baseline needs a ground truth; a plug-in that raises stands in for a crashing method
+    assert main(["run", "tests.plugin_methods:Crashing", "-i", "toy", "--out", str(tmp_path), "-n", "8"]) == 1
+    (path,) = list(tmp_path.rglob("result.json"))
+    doc = load_result(path)
+    assert doc["status"] == "error" and "deliberate failure" in doc["error"]
+
+
+def test_plugin_method_by_module_path(tmp_path, capsys):
+    assert main(["run", "tests.plugin_methods:SenderIndex", "-i", "toy", "--out", str(tmp_path), "-n", "8",
+                 "--power", "2"]) == 0
+    (path,) = list(tmp_path.rglob("result.json"))
+    doc = load_result(path)
+    assert doc["params"] == {"power": 2.0}
+    assert doc["scores"]["edges"]["input->a0.h1<q>"] == 1.0 and doc["scores"]["edges"]["input->a0.h0<k>"] == 4.0

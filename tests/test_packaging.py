@@ -1,0 +1,62 @@
+"""Static checks of the Dockerfile, packaging and CLI start-up (no Docker engine on these machines)."""
+
+import ast
+import shlex
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def dockerfile_instructions():
+    lines, buf = [], ""
+    for raw in (ROOT / "Dockerfile").read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        buf += line.rstrip("\\") + " "
+        if not line.endswith("\\"):
+            lines.append(buf.strip())
+            buf = ""
+    return [(ln.split(None, 1)[0].upper(), ln.split(None, 1)[1] if " " in ln else "") for ln in lines]
+
+
+def test_dockerfile_parses_and_copies_existing_files():
+    instr = dockerfile_instructions()
+    known = {"FROM", "ENV", "WORKDIR", "RUN", "COPY", "ENTRYPOINT", "CMD", "ARG", "LABEL"}
+    assert instr[0][0] == "FROM"
+    assert all(op in known for op, _ in instr), instr
+    copies = [shlex.split(args) for op, args in instr if op == "COPY"]
+    assert copies
+    for parts in copies:
+        for src in parts[:-1]:
+            assert (ROOT / src).exists(), f"Dockerfile copies missing {src}"
+    # every package the wheel ships is copied into the image
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = {p["include"] for p in pyproject["tool"]["poetry"]["packages"]}
+    copied = {src for parts in copies for src in parts[:-1]}
+    assert packages <= copied, packages - copied
+    entry = dict(instr)["ENTRYPOINT"]
+    assert ast.literal_eval(entry) == ["circuit-bench"]
+
+
+def test_pyproject_uses_poetry_core_and_console_script():
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert pyproject["build-system"]["build-backend"] == "poetry.core.masonry.api"
+    assert pyproject["project"]["scripts"]["circuit-bench"] == "benchmark.cli:main"
+    deps = " ".join(pyproject["project"]["dependencies"])
+    assert "transformer-lens>=3.9,<4" in deps
+
+
+def test_help_and_cases_list_do_not_import_heavy_modules():
+    code = ("import sys, io, contextlib\n"
+            "from benchmark.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    main(['cases', 'list', '--json'])\n"
+            "    try:\n        main(['--help'])\n    except SystemExit:\n        pass\n"
+            "bad = [m for m in ('jax', 'transformer_lens', 'tracr.compiler') if m in sys.modules]\n"
+            "print(','.join(bad))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"heavy modules imported: {out.stdout}"
