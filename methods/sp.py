@@ -1,0 +1,148 @@
+"""Subnetwork Probing (SP): learn hard-concrete (Louizos et al. L0) gates on nodes or edges.
+
+Gates. Each gate j has a logit ``log_alpha_j`` (the only trained parameters; the model is frozen).
+A sample draws u ~ U(eps, 1 - eps) and gives
+``z = clamp(sigmoid((log u - log(1 - u) + log_alpha) / beta) * (zeta - gamma) + gamma, 0, 1)``
+with beta = 2/3, gamma = -0.1, zeta = 1.1; logits start at ``log(p / (1 - p))``,
+``p = (mask_p - gamma) / (zeta - gamma)`` (mask_p = 0.9: log_alpha = log 5, gates mostly on).
+
+* node level (default): one gate per head and per MLP; ``input`` (and ``pos``) are never gated. An
+  edge's mask is its sender's gate (a node gate multiplies all its outgoing edges' masks).
+* edge level (``edgewise=True``): one gate per edge, used as that edge's mask.
+
+Mask 1 keeps an edge, 0 ablates it (the problem's ablation, through the patching engine).
+Loss per step = ``problem.loss_fn()`` (KL / MSE to the model's own clean output by default)
+averaged over ``n_samples`` gate samples, plus ``lambda * mean_j sigmoid(log_alpha_j - beta *
+log(-gamma / zeta))`` (the expected L0, mean over gates). Adam on the logits, full data each step;
+the noise comes from a ``torch.Generator`` seeded with ``problem.seed`` (re-seeded per lambda),
+so the result is deterministic given the seed (on one device).
+
+Read-out (deterministic, never a random sample): the *deterministic gate* is
+``sigmoid(log_alpha) * (zeta - gamma) + gamma`` (the noise-free sample at u = 1/2, before
+clamping; in (-0.1, 1.1)). A gate is on iff it is > 0.5, i.e. iff ``log_alpha > 0``.
+
+* edge level: the circuit is the edges whose gate is on; ``edge_scores`` = deterministic gate.
+* node level: the circuit is ``graph.node_edge_mask(nodes on + input/pos)`` (edges between kept
+  nodes); ``node_scores`` = deterministic gate (zeta = 1.1 for the never-gated ``input``, ``pos``,
+  ``logits``); ``edge_scores[u->v]`` = min(score(u), score(v)), so ``> 0.5`` gives the circuit.
+
+With ``lambdas`` one independent run per lambda (ascending); ``sweep = [(lambda, circuit), ...]``
+and the scores are the mean over the runs of the per-run scores. Without it, one run at
+``lambda_reg``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from core import naming
+from core.circuit import Circuit
+from core.protocols import Method, MethodOutput, Problem
+
+BETA, GAMMA, ZETA = 2 / 3, -0.1, 1.1
+EPS = 1e-6
+
+
+def init_log_alpha(mask_p: float) -> float:
+    p = (mask_p - GAMMA) / (ZETA - GAMMA)
+    return math.log(p / (1 - p))
+
+
+def sample_gates(log_alpha: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + log_alpha) / BETA)
+    return (s * (ZETA - GAMMA) + GAMMA).clamp(0.0, 1.0)
+
+
+def deterministic_gates(log_alpha: torch.Tensor) -> torch.Tensor:
+    """The noise-free gate before clamping: > 0.5 iff log_alpha > 0."""
+    return torch.sigmoid(log_alpha) * (ZETA - GAMMA) + GAMMA
+
+
+def expected_l0(log_alpha: torch.Tensor) -> torch.Tensor:
+    """P(gate != 0) per gate."""
+    return torch.sigmoid(log_alpha - BETA * math.log(-GAMMA / ZETA))
+
+
+class SubnetworkProbing(Method):
+    """Hard-concrete L0 mask learning, node level (default) or edge level (``edgewise=True``)."""
+
+    name = "sp"
+
+    def __init__(self, lambda_reg: float = 1.0, lambdas: list[float] | None = None, edgewise: bool = False,
+                 epochs: int = 200, lr: float = 0.1, n_samples: int = 1, mask_p: float = 0.9):
+        if epochs < 1 or n_samples < 1:
+            raise ValueError("epochs and n_samples must be >= 1")
+        if not 0 < mask_p < 1:
+            raise ValueError(f"mask_p must be in (0, 1), got {mask_p}")
+        self.lambda_reg = lambda_reg
+        self.lambdas = None if lambdas is None else sorted(float(x) for x in lambdas)
+        self.edgewise = edgewise
+        self.epochs, self.lr, self.n_samples, self.mask_p = epochs, lr, n_samples, mask_p
+
+    def discover(self, problem: Problem) -> MethodOutput:
+        graph = problem.graph
+        gated = [s for s in graph.senders if s not in (naming.INPUT, naming.POS)]
+        lams = self.lambdas if self.lambdas is not None else [float(self.lambda_reg)]
+        sweep, runs = [], []
+        for lam in lams:
+            log_alpha = self._train(problem, gated, lam)
+            score = deterministic_gates(log_alpha)
+            runs.append(score)
+            on = log_alpha > 0
+            if self.edgewise:
+                circuit = graph.circuit_from_mask(on.float())
+            else:
+                nodes = {n for n, k in zip(gated, on.tolist()) if k} | (set(graph.senders) - set(gated))
+                circuit = Circuit.from_edges(graph.circuit_from_mask(graph.node_edge_mask(nodes)).edges,
+                                             extra_nodes=nodes | {naming.LOGITS})
+            sweep.append((lam, circuit))
+        score = torch.stack(runs).mean(0).tolist()
+        info = {"lambdas": lams, "readout": "gate on iff log_alpha > 0 (deterministic gate > 0.5)"}
+        if self.edgewise:
+            info["score"] = "deterministic gate sigmoid(log_alpha)*(zeta-gamma)+gamma, mean over lambdas"
+            return MethodOutput(edge_scores=dict(zip(graph.edges, score)), sweep=sweep, info=info)
+        node_scores = {n: ZETA for n in graph.nodes}
+        node_scores.update(zip(gated, score))
+        senders, receivers = graph.edge_sender_receiver()
+        edge_scores = {e: min(node_scores[s], node_scores[r]) for e, s, r in zip(graph.edges, senders, receivers)}
+        info["score"] = ("node: deterministic gate (mean over lambdas), 1.1 for input/pos/logits; "
+                         "edge: min of its endpoints' node scores")
+        return MethodOutput(edge_scores=edge_scores, node_scores=node_scores, sweep=sweep, info=info)
+
+    # ---- training -----------------------------------------------------------------------------------
+    def _train(self, problem: Problem, gated: list[str], lam: float) -> torch.Tensor:
+        graph, engine, loss_fn = problem.graph, problem.engine(), problem.loss_fn()
+        device = engine.device
+        if self.edgewise:
+            n_gates, to_edges = graph.n_edges, (lambda z: z)
+        else:
+            # column index into [1 (never gated), gates...] for each edge's sender
+            col = {n: i + 1 for i, n in enumerate(gated)}
+            senders, _ = graph.edge_sender_receiver()
+            idx = torch.tensor([col.get(s, 0) for s in senders], device=device)
+            n_gates = len(gated)
+
+            def to_edges(z):
+                return torch.cat([torch.ones_like(z[..., :1]), z], -1)[..., idx]
+        gen = torch.Generator().manual_seed(problem.seed)
+        log_alpha = torch.full((n_gates,), init_log_alpha(self.mask_p), device=device, requires_grad=True)
+        opt = torch.optim.Adam([log_alpha], lr=self.lr)
+        params = [p for p in problem.model.parameters() if p.requires_grad]
+        try:
+            for p in params:  # the model is frozen: gradients flow to the gates only
+                p.requires_grad_(False)
+            with engine.eval_mode():
+                for _ in range(self.epochs):
+                    u = torch.rand(self.n_samples, n_gates, generator=gen, dtype=torch.float64)
+                    u = u.clamp(EPS, 1 - EPS).to(device, log_alpha.dtype)
+                    masks = to_edges(sample_gates(log_alpha, u))
+                    loss = loss_fn(engine.run(masks)).mean() + lam * expected_l0(log_alpha).mean()
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+        finally:
+            for p in params:
+                p.requires_grad_(True)
+        return log_alpha.detach().cpu()
