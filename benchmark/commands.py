@@ -43,6 +43,16 @@ def default_cases() -> list[str]:
     return [cid for cid in case_ids("tracr") if "trivial" not in get_case(cid).flags]
 
 
+def sweep_params(method: str) -> dict:
+    """Default hyper-parameter grids for methods that output circuits (so ROC curves have points)."""
+    if method == "acdc":
+        from methods.acdc import default_thresholds
+        return {"thresholds": default_thresholds()}
+    if method == "sp":
+        return {"lambdas": [round(10 ** (-3 + 3 * i / 10), 6) for i in range(11)]}  # 10^linspace(-3, 0, 11)
+    return {}
+
+
 def cmd_benchmark(args) -> int:
     from benchmark.cli import _progress, _setup_torch, summary_line
     from benchmark.runner import DEFAULT_N, Job, run_job
@@ -55,7 +65,7 @@ def cmd_benchmark(args) -> int:
     for m in args.methods:
         method_class(m)
     _setup_torch()
-    jobs = [Job(case=cid, method=m, model=args.model, seed=args.seed, n=args.n or DEFAULT_N,
+    jobs = [Job(case=cid, method=m, model=args.model, params=sweep_params(m), seed=args.seed, n=args.n or DEFAULT_N,
                 ablation=args.ablation, device=args.device, out=args.out) for cid in cases for m in args.methods]
     with json_stdout(args.json) as out:
         if args.executor == "ray":
