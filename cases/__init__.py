@@ -16,13 +16,10 @@ _CACHE: dict[str, Case] = {}
 def _factories() -> dict[str, tuple[str, object]]:
     """id -> (kind, zero-argument factory). Cheap: builds no model, imports no JAX."""
     from cases.toy import ToyCase
+    from cases.tracr.case import TracrCase
+    from cases.tracr.table import TRACR_CASES
 
     out: dict[str, tuple[str, object]] = {"toy": ("toy", ToyCase)}
-    try:
-        from cases.tracr.table import TRACR_CASES
-        from cases.tracr.case import TracrCase
-    except ImportError:  # the Tracr registry is optional while it is being built
-        TRACR_CASES = {}
     for cid, spec in TRACR_CASES.items():
         out[cid] = ("tracr", lambda spec=spec: TracrCase(spec))
     return out
