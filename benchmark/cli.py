@@ -364,8 +364,27 @@ def summary_line(doc: dict) -> str:
             f"node AUROC {fmt(n.get('auroc'))}, {doc['timing']['seconds']:.2f}s -> {where}")
 
 
-def cmd_train(args) -> int:
-    raise UsageError(f"train {args.what} is not available yet: SIIT training and the IOI case are still being built")
+def cmd_train(args, extra: Sequence[str]) -> int:
+    """``train iit`` (SIIT on a Tracr case) and ``train ioi``: flags parsed by the trainers' own parsers."""
+    p = Parser(prog=f"circuit-bench train {args.what}")
+    if args.what == "iit":
+        from benchmark.train import add_train_iit_arguments, run_train_iit
+        add_train_iit_arguments(p)
+        run = run_train_iit
+    else:
+        from cases.ioi.train import add_train_ioi_arguments, run_train_ioi
+        add_train_ioi_arguments(p)
+        run = run_train_ioi
+    ns = p.parse_args(list(extra))
+    _setup_torch()
+    with json_stdout(getattr(ns, "json", False)) as out:
+        if getattr(ns, "json", False):
+            real, sys.stdout = sys.stdout, out
+            try:
+                return run(ns)
+            finally:
+                sys.stdout = real
+        return run(ns)
 
 
 def dispatch(args, extra: Sequence[str], subs: dict[str, Parser]) -> int:
@@ -374,6 +393,8 @@ def dispatch(args, extra: Sequence[str], subs: dict[str, Parser]) -> int:
         raise UsageError("a COMMAND is needed: cases, run, eval, train, benchmark or leaderboard (see --help)")
     if cmd == "run":
         return cmd_run(args, extra)
+    if cmd == "train":
+        return cmd_train(args, extra)
     key = f"cases {args.cases_command}" if cmd == "cases" and args.cases_command else cmd
     if extra:
         subs[key].error(f"unrecognized arguments: {' '.join(extra)}")
@@ -381,8 +402,6 @@ def dispatch(args, extra: Sequence[str], subs: dict[str, Parser]) -> int:
         if not args.cases_command:
             raise UsageError("cases needs a subcommand: list, show or build")
         return {"list": cmd_cases_list, "show": cmd_cases_show, "build": cmd_cases_build}[args.cases_command](args)
-    if cmd == "train":
-        return cmd_train(args)
     from benchmark import commands  # evaluation, benchmark and leaderboard commands
 
     return getattr(commands, f"cmd_{cmd}")(args)
