@@ -424,6 +424,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # bad parameter values for a method or evaluation: still one line, still a usage problem
         print(f"circuit-bench: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # `circuit-bench cases list | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("circuit-bench: interrupted (finished results are kept; re-run with --resume)", file=sys.stderr)
         return 130

@@ -230,7 +230,7 @@ class TracrCase(Case):
         self.id = spec.id
         self.description = spec.description
         self.output_type = spec.output_type
-        self.flags = dict(spec.flags)
+        self._flags: dict[str, str] | None = None
         self._compiled: CompiledModel | None = None
 
     def __repr__(self) -> str:
@@ -335,6 +335,27 @@ class TracrCase(Case):
             for k in ("input_encoder", "output_encoder"):  # from now on the model's own encoders
                 self.__dict__.pop(k, None)
         return self._compiled
+
+    @property
+    def flags(self) -> dict[str, str]:
+        """The table's flags (trivial, consecutive_attention, ...) plus every tracr defect found when
+        the program was compiled (``tracr:<code>`` -> message), read from the cache's JSON only."""
+        if self._flags is None:
+            import json
+
+            from cases.tracr import cache as cache_mod
+            from cases.tracr.compiled import META_FILE
+
+            flags = dict(self.spec.flags)
+            kw = self.compile_kwargs()
+            key = cache_mod.cache_key(self.program, kw["vocab"], kw["max_seq_len"], causal=kw["causal"],
+                                      compiler_bos=BOS, compiler_pad=PAD)
+            meta = cache_mod.default_cache_dir() / key / META_FILE
+            if meta.is_file():
+                for d in json.loads(meta.read_text()).get("defects", []):
+                    flags.setdefault(f"tracr:{d['code']}", d["message"])
+            self._flags = flags
+        return self._flags
 
     def cached_model(self) -> "CompiledModel | None":
         """The compiled model if it is already in the cache (never compiles, never imports JAX)."""

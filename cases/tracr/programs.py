@@ -17,6 +17,7 @@ Conventions chosen here (where the InterpBench text leaves room):
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from typing import Callable
 
@@ -32,7 +33,13 @@ Cmp = rasp.Comparison
 def build(builder: Callable[[], "rasp.SOp"]) -> "rasp.SOp":
     """Build a program with tracr's label counter reset, so labels are reproducible (``name_1`` is the sink)."""
     rasp.RASPExpr._ids = itertools.count(1)
-    return builder()
+    absl = logging.getLogger("absl")  # tracr logs a style warning for SequenceMap(f, x, x); ours are deliberate
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    try:
+        return builder()
+    finally:
+        absl.setLevel(level)
 
 
 def _r(x: float, nd: int = 4) -> float:
