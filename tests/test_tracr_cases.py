@@ -370,3 +370,27 @@ KNOWN_DEAD_EDGES: dict[str, tuple[str, ...]] = {
     "88": _CONST_Q + _CONST_MAP,
     "82": ("input->a0.h0<q>",),  # length = SelectorWidth(Select(tokens, tokens, TRUE)): the query is ignored
 }
+
+
+def _node_effects(case, n=200):
+    """Loss change when each ground-truth head/MLP has every outgoing edge ablated (corrupted run)."""
+    _, engine, graph, gt = _faithfulness(case, n=n)
+    nodes = sorted(gt.nodes - {"input", "logits"})
+    masks = torch.ones(len(nodes), graph.n_edges)
+    senders, _ = graph.edge_sender_receiver()
+    for i, node in enumerate(nodes):
+        masks[i, [e for e, s in enumerate(senders) if s == node]] = 0
+    return dict(zip(nodes, engine.evaluate(masks).tolist()))
+
+
+@pytest.mark.parametrize("cid", ["3", "13", "21"])
+def test_removing_any_ground_truth_node_changes_the_output_sample(cases, cid):
+    effects = _node_effects(cases(cid))
+    assert effects and all(v > 1e-6 for v in effects.values()), effects
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cid", ALL_IDS)
+def test_removing_any_ground_truth_node_changes_the_output(cid):
+    effects = _node_effects(TracrCase(cid))
+    assert all(v > 1e-6 for v in effects.values()), {k: v for k, v in effects.items() if not v > 1e-6}
