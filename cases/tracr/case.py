@@ -26,7 +26,7 @@ import torch
 
 from core.circuit import Circuit
 from core.data import CaseData
-from core.metrics import IGNORE, accuracy, atol_accuracy, kl_divergence, logit_diff, masked_mean, mse
+from core.metrics import IGNORE, accuracy, atol_accuracy, kl_divergence, logit_diff, mse
 from core.protocols import Case
 from cases.tracr.programs import build
 from cases.tracr.table import TRACR_CASES, TracrCaseSpec
@@ -372,8 +372,12 @@ class TracrCase(Case):
         return self.compiled_model().model.to(device)
 
     def ground_truth(self, model: str | None = None) -> Circuit:
+        """The compiled model's circuit, without edges that read only constant directions (a
+        SelectorWidth head's value reads the BOS token): see ``ground_truth.without_constant_reads``."""
+        from cases.tracr.ground_truth import without_constant_reads
+
         self.resolve_model(model)
-        return self.compiled_model().ground_truth
+        return without_constant_reads(self.compiled_model())
 
     def decode(self, logits: torch.Tensor, lengths: Sequence[int]) -> list[list]:
         """Model outputs ``[n, seq, d_out]`` -> value lists (``"BOS"`` first, None at PAD positions)."""

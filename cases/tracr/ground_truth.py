@@ -130,3 +130,41 @@ def build_ground_truth(graph, sink_label: str, component_of: dict[str, list[str]
             raise RuntimeError(f"ground-truth edge {e} does not run forward; please report this program")
     components = {c for cs in component_of.values() for c in cs}
     return Circuit(frozenset(components | {naming.INPUT, naming.LOGITS}), frozenset(edges))
+
+
+CONSTANT_DIRECTIONS = ("one", "tokens:BOS")
+
+
+def receiver_weights(model, receiver: str):
+    """The input weights ``[d_model, ...]`` through which a receiver reads the residual stream, or None
+    for ``logits``: ``W_Q/W_K/W_V`` of one head for ``aL.hH<q|k|v>``, ``W_in`` for ``mL``."""
+    import re
+
+    m = re.fullmatch(r"a(\d+)\.h(\d+)<([qkv])>", receiver)
+    if m:
+        attn = model.blocks[int(m[1])].attn
+        return {"q": attn.W_Q, "k": attn.W_K, "v": attn.W_V}[m[3]][int(m[2])]
+    if re.fullmatch(r"m\d+", receiver):
+        return model.blocks[int(receiver[1:])].mlp.W_in
+    return None
+
+
+def reads_only_constants(model, residual_labels: list[str], receiver: str) -> bool:
+    """Whether a receiver reads only directions that are the same on every input and position: the
+    ``one`` direction and the BOS token (BOS is always at position 0). A SelectorWidth head's value
+    is such a read: it attends to BOS to count, and what it reads there never changes."""
+    W = receiver_weights(model, receiver)
+    if W is None:
+        return False
+    other = [i for i, lab in enumerate(residual_labels) if lab not in CONSTANT_DIRECTIONS]
+    return bool(W[other].abs().max() == 0)
+
+
+def without_constant_reads(compiled) -> Circuit:
+    """The ground truth without ``input->X`` edges whose receiver reads only constant directions.
+    Those edges carry no information: no corrupted input can change them, so no method can find them,
+    and tracr's other constant reads (``one``, the BOS key) are left out of the ground truth already."""
+    gt = compiled.ground_truth
+    drop = {e for e in gt.edges if e.startswith("input->")
+            and reads_only_constants(compiled.model, compiled.residual_labels, e.split("->", 1)[1])}
+    return Circuit(gt.nodes, gt.edges - drop)
