@@ -209,6 +209,8 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     p.add_argument("--ablation", default=None, choices=["corrupted", "mean", "zero"])
     p.add_argument("--policy", default="topk-abs", choices=["topk-abs", "topk-signed"])
     p.add_argument("--no-prune", action="store_true", help="faithfulness: keep dangling edges")
+    p.add_argument("--recompute", action="store_true",
+                   help="roc: recompute against the case's current ground truth and update the result files")
     p.add_argument("-n", "--n-examples", dest="n", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="where to write plots/CSV (default: next to the results)")

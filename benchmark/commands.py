@@ -156,11 +156,35 @@ def _label(doc: dict) -> str:
     return doc["method"] + extra
 
 
+def recompute_roc(path: Path, doc: dict) -> dict:
+    """Recompute a result's ROC against the case's current ground truth and rewrite it atomically
+    (ground truths can be revised; the method's scores and sweeps stay as they were)."""
+    from benchmark.runner import method_roc
+    from cases import get_case
+    from core.circuit import Circuit
+    from core.graph import Graph
+    from core.protocols import MethodOutput
+
+    case = get_case(doc["case"])
+    truth = case.ground_truth(doc["model"])
+    graph = Graph.from_model(case.load_model(doc["model"]))
+    sweep = [(s["param"], Circuit(frozenset(s["nodes"]), frozenset(s["edges"]))) for s in doc.get("sweep") or []]
+    scores = doc.get("scores") or {}
+    output = MethodOutput(edge_scores=scores.get("edges"), node_scores=scores.get("nodes"), sweep=sweep or None,
+                          info=doc.get("method_info") or {})
+    doc = dict(doc, roc=method_roc(output, truth, graph), ground_truth=truth.to_json())
+    results.write_json_atomic(path, doc)
+    return doc
+
+
 def cmd_eval_roc(args) -> int:
     from evaluations.plots import plot_roc
 
+    docs = _result_docs(args.paths)
+    if args.recompute:
+        docs = [(p, recompute_roc(p, d) if d.get("status") == "ok" else d) for p, d in docs]
     out_doc = {"cases": []}
-    for (case, model), items in sorted(_by_case(_result_docs(args.paths)).items()):
+    for (case, model), items in sorted(_by_case(docs).items()):
         curves, rows = {}, []
         for path, doc in items:
             roc = doc.get("roc") or {}

@@ -41,6 +41,9 @@ def add_train_iit_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentPars
     p.add_argument("--early-stop", action="store_true",
                    help="stop when every trained metric reaches --early-stop-accuracy-threshold on validation data")
     p.add_argument("--early-stop-accuracy-threshold", type=float, default=99.5, help="percent (default 99.5)")
+    p.add_argument("--early-stop-criterion", choices=["mean", "min"], default="mean",
+                   help="mean over nodes (InterpBench) or min: every HL node's IIA and every non-circuit node's "
+                        "strict accuracy must reach the threshold")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--lr-scheduler", choices=["", "none", "linear", "cosine"], default="")
@@ -61,6 +64,8 @@ def add_train_iit_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentPars
                    help="root of the model directories (default: trained/, or $CIRCUIT_BENCH_MODELS)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/<case>/<kind>/checkpoint.pt")
     p.add_argument("--keep-checkpoint", action="store_true")
+    p.add_argument("--no-restore-best", dest="restore_best", action="store_false",
+                   help="keep the last epoch's weights (default: the best validation epoch's)")
     p.add_argument("-d", "--device", default="cpu")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true", help="print one JSON document (the metadata of each model)")
@@ -148,8 +153,9 @@ def train_case(case_id: str, args, log) -> dict:
                       siit_sampling=args.siit_sampling, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       lr_scheduler=args.lr_scheduler, final_lr=args.final_lr, clip_grad_norm=args.clip_grad_norm,
                       early_stop=args.early_stop, early_stop_threshold=args.early_stop_accuracy_threshold / 100,
+                      early_stop_criterion=args.early_stop_criterion,
                       atol=args.atol, seed=args.seed, eval_every=args.eval_every, eval_pairs=args.eval_pairs,
-                      min_steps_per_epoch=args.min_steps_per_epoch)
+                      min_steps_per_epoch=args.min_steps_per_epoch, restore_best=args.restore_best)
     trainer = SIITTrainer(setup.hl, ll, setup.corr, data, setup.output_type, cfg, device=args.device, log=log)
     if args.resume and ckpt.exists():
         trainer.load_checkpoint(ckpt)
@@ -170,7 +176,7 @@ def train_case(case_id: str, args, log) -> dict:
         "train_config": cfg.to_json(), "ll_config": setup.ll_config,
         "data": data.meta, "output_type": setup.output_type,
         "metrics": {"test": test, "val": {k[4:]: v for k, v in val.items() if k.startswith("val_")}},
-        "epochs_run": summary["epochs"], "stopped_early": summary["stopped_early"],
+        "epochs_run": summary["epochs"], "stopped_early": summary["stopped_early"], "best_epoch": summary["best_epoch"],
         "timing": {"train_seconds": summary["train_seconds"], "this_session_seconds": time.perf_counter() - t0},
         "history": trainer.history, "hl_ground_truth": setup.hl_truth.to_json(), "versions": _versions(),
     }
@@ -230,7 +236,13 @@ def main(argv=None) -> int:  # pragma: no cover - convenience entry point
     add_train_iit_arguments(p)
     args = p.parse_args(argv)
     args.command_line = "python main.py train iit " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    return run_train_iit(args)
+    try:
+        return run_train_iit(args)
+    except Exception as err:
+        if type(err).__name__ != "UsageError":
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover
