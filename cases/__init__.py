@@ -19,7 +19,9 @@ def _factories() -> dict[str, tuple[str, object]]:
     from cases.tracr.case import TracrCase
     from cases.tracr.table import TRACR_CASES
 
-    out: dict[str, tuple[str, object]] = {"toy": ("toy", ToyCase)}
+    from cases.ioi.case import IOICase
+
+    out: dict[str, tuple[str, object]] = {"toy": ("toy", ToyCase), "ioi": ("ioi", IOICase)}
     for cid, spec in TRACR_CASES.items():
         out[cid] = ("tracr", lambda spec=spec: TracrCase(spec))
     return out

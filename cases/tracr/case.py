@@ -218,7 +218,13 @@ class TracrCase(Case):
     """A Tracr case from :data:`cases.tracr.table.TRACR_CASES`."""
 
     kind = "tracr"
-    models = ("tracr",)
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """``tracr`` (compiled) plus every trained kind (siit, iit, natural) with a model directory."""
+        from cases.siit.registry import available_models
+
+        return ("tracr", *available_models(self.id))
 
     def __init__(self, spec: TracrCaseSpec | str):
         if isinstance(spec, str):
@@ -368,7 +374,11 @@ class TracrCase(Case):
         return cache_mod.load_cached(key)
 
     def load_model(self, model: str | None = None, device: str = "cpu") -> "HookedTransformer":
-        self.resolve_model(model)
+        model = self.resolve_model(model)
+        if model != "tracr":
+            from cases.siit.registry import load_trained
+
+            return load_trained(self.id, model, device)[0]
         return self.compiled_model().model.to(device)
 
     def ground_truth(self, model: str | None = None) -> Circuit:
@@ -376,7 +386,11 @@ class TracrCase(Case):
         SelectorWidth head's value reads the BOS token): see ``ground_truth.without_constant_reads``."""
         from cases.tracr.ground_truth import without_constant_reads
 
-        self.resolve_model(model)
+        model = self.resolve_model(model)
+        if model != "tracr":
+            from cases.siit.registry import trained_ground_truth
+
+            return trained_ground_truth(self.id, model)
         return without_constant_reads(self.compiled_model())
 
     def decode(self, logits: torch.Tensor, lengths: Sequence[int]) -> list[list]:

@@ -1,0 +1,63 @@
+"""Edge-AUROC table (case x method) from a results directory, as Markdown, with InterpBench's numbers.
+
+    python benchmarks/auroc_table.py results/ [--model tracr] [--pessimistic]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core.results import iter_results  # noqa: E402
+
+# InterpBench paper, edge AUROC on its SIIT models (../shared/reference/interpbench.md §6.6)
+PAPER = {  # case: (ACDC, node SP, edge SP, EAP, EAP-IG)
+    "3": (.980, .934, 1.0, .990, .990), "4": (.983, .900, .983, .792, .908), "11": (1.0, .927, 1.0, 0, 1.0),
+    "13": (.979, .851, .979, .936, .986), "18": (.979, .596, .887, .326, .979), "19": (.940, .900, .860, 0, .900),
+    "20": (.922, .725, .529, 0, .725), "21": (.796, .706, .716, .594, .722), "26": (1.0, .961, 1.0, 0, .980),
+    "29": (.441, .176, .451, 0, .412), "33": (.794, .853, .824, 0, .912), "34": (.441, .157, .314, 0, .471),
+    "35": (1.0, .971, 1.0, 0, 1.0), "36": (.922, .804, .882, 0, .873), "37": (1.0, .971, 1.0, 0, 1.0),
+}
+
+
+def label(doc: dict) -> str:
+    p = doc.get("params") or {}
+    if doc["method"] == "sp":
+        return "edge SP" if p.get("edgewise") else "node SP"
+    if doc["method"] == "eap-ig":
+        return f"EAP-IG {p.get('ig_variant', 'inputs')}"
+    return {"acdc": "ACDC", "eap": "EAP", "exact": "exact", "random": "random"}.get(doc["method"], doc["method"])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out")
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--pessimistic", action="store_true", help="InterpBench's staircase AUC instead of the trapezoid")
+    args = ap.parse_args(argv)
+    key = "pessimistic_auc" if args.pessimistic else "auroc"
+    table: dict[str, dict[str, float]] = {}
+    for _, doc in iter_results(args.out):
+        if doc.get("status") != "ok" or (args.model and doc.get("model") != args.model):
+            continue
+        v = ((doc.get("roc") or {}).get("edges") or {}).get(key)
+        table.setdefault(str(doc["case"]), {})[label(doc)] = v
+    order = ["ACDC", "node SP", "edge SP", "EAP", "EAP-IG inputs", "EAP-IG activations", "EAP-IG clean-corrupted",
+             "exact", "random"]
+    cols = [c for c in order if any(c in row for row in table.values())]
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    print("| case | " + " | ".join(cols) + " | paper ACDC / nSP / eSP / EAP / EAP-IG |")
+    print("|---|" + "---|" * (len(cols) + 1))
+    for case in sorted(table, key=lambda c: (not c.isdigit(), int(c) if c.isdigit() else 0, c)):
+        paper = " / ".join(f"{x:.3f}".rstrip("0").rstrip(".") if x else "0" for x in PAPER[case]) if case in PAPER else ""
+        print(f"| {case} | " + " | ".join(fmt(table[case].get(c)) for c in cols) + f" | {paper} |")
+    means = {c: [table[k][c] for k in table if table[k].get(c) is not None] for c in cols}
+    print("| mean | " + " | ".join(fmt(sum(v) / len(v)) if v else "-" for v in means.values()) + " | |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

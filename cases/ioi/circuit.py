@@ -1,0 +1,90 @@
+"""The IOI correspondence (HL node -> LL component) and the LL ground-truth circuit.
+
+Correspondence (as InterpBench's IOI case, interpbench.md §2.3, with the input node on MLP0):
+
+==============  =========================  ==========================================
+HL node         LL node                    LL location (patched by SIIT)
+==============  =========================  ==========================================
+input           ``m0``                     ``blocks.0.hook_mlp_out``
+duplicate       ``a1.h1``                  ``blocks.1.attn.hook_z`` head 1
+s_inhibition    ``a2.h1``                  ``blocks.2.attn.hook_z`` head 1
+name_mover      ``a4.h1``                  ``blocks.4.attn.hook_z`` head 1
+==============  =========================  ==========================================
+
+Interchanging the HL input node replaces MLP0's output (at every position) by the source's, so the
+trained model reads token identity through ``m0``; positions are the same for every prompt (all
+prompts are 16 tokens) and come from ``input`` (the positional embedding is part of
+``blocks.0.hook_resid_pre``).
+
+Ground truth, in the graph's naming (q/k/v split; a head's q/k/v edge is in the circuit when the
+HL mechanism reads that sender through that input):
+
+- ``input->m0``: MLP0 re-encodes the token (the HL input node).
+- duplicate head ``a1.h1`` ("where did my token occur before?"): query = the current token
+  (``m0``, ``input``), key = earlier tokens and their positions (``m0``, ``input``), value = the
+  position it found (``input``: the positional embedding), i.e. the pointer ``dup[s]``.
+- S-inhibition head ``a2.h1`` ("which token sits at that pointer?"): query = the pointer
+  (``a1.h1``), key = positions (``input``), value = the token there (``m0``, ``input``).
+- name-mover head ``a4.h1`` (at the last position, "which name is not inhibited?"): query =
+  the current position (``input``), key = which positions hold a name (``m0``, ``input``) or an
+  inhibited name (``a2.h1``), value = the name (``m0``, ``input``) minus the inhibited name
+  (``a2.h1``).
+- ``a4.h1->logits``: the name mover writes the answer.
+"""
+
+from __future__ import annotations
+
+from core import naming
+from core.circuit import Circuit
+
+CIRCUIT_NODES: dict[str, str] = {  # HL node -> LL node
+    "input": "m0",
+    "duplicate": "a1.h1",
+    "s_inhibition": "a2.h1",
+    "name_mover": "a4.h1",
+}
+DUP, INH, NM, MLP0 = "a1.h1", "a2.h1", "a4.h1", "m0"
+INPUT, LOGITS = naming.INPUT, naming.LOGITS
+
+# (sender, receiver, q/k/v or None), with the reason in the module doc.
+_EDGES: tuple[tuple[str, str, str | None], ...] = (
+    (INPUT, MLP0, None),
+    (INPUT, DUP, "q"), (MLP0, DUP, "q"), (INPUT, DUP, "k"), (MLP0, DUP, "k"), (INPUT, DUP, "v"),
+    (DUP, INH, "q"), (INPUT, INH, "k"), (INPUT, INH, "v"), (MLP0, INH, "v"),
+    (INPUT, NM, "q"), (INPUT, NM, "k"), (MLP0, NM, "k"), (INH, NM, "k"),
+    (INPUT, NM, "v"), (MLP0, NM, "v"), (INH, NM, "v"),
+    (NM, LOGITS, None),
+)
+
+
+def ground_truth() -> Circuit:
+    """The LL ground-truth circuit (q/k/v split edges; merge with ``Circuit.merged()``)."""
+    edges = frozenset(naming.edge(s, r, q) for s, r, q in _EDGES)
+    return Circuit(frozenset({INPUT, MLP0, DUP, INH, NM, LOGITS}), edges)
+
+
+def hl_graph() -> dict:
+    """The HL nodes and edges with their LL names (for ``cases show``)."""
+    from cases.ioi.hl_model import HL_EDGES, HL_NODES
+
+    return {"nodes": {k: {"hook": v, "ll": CIRCUIT_NODES.get(k, LOGITS)} for k, v in HL_NODES.items()},
+            "edges": [f"{s}->{r}" for s, r in HL_EDGES]}
+
+
+def correspondence(n_layers: int = 6, n_heads: int = 4):
+    """The SIIT correspondence for an LL HookedTransformer of this size.
+
+    The shared ``Correspondence`` sorts HL nodes by graph name, so its HL keys are the graph names of
+    the roles (``input``, ``a1.h1``, ``a2.h1``, ``a4.h1``); ``meta["hl_names"]`` gives the semantic
+    names (duplicate, s_inhibition, name_mover) and the HL hooks are in ``hl_locs``.
+    """
+    from cases.ioi.hl_model import HL_NODES
+    from cases.siit.correspondence import Correspondence, NodeLoc, component_loc, ll_components
+
+    if n_layers < 5 or n_heads < 2:
+        raise ValueError(f"the IOI circuit needs >= 5 layers and >= 2 heads (a4.h1), got {n_layers} x {n_heads}")
+    key = {hl: (INPUT if hl == "input" else ll) for hl, ll in CIRCUIT_NODES.items()}
+    ll_locs = {n: component_loc(n, "attn.hook_z") for n in ll_components(n_layers, n_heads)}
+    return Correspondence(hl_locs={key[k]: NodeLoc(HL_NODES[k]) for k in CIRCUIT_NODES},
+                          mapping={key[k]: (v,) for k, v in CIRCUIT_NODES.items()}, ll_locs=ll_locs,
+                          meta={"kind": "ioi", "hl_names": {key[k]: k for k in CIRCUIT_NODES}})

@@ -1,0 +1,60 @@
+"""Everything SIIT needs from a Tracr case: HL model, LL config, correspondence, ground truths, data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from core.circuit import Circuit
+from cases.siit.correspondence import Correspondence, ll_config, tracr_correspondence
+from cases.siit.trainer import SIITData, split_disjoint
+
+GRAPH_FLAGS = dict(use_attn_result=True, use_split_qkv_input=True, use_hook_mlp_in=True)
+
+
+@dataclass
+class TracrSIITSetup:
+    case_id: str
+    hl: object                 # the compiled HookedTransformer
+    output_type: str
+    ll_config: dict            # HookedTransformerConfig kwargs (graph flags off; they do not change weights)
+    corr: Correspondence
+    hl_truth: Circuit
+    ll_truth: Circuit
+
+
+def build_ll(config: dict, device: str = "cpu", graph_flags: bool = False):
+    """An LL HookedTransformer (initialised with ``config['seed']``)."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    kw = {**config, "device": str(device), "dtype": torch.float32}
+    if graph_flags:
+        kw.update(GRAPH_FLAGS)
+    return HookedTransformer(HookedTransformerConfig(**kw), move_to_device=True)
+
+
+def tracr_setup(case, seed: int = 0, same_size: bool = False, ratio: float | None = None,
+                head_map: dict | None = None) -> TracrSIITSetup:
+    cm = case.compiled_model()
+    cfg = ll_config(case.id, cm.config, seed=seed, same_size=same_size, ratio=ratio)
+    corr = tracr_correspondence(cm.component_of, cfg["n_layers"], cfg["n_heads"], head_map=head_map)
+    corr.check_order(cm.ground_truth)
+    return TracrSIITSetup(case_id=str(case.id), hl=cm.model, output_type=cm.output_type, ll_config=cfg,
+                          corr=corr, hl_truth=cm.ground_truth, ll_truth=corr.ll_ground_truth(cm.ground_truth))
+
+
+def tracr_data(case, num_samples: int, seed: int, val_fraction: float = 0.1, test_fraction: float = 0.2) -> SIITData:
+    """Distinct inputs from the case's own sampler (``sample_inputs``: exhaustive when the input space is
+    small), padded to n_ctx, split into disjoint train/val/test. Scored positions: non-BOS, non-PAD."""
+    clean, _, meta = case.sample_inputs(num_samples, seed=seed)
+    inputs = [["BOS", *x] for x in clean]
+    width = case.max_seq_len + 1
+    tokens = case.encode(inputs, width)
+    lengths = torch.tensor([len(x) for x in inputs])
+    pos = torch.arange(width)[None, :]
+    mask = (pos < lengths[:, None]) & (pos > 0)
+    data = split_disjoint(tokens, mask, val_fraction, test_fraction, seed)
+    data.meta.update(sampler=meta.get("sampler"), exhaustive=meta.get("exhaustive"), requested=num_samples,
+                     data_seed=seed)
+    return data

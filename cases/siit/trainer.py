@@ -1,0 +1,476 @@
+"""SIIT: Strict Interchange Intervention Training (interpbench.md §4), with InterpBench's bugs fixed.
+
+Per batch, with base inputs ``b`` and source inputs ``s`` (a fresh random pairing every epoch, drawn
+from a generator seeded with ``(seed, epoch)``):
+
+- **IIT loss**: one HL node ``h`` is drawn; the HL runs ``b`` with ``h`` taken from ``s`` and the LL runs
+  ``b`` with every LL node of ``h`` taken from ``s``; loss(LL output, HL output).
+- **Strict loss**: LL nodes outside the circuit (``individual``: one; ``sample_all``: each with p=0.5;
+  ``all``: every one) are taken from ``s``; the LL output must stay the HL output on ``b``.
+- **Behaviour loss**: loss(LL(b), HL(b)).
+
+Categorical outputs: cross-entropy to the HL argmax; numerical: MSE. Each weight is applied exactly
+once (:func:`combine_losses`). ``single_loss=True`` takes one optimizer step on the weighted sum
+(and runs the three base passes as one batched forward); otherwise three sequential steps
+(IIT, strict, behaviour), as InterpBench's default. Source activations are detached.
+
+Metrics (all in [0, 1], on fixed held-out pairs): ``iia`` (mean over HL nodes of the fraction of
+scored positions where the LL under the intervention agrees with the HL under it), ``accuracy``
+(LL vs HL on the base), ``strict_accuracy`` (mean over non-circuit LL nodes, each patched alone).
+Numerical agreement is ``|LL - HL| < atol``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cases.siit.correspondence import Correspondence, NodeLoc
+from cases.siit.interventions import capture, patched_forward
+
+SAMPLING_MODES = ("individual", "sample_all", "all")
+SCHEDULERS = ("", "none", "linear", "cosine")
+LOSS_NAMES = ("iit", "strict", "behavior")
+
+
+@dataclass
+class TrainConfig:
+    iit_weight: float = 1.0
+    strict_weight: float = 0.4
+    behavior_weight: float = 1.0
+    single_loss: bool = False
+    siit_sampling: str = "individual"
+    epochs: int = 2000
+    batch_size: int = 256
+    lr: float = 1e-3
+    lr_scheduler: str = ""          # "" / none, linear (to final_lr), cosine (to final_lr)
+    final_lr: float = 2e-4
+    clip_grad_norm: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.999)
+    early_stop: bool = False
+    early_stop_threshold: float = 0.995   # fraction; every relevant val metric must reach it
+    early_stop_criterion: str = "mean"    # "mean" over nodes (InterpBench) or "min": the worst HL/non-circuit node
+    atol: float = 0.05
+    seed: int = 0
+    eval_every: int = 1
+    eval_pairs: int = 2048
+    min_steps_per_epoch: int = 1
+    restore_best: bool = True             # end with the weights of the best validation epoch
+
+    def __post_init__(self) -> None:
+        for name in ("iit_weight", "strict_weight", "behavior_weight"):
+            v = getattr(self, name)
+            if not (v >= 0 and math.isfinite(v)):
+                raise ValueError(f"{name} must be a finite number >= 0, got {v}")
+        if self.iit_weight == self.strict_weight == self.behavior_weight == 0:
+            raise ValueError("all loss weights are 0: nothing to train")
+        if self.siit_sampling not in SAMPLING_MODES:
+            raise ValueError(f"siit_sampling must be one of {SAMPLING_MODES}, got {self.siit_sampling!r}")
+        if self.lr_scheduler not in SCHEDULERS:
+            raise ValueError(f"lr_scheduler must be one of linear, cosine or none, got {self.lr_scheduler!r}")
+        if self.epochs < 1 or self.batch_size < 1 or self.eval_every < 1:
+            raise ValueError("epochs, batch_size and eval_every must be >= 1")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.early_stop_criterion not in ("mean", "min"):
+            raise ValueError(f"early_stop_criterion must be mean or min, got {self.early_stop_criterion!r}")
+        if not 0 <= self.early_stop_threshold <= 1:
+            raise ValueError(f"early_stop_threshold is a fraction in [0, 1], got {self.early_stop_threshold}")
+        self.betas = tuple(self.betas)
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return {"iit": self.iit_weight, "strict": self.strict_weight, "behavior": self.behavior_weight}
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def combine_losses(losses: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
+    """The single training objective: sum of ``weight * loss``, each weight applied exactly once.
+    Losses with weight 0 (or missing) do not enter."""
+    total = None
+    for name, loss in losses.items():
+        w = float(weights.get(name, 0.0))
+        if w == 0 or loss is None:
+            continue
+        total = w * loss if total is None else total + w * loss
+    if total is None:
+        raise ValueError("no loss with a non-zero weight")
+    return total
+
+
+# ---------------------------------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------------------------------
+
+@dataclass
+class Split:
+    """Inputs of one split and the positions that are scored (``mask``), both ``[n, seq]``."""
+
+    tokens: torch.Tensor
+    mask: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
+
+
+@dataclass
+class SIITData:
+    train: Split
+    val: Split
+    test: Split
+    meta: dict = field(default_factory=dict)
+
+    def check_disjoint(self) -> None:
+        """Raise if any input appears in two splits (train/val/test must not share an input)."""
+        sets = {k: {tuple(r) for r in getattr(self, k).tokens.tolist()} for k in ("train", "val", "test")}
+        for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+            both = sets[a] & sets[b]
+            if both:
+                raise ValueError(f"{len(both)} inputs are in both the {a} and the {b} split")
+        for k, s in sets.items():
+            if len(s) != len(getattr(self, k)):
+                raise ValueError(f"the {k} split has duplicate inputs")
+
+
+def split_disjoint(tokens: torch.Tensor, mask: torch.Tensor, val_fraction: float, test_fraction: float,
+                   seed: int) -> SIITData:
+    """De-duplicate the inputs, then split them (seeded) into disjoint train/val/test."""
+    if not (0 < test_fraction < 1 and 0 <= val_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ValueError(f"bad split fractions val={val_fraction}, test={test_fraction}")
+    seen, keep, n_in = set(), [], tokens.shape[0]
+    for i, row in enumerate(tokens.tolist()):
+        if tuple(row) not in seen:
+            seen.add(tuple(row))
+            keep.append(i)
+    tokens, mask = tokens[keep], mask[keep]
+    n = tokens.shape[0]
+    perm = torch.from_numpy(np.random.default_rng([seed, 7]).permutation(n))
+    n_test = max(1, int(round(n * test_fraction)))
+    n_val = max(1, int(round(n * val_fraction))) if val_fraction > 0 else 0
+    if n - n_test - n_val < 1:
+        raise ValueError(f"only {n} distinct inputs: too few to split")
+    te, va, tr = perm[:n_test], perm[n_test:n_test + n_val], perm[n_test + n_val:]
+    data = SIITData(Split(tokens[tr], mask[tr]), Split(tokens[va] if n_val else tokens[te], mask[va] if n_val else mask[te]),
+                    Split(tokens[te], mask[te]),
+                    meta={"n_distinct": n, "n_duplicates_dropped": n_in - n,
+                          "n_train": len(tr), "n_val": n_val, "n_test": n_test})
+    if n_val:
+        data.check_disjoint()
+    return data
+
+
+def epoch_pairs(n: int, seed: int, epoch: int, rep: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(base order, source index per base) for one pass of one epoch: every base once, a fresh random
+    source each; a function of (seed, epoch, rep) only, so resumed runs see the same pairs."""
+    rng = np.random.default_rng([seed, 1, epoch, rep])
+    base = rng.permutation(n)
+    src = rng.integers(n, size=n)
+    return torch.from_numpy(base), torch.from_numpy(src)
+
+
+def eval_pairs(n: int, max_pairs: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed evaluation pairs: all n^2 (base, source) pairs when they fit, else a seeded sample."""
+    if n * n <= max_pairs:
+        b, s = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+        return b.reshape(-1), s.reshape(-1)
+    rng = np.random.default_rng([seed, 2])
+    return torch.from_numpy(rng.integers(n, size=max_pairs)), torch.from_numpy(rng.integers(n, size=max_pairs))
+
+
+# ---------------------------------------------------------------------------------------------------
+# the trainer
+# ---------------------------------------------------------------------------------------------------
+
+class SIITTrainer:
+    """Trains ``ll`` to implement ``hl`` under ``corr``. ``hl``/``ll``: any HookedRootModule returning
+    ``[n, seq, d_out]``; ``output_type``: ``categorical`` or ``numerical``."""
+
+    def __init__(self, hl, ll, corr: Correspondence, data: SIITData, output_type: str, config: TrainConfig,
+                 device: str = "cpu", log: Callable[[str], None] | None = None):
+        if output_type not in ("categorical", "numerical"):
+            raise ValueError(f"output_type must be categorical or numerical, got {output_type!r}")
+        self.hl, self.ll, self.corr, self.data = hl.to(device), ll.to(device), corr, data
+        self.output_type, self.cfg, self.device = output_type, config, device
+        self.log = log or (lambda s: print(s, file=sys.stderr))
+        self.hl.eval()  # the HL only ever runs under no_grad; its parameters are left untouched
+        self.hl_nodes = corr.hl_nodes
+        self.non_circuit = corr.non_circuit
+        self.opt = torch.optim.Adam(self.ll.parameters(), lr=config.lr, betas=config.betas)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self._lr_factor)
+        self.epoch = 0                     # epochs completed
+        self.history: list[dict] = []
+        self.stopped_early = False
+        self.train_seconds = 0.0
+        self.best: tuple[float, int, dict] | None = None   # (score, epoch, state_dict) of the best val epoch
+        self._targets = {k: self._hl_targets(getattr(data, k).tokens) for k in ("train", "val", "test")}
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _lr_factor(self, epoch: int) -> float:
+        c = self.cfg
+        if c.lr_scheduler in ("", "none"):
+            return 1.0
+        t = min(1.0, epoch / max(1, c.epochs))
+        end = c.final_lr / c.lr
+        if c.lr_scheduler == "linear":
+            return 1.0 - t * (1.0 - end)
+        return end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+    @torch.no_grad()
+    def _hl_targets(self, tokens: torch.Tensor) -> torch.Tensor:
+        out = []
+        for i in range(0, tokens.shape[0], 4096):
+            out.append(self._target_of(self.hl(tokens[i:i + 4096].to(self.device))))
+        return torch.cat(out)
+
+    def _target_of(self, hl_out: torch.Tensor) -> torch.Tensor:
+        return hl_out.argmax(-1) if self.output_type == "categorical" else hl_out[..., 0].float()
+
+    def loss_fn(self, out: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        m = mask.to(out.dtype)
+        if self.output_type == "categorical":
+            nll = F.cross_entropy(out.transpose(1, 2), target, reduction="none")
+        else:
+            nll = (out[..., 0] - target) ** 2
+        return (nll * m).sum() / m.sum().clamp_min(1)
+
+    def agree(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.output_type == "categorical":
+            return out.argmax(-1) == target
+        return (out[..., 0] - target).abs() < self.cfg.atol
+
+    def _hl_interchange_target(self, base: torch.Tensor, source: torch.Tensor, node: str) -> torch.Tensor:
+        loc = self.corr.hl_locs[node]
+        _, cache = capture(self.hl, source, [loc.hook])
+        with torch.no_grad():
+            out = patched_forward(self.hl, base, [(loc, slice(0, base.shape[0]), cache[loc.hook])])
+        return self._target_of(out)
+
+    def _ll_locs(self, nodes) -> list[NodeLoc]:
+        return [self.corr.ll_locs[n] for n in nodes]
+
+    def _sample_strict(self, rng: np.random.Generator) -> list[str]:
+        nc = self.non_circuit
+        if not nc:
+            return []
+        mode = self.cfg.siit_sampling
+        if mode == "individual":
+            return [nc[int(rng.integers(len(nc)))]]
+        if mode == "sample_all":
+            return [n for n in nc if rng.random() < 0.5]
+        return list(nc)
+
+    # -- one step ----------------------------------------------------------------------------------
+    def losses(self, base, source, mask, base_target, hl_node, strict_nodes,
+               which: tuple[str, ...] = LOSS_NAMES) -> dict[str, torch.Tensor]:
+        """The (unweighted) losses named in ``which`` for one batch, in one batched LL forward pass."""
+        want_iit = "iit" in which and hl_node is not None
+        want_strict = "strict" in which and bool(strict_nodes)
+        B = base.shape[0]
+        iit_locs = self._ll_locs(self.corr.mapping[hl_node]) if want_iit else []
+        strict_locs = self._ll_locs(strict_nodes) if want_strict else []
+        cache = capture(self.ll, source, [loc.hook for loc in iit_locs + strict_locs])[1] if iit_locs + strict_locs else {}
+        names, patches = [], []
+        for name, locs, wanted in (("iit", iit_locs, want_iit), ("strict", strict_locs, want_strict),
+                                   ("behavior", [], "behavior" in which)):
+            if not wanted:
+                continue
+            rows = slice(len(names) * B, (len(names) + 1) * B)
+            patches += [(loc, rows, cache[loc.hook]) for loc in locs]
+            names.append(name)
+        if not names:
+            return {}
+        out = patched_forward(self.ll, base.repeat(len(names), 1), patches)
+        result = {}
+        for i, name in enumerate(names):
+            target = self._hl_interchange_target(base, source, hl_node) if name == "iit" else base_target
+            result[name] = self.loss_fn(out[i * B:(i + 1) * B], target, mask)
+        return result
+
+    def _step(self, loss: torch.Tensor) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.clip_grad_norm and self.cfg.clip_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.ll.parameters(), self.cfg.clip_grad_norm)
+        self.opt.step()
+
+    def train_epoch(self) -> dict[str, float]:
+        """One pass over the train split with fresh pairs; returns the mean of each (unweighted) loss."""
+        c, d = self.cfg, self.data.train
+        self.ll.train()
+        n = len(d)
+        sums = {k: 0.0 for k in LOSS_NAMES}
+        counts = {k: 0 for k in LOSS_NAMES}
+        rng = np.random.default_rng([c.seed, 3, self.epoch])
+        active = tuple(k for k in LOSS_NAMES if c.weights[k] > 0)
+        steps, rep = 0, 0
+        while steps < max(1, c.min_steps_per_epoch):
+            order, src_idx = epoch_pairs(n, c.seed, self.epoch, rep)
+            rep += 1
+            for i in range(0, n, c.batch_size):
+                bi = order[i:i + c.batch_size]
+                si = src_idx[bi]
+                base, source = d.tokens[bi].to(self.device), d.tokens[si].to(self.device)
+                mask, target = d.mask[bi].to(self.device), self._targets["train"][bi].to(self.device)
+                hl_node = self.hl_nodes[int(rng.integers(len(self.hl_nodes)))] if self.hl_nodes else None
+                strict_nodes = self._sample_strict(rng)
+                if c.single_loss:
+                    ls = self.losses(base, source, mask, target, hl_node, strict_nodes, active)
+                    if ls:
+                        self._step(combine_losses(ls, c.weights))
+                else:  # sequential: one optimizer step per loss, in the order IIT, strict, behaviour
+                    ls = {}
+                    for name in active:
+                        part = self.losses(base, source, mask, target, hl_node, strict_nodes, (name,))
+                        if part:
+                            self._step(combine_losses(part, c.weights))
+                            ls.update(part)
+                for k, v in ls.items():
+                    sums[k] += float(v.detach())
+                    counts[k] += 1
+                steps += 1
+        return {f"train_{k}_loss": sums[k] / counts[k] for k in LOSS_NAMES if counts[k]}
+
+    # -- evaluation --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, split: str = "val", max_pairs: int | None = None, per_node: bool = False) -> dict[str, Any]:
+        """IIA, accuracy and strict accuracy on fixed pairs of a held-out split."""
+        self.ll.eval()
+        d = getattr(self.data, split)
+        targets = self._targets[split]
+        b_idx, s_idx = eval_pairs(len(d), max_pairs or self.cfg.eval_pairs, self.cfg.seed)
+        chunk = 1024
+        node_iia = {n: [0.0, 0.0] for n in self.hl_nodes}
+        node_strict = {n: [0.0, 0.0] for n in self.non_circuit}
+        acc = [0.0, 0.0]
+        for i in range(0, len(b_idx), chunk):
+            bi, si = b_idx[i:i + chunk], s_idx[i:i + chunk]
+            base, source = d.tokens[bi].to(self.device), d.tokens[si].to(self.device)
+            mask, target = d.mask[bi].to(self.device), targets[bi].to(self.device)
+            rows = slice(0, base.shape[0])
+            _, ll_cache = capture(self.ll, source, [loc.hook for loc in self.corr.ll_locs.values()])
+            out = self.ll(base)
+            acc[0] += float((self.agree(out, target) & mask).sum())
+            acc[1] += float(mask.sum())
+            for n in self.hl_nodes:
+                hl_t = self._hl_interchange_target(base, source, n)
+                locs = self._ll_locs(self.corr.mapping[n])
+                o = patched_forward(self.ll, base, [(loc, rows, ll_cache[loc.hook]) for loc in locs])
+                node_iia[n][0] += float((self.agree(o, hl_t) & mask).sum())
+                node_iia[n][1] += float(mask.sum())
+            for n in self.non_circuit:
+                loc = self.corr.ll_locs[n]
+                o = patched_forward(self.ll, base, [(loc, rows, ll_cache[loc.hook])])
+                node_strict[n][0] += float((self.agree(o, target) & mask).sum())
+                node_strict[n][1] += float(mask.sum())
+        frac = lambda a: a[0] / a[1] if a[1] else 1.0  # noqa: E731
+        iia = {n: frac(v) for n, v in node_iia.items()}
+        strict = {n: frac(v) for n, v in node_strict.items()}
+        res: dict[str, Any] = {"iia": float(np.mean(list(iia.values()))) if iia else 1.0,
+                               "accuracy": frac(acc),
+                               "strict_accuracy": float(np.mean(list(strict.values()))) if strict else 1.0,
+                               "iia_min": min(iia.values(), default=1.0),
+                               "strict_accuracy_min": min(strict.values(), default=1.0),
+                               "n_pairs": int(len(b_idx))}
+        if per_node:
+            res["iia_per_node"] = iia
+            res["strict_accuracy_per_node"] = strict
+        return res
+
+    def score(self, metrics: dict) -> float:
+        """The worst of the trained metrics (what early stopping and best-epoch selection look at)."""
+        return min(self._needed(metrics))
+
+    def reached(self, metrics: dict) -> bool:
+        thr = self.cfg.early_stop_threshold
+        return all(v >= thr - 1e-12 for v in self._needed(metrics))
+
+    def _needed(self, metrics: dict) -> list[float]:
+        c = self.cfg
+        suffix = "_min" if c.early_stop_criterion == "min" else ""
+        need = []
+        if c.iit_weight > 0:
+            need.append(metrics["iia" + suffix])
+        if c.behavior_weight > 0:
+            need.append(metrics["accuracy"])
+        if c.strict_weight > 0:
+            need.append(metrics["strict_accuracy" + suffix])
+        return need
+
+    # -- loop and checkpoints ------------------------------------------------------------------
+    def fit(self, checkpoint: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+        from tqdm import tqdm
+
+        c = self.cfg
+        bar = tqdm(total=c.epochs, initial=self.epoch, desc="siit", file=sys.stderr, disable=not progress,
+                   dynamic_ncols=True)
+        try:
+            while self.epoch < c.epochs and not self.stopped_early:
+                t0 = time.perf_counter()
+                row: dict[str, Any] = {"epoch": self.epoch + 1, "lr": self.opt.param_groups[0]["lr"]}
+                row.update(self.train_epoch())
+                self.sched.step()
+                self.epoch += 1
+                if self.epoch % c.eval_every == 0 or self.epoch == c.epochs:
+                    m = self.evaluate("val")
+                    row.update({f"val_{k}": v for k, v in m.items() if k != "n_pairs"})
+                    sc = self.score(m)
+                    if self.best is None or sc > self.best[0]:
+                        self.best = (sc, self.epoch, {k: v.detach().clone() for k, v in self.ll.state_dict().items()})
+                    if c.early_stop and self.reached(m):
+                        self.stopped_early = True
+                self.train_seconds += time.perf_counter() - t0
+                row["seconds"] = self.train_seconds
+                self.history.append(row)
+                bar.update(1)
+                bar.set_postfix({k.replace("val_", ""): f"{v:.3f}" for k, v in row.items()
+                                 if k in ("val_iia", "val_accuracy", "val_strict_accuracy")})
+                if checkpoint is not None:
+                    self.save_checkpoint(checkpoint)
+        finally:
+            bar.close()
+        best_epoch = self.epoch
+        if c.restore_best and self.best is not None and self.best[1] != self.epoch:
+            self.ll.load_state_dict(self.best[2])
+            best_epoch = self.best[1]
+            self.log(f"restored the weights of epoch {best_epoch} (best validation score {self.best[0]:.4f})")
+        return {"epochs": self.epoch, "stopped_early": self.stopped_early, "train_seconds": self.train_seconds,
+                "best_epoch": best_epoch}
+
+    def state(self) -> dict:
+        return {"model": self.ll.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
+                "epoch": self.epoch, "history": self.history, "stopped_early": self.stopped_early,
+                "train_seconds": self.train_seconds, "config": self.cfg.to_json(), "best": self.best}
+
+    def save_checkpoint(self, path: str | Path) -> None:
+        from core.results import write_atomic
+
+        buf = io.BytesIO()
+        torch.save(self.state(), buf)
+        write_atomic(path, buf.getvalue())
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        st = torch.load(path, map_location=self.device, weights_only=False)
+        saved = {k: v for k, v in st["config"].items()
+                 if k not in ("epochs", "early_stop", "eval_every", "early_stop_threshold", "restore_best")}
+        mine = {k: v for k, v in self.cfg.to_json().items() if k in saved}
+        diff = {k: (saved[k], mine[k]) for k in saved if json.dumps(saved[k]) != json.dumps(list(mine[k]) if isinstance(mine[k], tuple) else mine[k])}
+        if diff:
+            raise ValueError(f"checkpoint {path} was trained with other settings: {diff}")
+        self.ll.load_state_dict(st["model"])
+        self.opt.load_state_dict(st["opt"])
+        self.sched.load_state_dict(st["sched"])
+        self.epoch, self.history = int(st["epoch"]), list(st["history"])
+        self.stopped_early, self.train_seconds = bool(st["stopped_early"]), float(st["train_seconds"])
+        self.best = st.get("best")
