@@ -312,6 +312,16 @@ def cmd_eval_iit(args) -> int:
     case, model, problem = _case_engine(args, "corrupted")
     report = iit_report(problem.model, problem.graph, problem.data, case.output_type, case.ground_truth(model),
                         engines={"corrupted": problem.engine()})
+    if model != "tracr" and case.kind == "tracr":
+        # a trained model has a high-level model: IIA and strict accuracy come from interchange
+        # interventions on its held-out test split (the node effects above stay ablation-based)
+        from cases.siit.evaluate import evaluate_trained
+
+        _, m = evaluate_trained(case, model)
+        report.summary.update({"iia": m["iia"], "strict_accuracy": m["strict_accuracy"],
+                               "iit_accuracy": m["accuracy"], "iia_per_node": m.get("iia_per_node"),
+                               "strict_accuracy_per_node": m.get("strict_accuracy_per_node")})
+        report.reasons.pop("iia", None)
     where = Path(args.out or "results") / results.safe_component(str(case.id)) / results.safe_component(model)
     csv_path = to_csv(report.rows, where / "iit.csv")
     doc = {"case": str(case.id), "model": model, **report.to_json(), "csv": str(csv_path)}

@@ -126,7 +126,7 @@ def build_problem(job: Job, case, model_kind: str):
     from core.protocols import Problem
 
     model = case.load_model(model_kind, device=job.device)
-    data = case.dataset(n=job.n, seed=job.seed).to(job.device)
+    data = case.dataset(n=job.n, seed=job.seed, model=model_kind).to(job.device)
     graph = Graph.from_model(model)
     return Problem(model=model, graph=graph, data=data, output_type=case.output_type, ablation=job.ablation,
                    device=job.device, seed=job.seed, case_id=str(case.id), metric=job.metric)

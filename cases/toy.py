@@ -80,7 +80,7 @@ class ToyCase(Case):
                 edges.append(name)
         return Circuit(frozenset(LIVE), frozenset(edges))
 
-    def dataset(self, n=200, seed=0) -> CaseData:
+    def dataset(self, n=200, seed=0, model=None) -> CaseData:
         g = torch.Generator().manual_seed(seed)
         clean = torch.randint(0, D_VOCAB, (n, SEQ), generator=g)
         corrupted = torch.randint(0, D_VOCAB, (n, SEQ), generator=g)

@@ -39,8 +39,10 @@ class Case(abc.ABC):
         """The true circuit of the given model kind, at node and edge level (edges may split q/k/v)."""
 
     @abc.abstractmethod
-    def dataset(self, n: int = 200, seed: int = 0) -> CaseData:
-        """Deterministic clean/corrupted pairs with labels: the same (n, seed) gives the same data."""
+    def dataset(self, n: int = 200, seed: int = 0, model: str | None = None) -> CaseData:
+        """Deterministic clean/corrupted pairs with labels: the same (n, seed, model) gives the same data.
+        ``model`` (a model kind) lets a case tailor the corrupted run to the model: Tracr cases scramble
+        positions for compiled models only (a trained model would see off-distribution activations)."""
 
     def info(self) -> dict[str, Any]:
         """What ``cases show`` prints. Subclasses extend it."""

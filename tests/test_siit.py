@@ -379,16 +379,8 @@ def test_cli_tiny_run_and_resume(tmp_path):
 # ---------------------------------------------------------------------------------------------------
 
 def _evaluate_shipped(cid, kind, max_pairs=512):
-    from cases.siit.tracr_setup import tracr_data, tracr_setup
-    d = registry.SHIPPED_DIR / cid / kind
-    meta = model_files.read_metadata(d)
-    case = _case(cid)
-    st = tracr_setup(case, seed=meta["seed"])
-    data = tracr_data(case, meta["data"]["requested"], seed=meta["data"]["data_seed"])
-    model, gt = model_files.load_model_dir(d)
-    assert gt == st.ll_truth
-    t = SIITTrainer(st.hl, model, st.corr, data, st.output_type, TrainConfig(**{**meta["train_config"], "betas": tuple(meta["train_config"]["betas"])}))
-    return t, t.evaluate("test", max_pairs=max_pairs)
+    from cases.siit.evaluate import evaluate_trained
+    return evaluate_trained(_case(cid), kind, max_pairs=max_pairs, per_node=False)
 
 
 @pytest.mark.parametrize("cid,kind", SHIPPED or [pytest.param("3", "siit", marks=pytest.mark.skip("no shipped models"))])

@@ -84,7 +84,8 @@ class IOICase(Case):
         return ioi_circuit.ground_truth()
 
     # ---- data -------------------------------------------------------------------------------------
-    def dataset(self, n: int = 200, seed: int = 0, corruption: str = "abc", split: str = "test") -> CaseData:
+    def dataset(self, n: int = 200, seed: int = 0, model: str | None = None, corruption: str = "abc",
+                split: str = "test") -> CaseData:
         if corruption not in CORRUPTIONS:
             raise ValueError(f"unknown corruption {corruption!r}; expected one of {', '.join(CORRUPTIONS)}")
         tok = build_tokenizer()

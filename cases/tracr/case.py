@@ -475,8 +475,12 @@ class TracrCase(Case):
         meta["returned"] = len(clean)
         return clean, corrupted, meta
 
-    def dataset(self, n: int = 200, seed: int = 0) -> CaseData:
+    def dataset(self, n: int = 200, seed: int = 0, model: str | None = "tracr") -> CaseData:
+        """Clean/corrupted pairs. For the compiled model (``model="tracr"``, the default) the corrupted
+        run also scrambles positions (:func:`scrambled_positions`); trained models (siit, iit, natural)
+        get plain resample pairs, because scrambled positions are off their training distribution."""
         clean, corrupted, meta = self.sample_inputs(n, seed)
+        scramble = (model or "tracr") == "tracr"
         clean_in = [[BOS, *x] for x in clean]
         corr_in = [[BOS, *x] for x in corrupted]
         width = self.max_seq_len + 1
@@ -484,11 +488,13 @@ class TracrCase(Case):
         mask = (torch.arange(width)[None, :] < lengths[:, None]) & (torch.arange(width)[None, :] > 0)
         meta.update(clean_inputs=clean_in, corrupted_inputs=corr_in, case=self.id,
                     clean_outputs=self.evaluate(clean_in), corrupted_outputs=self.evaluate(corr_in),
-                    position_scrambling="corrupted run reads W_pos at a random permutation of positions 1..L")
+                    position_scrambling=("corrupted run reads W_pos at a random permutation of positions 1..L"
+                                         if scramble else None))
         return CaseData(clean=self.encode(clean_in, width), corrupted=self.encode(corr_in, width),
                         clean_labels=self.encode_labels(meta["clean_outputs"], width),
                         corrupted_labels=self.encode_labels(meta["corrupted_outputs"], width),
-                        mask=mask, seed=seed, meta=meta, corrupted_pos=scrambled_positions(len(clean_in), width, seed))
+                        mask=mask, seed=seed, meta=meta,
+                        corrupted_pos=scrambled_positions(len(clean_in), width, seed) if scramble else None)
 
     # -- metrics ----------------------------------------------------------------------------------
     def metrics(self, logits: torch.Tensor, data: CaseData, clean_logits: torch.Tensor | None = None,
