@@ -195,14 +195,19 @@ def cmd_eval_roc(args) -> int:
         png = plot_roc({k: v for k, v in curves.items() if v}, _plot_dir(args, *items[0]) / "roc_edges.png",
                        title=f"case {case} ({model}): edge ROC")
         out_doc["cases"].append({"case": case, "model": model, "methods": rows, "plot": str(png)})
+    return _report_cases(args, out_doc, lambda r: f"edge AUROC {_f(r['edges_auroc'])} (pessimistic "
+                         f"{_f(r['edges_pessimistic_auc'])})  node AUROC {_f(r['nodes_auroc'])}")
+
+
+def _report_cases(args, out_doc: dict, describe) -> int:
+    """Print one line per (case, model, method) and the plot paths, or the whole document as JSON."""
     with json_stdout(args.json) as out:
         if args.json:
             emit(out_doc, out)
         else:
             for c in out_doc["cases"]:
                 for r in c["methods"]:
-                    print(f"case {c['case']:>4} {c['model']:<7} {r['method']:<28} edge AUROC {_f(r['edges_auroc'])} "
-                          f"(pessimistic {_f(r['edges_pessimistic_auc'])})  node AUROC {_f(r['nodes_auroc'])}", file=out)
+                    print(f"case {c['case']:>4} {c['model']:<7} {r['method']:<28} {describe(r)}", file=out)
                 print(f"  plot: {c['plot']}", file=out)
     return 0
 
@@ -253,16 +258,8 @@ def cmd_eval_faithfulness(args) -> int:
             png = plot_faithfulness(curves, _plot_dir(args, *items[0]) / "faithfulness.png",
                                     title=f"case {case_id} ({model}): faithfulness ({args.policy})")
             out_doc["cases"].append({"case": case_id, "model": model, "methods": rows, "plot": str(png)})
-    with json_stdout(args.json) as out:
-        if args.json:
-            emit(out_doc, out)
-        else:
-            for c in out_doc["cases"]:
-                for r in c["methods"]:
-                    print(f"case {c['case']:>4} {c['model']:<7} {r['method']:<28} CPR {_f(r['cpr'])}  CMD {_f(r['cmd'])}  "
-                          f"(ground truth f = {_f(r['ground_truth_faithfulness'])})", file=out)
-                print(f"  plot: {c['plot']}", file=out)
-    return 0
+    return _report_cases(args, out_doc, lambda r: f"CPR {_f(r['cpr'])}  CMD {_f(r['cmd'])}  "
+                         f"(ground truth f = {_f(r['ground_truth_faithfulness'])})")
 
 
 def _case_engine(args, ablation: str):

@@ -3,35 +3,21 @@
 import pytest
 import torch
 from sklearn.metrics import roc_auc_score
-from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from core.data import CaseData
 from core.graph import Graph
 from core.protocols import Problem
 from methods import get_method
 from methods.acdc import ACDC, NaiveACDC, default_thresholds, visiting_order
 from methods.sp import SubnetworkProbing
+from tests.helpers import random_data, random_model
 
 
 def small_model(normalization="LN", attn_only=False, seed=0):
-    cfg = HookedTransformerConfig(
-        n_layers=2, n_heads=2, d_model=12, d_head=4, d_mlp=16, d_vocab=7, n_ctx=5, act_fn="gelu",
-        normalization_type=normalization, attn_only=attn_only, seed=seed, use_attn_result=True,
-        use_split_qkv_input=True, use_hook_mlp_in=True, default_prepend_bos=False, dtype=torch.float64)
-    model = HookedTransformer(cfg)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * 0.5)
-    return model.eval()
+    return random_model(normalization, attn_only=attn_only, seed=seed, d_mlp=16, scale=0.5)
 
 
 def small_data(n=8, seq=5, vocab=7, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    clean = torch.randint(0, vocab, (n, seq), generator=g)
-    corr = torch.randint(0, vocab, (n, seq), generator=g)
-    zeros = torch.zeros(n, seq, dtype=torch.long)
-    return CaseData(clean, corr, zeros, zeros, torch.ones(n, seq, dtype=torch.bool))
+    return random_data(n=n, seq=seq, vocab=vocab, seed=seed)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from core.graph import Graph
 from core.protocols import Problem
 from methods import get_method
 from methods.attribution import EAP, EAPIG, ExactPatching, attribution_loss
-from tests.test_patching import random_data, random_model
+from tests.helpers import random_data, random_model
 
 
 def signed(out, graph) -> np.ndarray:

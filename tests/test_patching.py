@@ -2,33 +2,10 @@
 
 import pytest
 import torch
-from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from core.data import CaseData
 from core.graph import Graph
 from core.patching import PatchEngine
-
-
-def random_model(normalization, n_layers=2, n_heads=2, attn_only=False, seed=0, dtype=torch.float64):
-    cfg = HookedTransformerConfig(
-        n_layers=n_layers, n_heads=n_heads, d_model=12, d_head=4, d_mlp=20, d_vocab=7, n_ctx=5,
-        act_fn="gelu", normalization_type=normalization, attn_only=attn_only, seed=seed,
-        use_attn_result=True, use_split_qkv_input=True, use_hook_mlp_in=True, default_prepend_bos=False,
-        dtype=dtype)
-    model = HookedTransformer(cfg)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():  # biases non-zero too, so constant terms are exercised
-            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * 0.3)
-    return model.eval()
-
-
-def random_data(n=6, seq=5, vocab=7, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    clean = torch.randint(0, vocab, (n, seq), generator=g)
-    corr = torch.randint(0, vocab, (n, seq), generator=g)
-    zeros = torch.zeros(n, seq, dtype=torch.long)
-    return CaseData(clean, corr, zeros, zeros, torch.ones(n, seq, dtype=torch.bool))
+from tests.helpers import random_data, random_model
 
 
 def brute_force(model, graph, clean, ablated_acts, mask):

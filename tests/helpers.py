@@ -1,0 +1,31 @@
+"""Small random models and data shared by the engine and method tests."""
+
+import torch
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+from core.data import CaseData
+
+
+def random_model(normalization, n_layers=2, n_heads=2, attn_only=False, seed=0, dtype=torch.float64,
+                 d_mlp=20, scale=0.3):
+    """A tiny HookedTransformer with the graph hooks on and every parameter (biases too) random."""
+    cfg = HookedTransformerConfig(
+        n_layers=n_layers, n_heads=n_heads, d_model=12, d_head=4, d_mlp=d_mlp, d_vocab=7, n_ctx=5,
+        act_fn="gelu", normalization_type=normalization, attn_only=attn_only, seed=seed,
+        use_attn_result=True, use_split_qkv_input=True, use_hook_mlp_in=True, default_prepend_bos=False,
+        dtype=dtype)
+    model = HookedTransformer(cfg)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * scale)
+    return model.eval()
+
+
+def random_data(n=6, seq=5, vocab=7, seed=0):
+    """Random clean and corrupted tokens, every position scored, no labels."""
+    g = torch.Generator().manual_seed(seed)
+    clean = torch.randint(0, vocab, (n, seq), generator=g)
+    corr = torch.randint(0, vocab, (n, seq), generator=g)
+    zeros = torch.zeros(n, seq, dtype=torch.long)
+    return CaseData(clean, corr, zeros, zeros, torch.ones(n, seq, dtype=torch.bool))
