@@ -53,9 +53,15 @@ def _hint(parser: argparse.ArgumentParser, message: str) -> str:
     return f" (did you mean {', '.join(dict.fromkeys(close))}?)" if close else ""
 
 
+_REAL_STDOUT: list = []  # set by main() while a --json command runs with stdout sent to stderr
+
+
 @contextlib.contextmanager
 def json_stdout(enabled: bool):
     """While working, send stdout to stderr (libraries print); yield the real stdout for the document."""
+    if _REAL_STDOUT:  # main() already redirected the whole command
+        yield _REAL_STDOUT[-1]
+        return
     real = sys.stdout
     if not enabled:
         yield real
@@ -413,6 +419,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from core.registry import UnknownNameError
 
     parser, subs = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    redirect = "--json" in argv  # one JSON document on stdout: everything else (library prints) to stderr
+    if redirect:
+        _REAL_STDOUT.append(sys.stdout)
+        sys.stdout = sys.stderr
     try:
         args, extra = parser.parse_known_args(argv)
         return dispatch(args, extra, subs)
@@ -432,6 +443,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("circuit-bench: interrupted (finished results are kept; re-run with --resume)", file=sys.stderr)
         return 130
+    finally:
+        if redirect:
+            sys.stdout = _REAL_STDOUT.pop()
 
 
 if __name__ == "__main__":  # pragma: no cover

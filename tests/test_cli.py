@@ -77,3 +77,11 @@ def test_plugin_method_by_module_path(tmp_path, capsys):
     doc = load_result(path)
     assert doc["params"] == {"power": 2.0}
     assert doc["scores"]["edges"]["input->a0.h1<q>"] == 1.0 and doc["scores"]["edges"]["input->a0.h0<k>"] == 4.0
+
+
+def test_json_output_stays_one_document_when_libraries_print(tmp_path):
+    # loading a model makes TransformerLens print to stdout; with --json that must go to stderr
+    p = cli("eval", "gt_node_realism", "-i", "toy", "--json", "-n", "8")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["rows"][0]["score"] == 1.0  # the toy's planted circuit keeps every prediction
