@@ -84,9 +84,12 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _setup_torch() -> None:
+def _setup_torch(device: str = "cpu") -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: this torch build or machine has no CUDA device (use --device cpu)")
 
     if "CIRCUIT_BENCH_THREADS" in os.environ:
         torch.set_num_threads(int(os.environ["CIRCUIT_BENCH_THREADS"]))
@@ -347,7 +350,7 @@ def cmd_run(args, extra: Sequence[str]) -> int:
     case = get_case(args.case)
     case.resolve_model(args.model) if args.model else None
     method, params = parse_method_flags(method, extra)
-    _setup_torch()
+    _setup_torch(args.device)
     job = Job(case=str(case.id), method=method, model=args.model, params=params, seed=args.seed,
               n=args.n or DEFAULT_N, ablation=args.ablation, metric=args.metric, device=args.device, out=args.out)
     with json_stdout(args.json) as out:

@@ -64,7 +64,7 @@ def cmd_benchmark(args) -> int:
         get_case(cid)
     for m in args.methods:
         method_class(m)
-    _setup_torch()
+    _setup_torch(args.device)
     jobs = [Job(case=cid, method=m, model=args.model, params=sweep_params(m), seed=args.seed, n=args.n or DEFAULT_N,
                 ablation=args.ablation, device=args.device, out=args.out) for cid in cases for m in args.methods]
     with json_stdout(args.json) as out:
