@@ -160,7 +160,12 @@ def _execute(job: Job, case, model_kind: str, log) -> dict[str, Any]:
         "timing": {"setup_seconds": t_method - t_setup, "method_seconds": t_done - t_method},
     }
     if output.sweep is not None:
-        doc["sweep"] = [{"param": p, "edges": sorted(c.edges), "nodes": sorted(c.nodes)} for p, c in output.sweep]
+        from core.circuit import compare
+
+        graph = problem.graph
+        doc["sweep"] = [{"param": p, "edges": sorted(c.edges), "nodes": sorted(c.nodes),
+                         "vs_ground_truth": compare(c, truth, graph.nodes, graph.edges).to_json()}
+                        for p, c in output.sweep]
     return doc
 
 

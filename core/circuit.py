@@ -95,11 +95,16 @@ class CircuitComparison:
                 "nodes_no_endpoints": self.nodes_no_endpoints.to_json()}
 
 
-def compare(predicted: Circuit, truth: Circuit, all_nodes, all_edges) -> CircuitComparison:
-    """Compare at node and edge level. If either side is q/k/v-merged, both are merged."""
+def compare(predicted: Circuit, truth: Circuit, all_nodes, all_edges, merge: bool | None = None) -> CircuitComparison:
+    """Compare at node and edge level over the graph's nodes and edges.
+
+    ``merge``: compare q/k/v-merged edges (``a->b<q>`` and ``a->b<k>`` both count as ``a->b``). By
+    default edges are merged unless both circuits split q/k/v, as the interface contract says.
+    """
     all_edges = set(all_edges)
-    if not (predicted.is_split and truth.is_split) and (predicted.is_split or truth.is_split or
-                                                         any("<" in e for e in all_edges)):
+    if merge is None:
+        merge = not (predicted.is_split and truth.is_split)
+    if merge:
         predicted, truth = predicted.merged(), truth.merged()
         all_edges = {merge_qkv(e) for e in all_edges}
     all_nodes = set(all_nodes)
