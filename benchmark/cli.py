@@ -210,13 +210,20 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     subs["run"] = p
 
     p = sub.add_parser("eval", help="evaluate results: roc, faithfulness, node_realism, gt_node_realism, iit")
-    p.add_argument("what", choices=["roc", "faithfulness", "node_realism", "gt_node_realism", "iit"])
+    p.add_argument("what", choices=["roc", "faithfulness", "node_realism", "gt_node_realism", "iit",
+                                    "pareto", "agreement", "ig-steps", "overlap"])
     p.add_argument("paths", nargs="*", help="result.json files or result directories (roc, faithfulness)")
     p.add_argument("-i", "--case", dest="case", help="case id (node_realism, gt_node_realism, iit)")
     p.add_argument("--model", help="model kind (tracr, siit, natural, ...)")
     p.add_argument("--nodes", nargs="+", help="hypothesis nodes (node_realism)")
     p.add_argument("--ablation", default=None, choices=["corrupted", "mean", "zero"])
-    p.add_argument("--policy", default="topk-abs", choices=["topk-abs", "topk-signed"])
+    p.add_argument("--policy", default=None, choices=["topk-abs", "topk-signed", "greedy"],
+                   help="edge selection: faithfulness defaults to topk-abs (MIB), the studies to greedy (EAP-IG paper)")
+    p.add_argument("--methods", nargs="+", default=["eap", "eap-ig"],
+                   help="pareto/agreement: methods compared with exact patching (NAME or NAME[k=v,...])")
+    p.add_argument("--steps", nargs="+", type=int, default=[1, 2, 5, 10, 20, 50], help="ig-steps: IG step counts")
+    p.add_argument("--ig-variant", default="inputs", choices=["inputs", "activations", "clean-corrupted"])
+    p.add_argument("--cases", nargs="+", default=None, help="overlap: settings CASE[:MODEL][@SEED]")
     p.add_argument("--no-prune", action="store_true", help="faithfulness: keep dangling edges")
     p.add_argument("--recompute", action="store_true",
                    help="roc: recompute against the case's current ground truth and update the result files")

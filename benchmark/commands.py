@@ -245,7 +245,8 @@ def cmd_eval_faithfulness(args) -> int:
                 log(f"skip {path}: no edge scores")
                 continue
             case, problem, engine = _engine_for(doc, args.ablation, args.n)
-            curve = faithfulness_curve(engine, problem.graph, scores, policy=args.policy, prune=not args.no_prune)
+            curve = faithfulness_curve(engine, problem.graph, scores, policy=args.policy or "topk-abs",
+                                       prune=not args.no_prune)
             gt = case.ground_truth(doc["model"])
             gt_f = circuit_faithfulness(engine, problem.graph.mask_for(gt))
             doc_f = {"schema": results.SCHEMA, "result": str(path), "case": case_id, "model": model,
@@ -256,7 +257,7 @@ def cmd_eval_faithfulness(args) -> int:
                          "path": str(path.parent / "faithfulness.json")})
         if rows:
             png = plot_faithfulness(curves, _plot_dir(args, *items[0]) / "faithfulness.png",
-                                    title=f"case {case_id} ({model}): faithfulness ({args.policy})")
+                                    title=f"case {case_id} ({model}): faithfulness ({args.policy or 'topk-abs'})")
             out_doc["cases"].append({"case": case_id, "model": model, "methods": rows, "plot": str(png)})
     return _report_cases(args, out_doc, lambda r: f"CPR {_f(r['cpr'])}  CMD {_f(r['cmd'])}  "
                          f"(ground truth f = {_f(r['ground_truth_faithfulness'])})")
@@ -341,6 +342,11 @@ def cmd_eval(args) -> int:
         return cmd_eval_faithfulness(args)
     if args.what in ("node_realism", "gt_node_realism"):
         return cmd_eval_realism(args)
+    if args.what in ("pareto", "agreement", "ig-steps", "overlap"):
+        from benchmark import study  # the faithfulness study (EAP vs EAP-IG vs exact patching)
+
+        args.policy = args.policy or "greedy"
+        return getattr(study, f"cmd_eval_{args.what.replace('-', '_')}")(args)
     return cmd_eval_iit(args)
 
 

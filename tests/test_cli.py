@@ -85,3 +85,13 @@ def test_json_output_stays_one_document_when_libraries_print(tmp_path):
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
     assert doc["rows"][0]["score"] == 1.0  # the toy's planted circuit keeps every prediction
+
+
+def test_study_commands_from_the_cli(tmp_path, capsys):
+    for what in ("pareto", "agreement", "ig-steps"):
+        args = ["eval", what, "-i", "toy", "-n", "16", "--out", str(tmp_path), "--json", "--steps", "1", "2"]
+        assert main(args) == 0, what
+        doc = json.loads(capsys.readouterr().out)
+        assert doc, what
+    assert list(tmp_path.rglob("pareto.png")) and list(tmp_path.rglob("ig_steps.json"))
+    assert main(["eval", "pareto", "-i", "toy", "--methods", "eapp", "--out", str(tmp_path)]) == 2
