@@ -207,6 +207,9 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     p.add_argument("--method", dest="method_opt", metavar="METHOD", help="same as the positional METHOD")
     _job_flags(p)
     p.add_argument("--resume", action="store_true", help="skip the run if its result is already finished")
+    p.add_argument("--wandb-project", default=None, metavar="NAME",
+                   help="log the run to W&B project NAME (optional extra circuit-bench[wandb]; offline unless "
+                        "WANDB_MODE=online)")
     subs["run"] = p
 
     p = sub.add_parser("eval", help="evaluate results: roc, faithfulness, node_realism, gt_node_realism, iit")
@@ -245,16 +248,23 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-n", "--n-examples", dest="n", type=int, default=None)
     p.add_argument("--ablation", default="corrupted", choices=["corrupted", "mean", "zero"])
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--executor", default="local", choices=["local", "ray"])
+    p.add_argument("--workers", type=int, default=1,
+                   help="parallel jobs: processes (local executor) or CPUs of the local Ray instance (ray)")
+    p.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="local (in-process, or a process pool with --workers N) or ray (a local Ray instance; "
+                        "optional extra circuit-bench[ray])")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--wandb-project", default=None, metavar="NAME",
+                   help="log each finished job as a W&B run in project NAME (optional extra circuit-bench[wandb]; "
+                        "offline unless WANDB_MODE=online)")
     p.add_argument("--json", action="store_true")
     subs["benchmark"] = p
 
     p = sub.add_parser("leaderboard", help="aggregate results into a leaderboard")
     p.add_argument("--out", default="results", help="results directory")
-    p.add_argument("--format", default="md", choices=["md", "csv", "html"])
+    p.add_argument("--format", default="md", choices=["md", "csv", "html"],
+                   help="html: a self-contained page (tables, per-run detail, the ROC/faithfulness plots embedded)")
     p.add_argument("--json", action="store_true")
     subs["leaderboard"] = p
     return top, subs
@@ -360,8 +370,14 @@ def cmd_run(args, extra: Sequence[str]) -> int:
     _setup_torch(args.device)
     job = Job(case=str(case.id), method=method, model=args.model, params=params, seed=args.seed,
               n=args.n or DEFAULT_N, ablation=args.ablation, metric=args.metric, device=args.device, out=args.out)
+    tracker = None
+    if args.wandb_project:
+        from benchmark.tracking import WandbTracker
+        tracker = WandbTracker(args.wandb_project, out=args.out)  # imports wandb: fails before any work
     with json_stdout(args.json) as out:
         doc = run_job(job, resume=args.resume, log=log)
+        if tracker is not None and not doc.get("skipped"):
+            tracker.log_result(doc)
         if args.json:
             emit(doc, out)
         else:

@@ -28,13 +28,30 @@ def cmd_leaderboard(args) -> int:
     return 0
 
 
+# the plots that `eval roc` and `eval faithfulness` write to OUT/<case>/<model>/, in page order
+PLOT_CAPTIONS = {"roc_edges.png": "edge ROC (eval roc)", "faithfulness.png": "faithfulness curve (eval faithfulness)"}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
 def _embedded_plots(out: str) -> dict[str, str]:
+    """The per-case plots under ``out`` as ``{caption: data URI}``: ``OUT/<case>/<model>/roc_edges.png``
+    and ``faithfulness.png``, captioned with case, model, plot kind and file. Other PNGs (e.g. a
+    tracker's media) and files that are not PNGs are left out, so the page stays small and valid."""
     import base64
 
-    imgs = {}
-    for png in sorted(Path(out).rglob("*.png")):
-        imgs[str(png.relative_to(out))] = "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode()
-    return imgs
+    root = Path(out)
+    found = []
+    for name, what in PLOT_CAPTIONS.items():
+        for png in root.glob(f"*/*/{name}"):
+            data = png.read_bytes()
+            if not data.startswith(PNG_MAGIC):
+                log(f"leaderboard: skip {png} (not a PNG)")
+                continue
+            case, model = png.parent.parent.name, png.parent.name
+            found.append(((case, model, list(PLOT_CAPTIONS).index(name)),
+                          f"case {case} ({model}): {what} \u2014 {png.relative_to(root).as_posix()}",
+                          "data:image/png;base64," + base64.b64encode(data).decode()))
+    return {caption: uri for _, caption, uri in sorted(found)}
 
 
 def default_cases() -> list[str]:
@@ -64,16 +81,37 @@ def cmd_benchmark(args) -> int:
         get_case(cid)
     for m in args.methods:
         method_class(m)
+    if args.workers < 1:
+        raise UsageError(f"--workers must be at least 1 (got {args.workers})")
+    if args.executor == "ray":
+        _import_ray()  # a missing optional extra fails before any work
+    tracker = None
+    if getattr(args, "wandb_project", None):
+        from benchmark.tracking import WandbTracker
+
+        tracker = WandbTracker(args.wandb_project, out=args.out)  # imports wandb; fails before any work
     _setup_torch(args.device)
     jobs = [Job(case=cid, method=m, model=args.model, params=sweep_params(m), seed=args.seed, n=args.n or DEFAULT_N,
                 ablation=args.ablation, device=args.device, out=args.out) for cid in cases for m in args.methods]
+
+    def done(doc):  # called in this process as each job finishes (any executor)
+        if tracker is not None:
+            tracker.log_result(doc)
+
     with json_stdout(args.json) as out:
-        if args.executor == "ray":
-            docs = _run_ray(jobs, args.resume)
-        elif args.workers > 1:
-            docs = _run_pool(jobs, args.resume, args.workers)
-        else:
-            docs = [run_job(j, resume=args.resume, log=log) for j in _progress(jobs, "benchmark")]
+        try:
+            if args.executor == "ray":
+                docs = _run_ray(jobs, args.resume, args.workers, on_done=done)
+            elif args.workers > 1:
+                docs = _run_pool(jobs, args.resume, args.workers, on_done=done)
+            else:
+                docs = []
+                for j in _progress(jobs, "benchmark"):
+                    docs.append(run_job(j, resume=args.resume, log=log))
+                    done(docs[-1])
+        finally:
+            if tracker is not None:
+                tracker.close()
         failed = [d for d in docs if d.get("status") != "ok"]
         for d in docs:
             log(summary_line(d))
@@ -94,24 +132,55 @@ def _run_one(job, resume):
     return run_job(job, resume=resume)
 
 
-def _run_pool(jobs, resume: bool, workers: int):
+def _run_pool(jobs, resume: bool, workers: int, on_done=None):
+    """Jobs on a pool of spawned processes; results in job order, ``on_done`` called as each finishes."""
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
         futures = [pool.submit(_run_one, j, resume) for j in jobs]
+        if on_done is not None:
+            for f in as_completed(futures):
+                on_done(f.result())
         return [f.result() for f in futures]
 
 
-def _run_ray(jobs, resume: bool):
+RAY_MISSING = "--executor ray needs Ray, an optional extra: pip install 'circuit-bench[ray]'"
+
+
+def _import_ray():
     try:
         import ray
     except ImportError:
-        raise UsageError("--executor ray needs Ray: pip install 'circuit-bench[ray]'") from None
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=False)
-    remote = ray.remote(_run_one)
-    return ray.get([remote.remote(j, resume) for j in jobs])
+        raise UsageError(RAY_MISSING) from None
+    return ray
+
+
+def _run_ray(jobs, resume: bool, workers: int = 1, on_done=None):
+    """The same jobs as Ray tasks on a *local* Ray instance (never a remote cluster: ``address="local"``
+    ignores RAY_ADDRESS), ``workers`` CPUs, no dashboard. An instance this process already started
+    (``ray.init`` by the caller) is reused and left running; one started here is shut down."""
+    ray = _import_ray()
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address="local", num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=0)(_run_one)
+        refs = [remote.remote(j, resume) for j in jobs]
+        index = {ref: i for i, ref in enumerate(refs)}
+        docs: list = [None] * len(refs)
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for ref in ready:
+                docs[index[ref]] = ray.get(ref)
+                if on_done is not None:
+                    on_done(docs[index[ref]])
+        return docs
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def _result_docs(paths: list[str]) -> list[tuple[Path, dict]]:

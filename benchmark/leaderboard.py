@@ -94,19 +94,40 @@ def to_csv(summary: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
+DETAIL_COLUMNS = ["case", "model", "method", "status", "edge_auroc", "node_auroc", "seconds", "error"]
+
+_CSS = ("body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
+        "table{border-collapse:collapse;margin-bottom:2em}caption{text-align:left;font-weight:bold;padding:4px 0}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f3f3f3}"
+        "td:nth-child(-n+3),th:nth-child(-n+3){text-align:left}tr.error td{background:#fde8e8}"
+        ".plots{display:flex;flex-wrap:wrap;gap:1.5em}figure{margin:0}"
+        "img{max-width:640px;border:1px solid #ddd}figcaption{font-size:90%;color:#555;max-width:640px}")
+
+
 def to_html(summary: list[dict[str, Any]], detail: list[dict[str, Any]], images: dict[str, str] | None = None) -> str:
-    """A self-contained page: the table, per-run detail, and images embedded as data URIs."""
-    def table(rows, cols, cls):
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c, '')))}</td>" for c in cols) + "</tr>"
-                       for r in rows)
-        return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-    imgs = "".join(f'<figure><img alt="{html.escape(k)}" src="{v}"><figcaption>{html.escape(k)}</figcaption></figure>'
-                   for k, v in (images or {}).items())
-    return ("<!doctype html><html><head><meta charset='utf-8'><title>circuit-bench leaderboard</title>"
-            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:2em}"
-            "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}img{max-width:640px}</style></head><body>"
-            "<h1>circuit-bench leaderboard</h1>" + table(summary, COLUMNS, "leaderboard")
-            + "<h2>Runs</h2>" + table(detail, ["case", "model", "method", "status", "edge_auroc", "node_auroc",
-                                                 "seconds"], "detail")
-            + imgs + "</body></html>\n")
+    """A self-contained page (no external resources): the leaderboard (one row per model kind and
+    method), the per-run detail, and ``images`` (``{caption: data URI}``) as captioned figures."""
+    def cell(v):
+        return f"<td>{html.escape(_fmt(v if v is not None else ''))}</td>"
+
+    def table(rows, cols, ident, caption):
+        head = "".join(f'<th scope="col">{html.escape(c)}</th>' for c in cols)
+        body = "".join(f'<tr class="{html.escape(str(r.get("status", "ok")))}">' + "".join(cell(r.get(c)) for c in cols)
+                       + "</tr>" for r in rows)
+        return (f'<table id="{ident}" class="{ident}"><caption>{html.escape(caption)}</caption>'
+                f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+    figures = "".join(f'<figure><img alt="{html.escape(k, quote=True)}" src="{html.escape(v, quote=True)}">'
+                      f"<figcaption>{html.escape(k)}</figcaption></figure>" for k, v in (images or {}).items())
+    plots = (f'<h2>Plots</h2><div id="plots" class="plots">{figures}</div>' if figures else
+             '<h2>Plots</h2><p id="plots">No plots yet: run <code>eval roc</code> / <code>eval faithfulness</code> '
+             "on the results, then rebuild this page.</p>")
+    n_runs = len(detail)
+    n_err = sum(1 for r in detail if r.get("status") != "ok")
+    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>circuit-bench leaderboard</title>"
+            f"<style>{_CSS}</style></head><body>"
+            "<h1>circuit-bench leaderboard</h1>"
+            f"<p>{n_runs} run(s), {n_err} failed. AUROCs are means over cases (nan: undefined for every case).</p>"
+            + table(summary, COLUMNS, "leaderboard", "Methods (one row per model kind and method)")
+            + "<h2>Runs</h2>" + table(detail, DETAIL_COLUMNS, "runs", "Per-run detail")
+            + plots + "</body></html>\n")
