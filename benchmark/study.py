@@ -382,11 +382,15 @@ def pareto(case_id: str, model: str | None = None, methods: Sequence[str] | None
     except Exception as err:  # noqa: BLE001 -- a case without a usable ground truth still gets its curves
         doc["ground_truth"] = {"kept": None, "faithfulness": None, "reason": f"{type(err).__name__}: {err}"}
     if write:
-        where = _study_dir(out_dir, s)
-        doc["paths"] = {"json": str(where / "pareto.json"), "png": str(where / "pareto.png")}
-        plot_pareto(doc, where / "pareto.png")
-        _write(doc, where / "pareto.json")
+        _save(doc, _study_dir(out_dir, s), "pareto", plot_pareto)
     return doc
+
+
+def _save(doc: dict, where: Path, name: str, plot) -> None:
+    """Write ``NAME.png`` (via ``plot(doc, path)``) and ``NAME.json`` into ``where``; paths go in the doc."""
+    doc["paths"] = {"json": str(where / f"{name}.json"), "png": str(where / f"{name}.png")}
+    plot(doc, where / f"{name}.png")
+    _write(doc, where / f"{name}.json")
 
 
 def plot_pareto(doc: dict, path: Path) -> str:
@@ -443,10 +447,8 @@ def agreement(case_id: str, model: str | None = None, methods: Sequence[str] | N
         doc["methods"][spec] = row
         scatter[spec] = sc["signed"]
     if write:
-        where = _study_dir(out_dir, s)
-        doc["paths"] = {"json": str(where / "agreement.json"), "png": str(where / "agreement.png")}
-        plot_agreement(doc, scatter, ref["signed"], where / "agreement.png")
-        _write(doc, where / "agreement.json")
+        _save(doc, _study_dir(out_dir, s), "agreement",
+              lambda d, path: plot_agreement(d, scatter, ref["signed"], path))
     return doc
 
 
@@ -520,10 +522,7 @@ def ig_steps(case_id: str, model: str | None = None, steps: Sequence[int] = DEFA
                             "topk_eff": ag["topk_eff"], "ao_eff": ag["ao_eff"], "k_eff": ag["k_eff"], "top5": top5,
                             "cpr": mib["cpr"], "cmd": mib["cmd"], "f": mib["f"], "reasons": ag["reasons"]})
     if write:
-        where = _study_dir(out_dir, s)
-        doc["paths"] = {"json": str(where / "ig_steps.json"), "png": str(where / "ig_steps.png")}
-        plot_ig_steps(doc, where / "ig_steps.png")
-        _write(doc, where / "ig_steps.json")
+        _save(doc, _study_dir(out_dir, s), "ig_steps", plot_ig_steps)
     return doc
 
 
@@ -642,10 +641,8 @@ def cross_case(settings: Sequence[str | Setting], model: str | None = None, meth
            "circuits": [sorted(c.edges) for c in circ],
            "note": "F[i][j]: circuit found on settings[j] evaluated on settings[i]"}
     if write:
-        where = Path(out_dir or "results") / "overlap" / results.safe_component(method) / _settings_tag(labels)
-        doc["paths"] = {"json": str(where / "overlap.json"), "png": str(where / "overlap.png")}
-        plot_overlap(doc, where / "overlap.png")
-        _write(doc, where / "overlap.json")
+        _save(doc, Path(out_dir or "results") / "overlap" / results.safe_component(method) / _settings_tag(labels),
+              "overlap", plot_overlap)
     return doc
 
 
