@@ -382,11 +382,11 @@ def pareto(case_id: str, model: str | None = None, methods: Sequence[str] | None
     except Exception as err:  # noqa: BLE001 -- a case without a usable ground truth still gets its curves
         doc["ground_truth"] = {"kept": None, "faithfulness": None, "reason": f"{type(err).__name__}: {err}"}
     if write:
-        _save(doc, _study_dir(out_dir, s), "pareto", plot_pareto)
+        _write_study(doc, _study_dir(out_dir, s), "pareto", plot_pareto)
     return doc
 
 
-def _save(doc: dict, where: Path, name: str, plot) -> None:
+def _write_study(doc: dict, where: Path, name: str, plot) -> None:
     """Write ``NAME.png`` (via ``plot(doc, path)``) and ``NAME.json`` into ``where``; paths go in the doc."""
     doc["paths"] = {"json": str(where / f"{name}.json"), "png": str(where / f"{name}.png")}
     plot(doc, where / f"{name}.png")
@@ -447,7 +447,7 @@ def agreement(case_id: str, model: str | None = None, methods: Sequence[str] | N
         doc["methods"][spec] = row
         scatter[spec] = sc["signed"]
     if write:
-        _save(doc, _study_dir(out_dir, s), "agreement",
+        _write_study(doc, _study_dir(out_dir, s), "agreement",
               lambda d, path: plot_agreement(d, scatter, ref["signed"], path))
     return doc
 
@@ -522,7 +522,7 @@ def ig_steps(case_id: str, model: str | None = None, steps: Sequence[int] = DEFA
                             "topk_eff": ag["topk_eff"], "ao_eff": ag["ao_eff"], "k_eff": ag["k_eff"], "top5": top5,
                             "cpr": mib["cpr"], "cmd": mib["cmd"], "f": mib["f"], "reasons": ag["reasons"]})
     if write:
-        _save(doc, _study_dir(out_dir, s), "ig_steps", plot_ig_steps)
+        _write_study(doc, _study_dir(out_dir, s), "ig_steps", plot_ig_steps)
     return doc
 
 
@@ -641,7 +641,7 @@ def cross_case(settings: Sequence[str | Setting], model: str | None = None, meth
            "circuits": [sorted(c.edges) for c in circ],
            "note": "F[i][j]: circuit found on settings[j] evaluated on settings[i]"}
     if write:
-        _save(doc, Path(out_dir or "results") / "overlap" / results.safe_component(method) / _settings_tag(labels),
+        _write_study(doc, Path(out_dir or "results") / "overlap" / results.safe_component(method) / _settings_tag(labels),
               "overlap", plot_overlap)
     return doc
 
