@@ -236,7 +236,7 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     p.add_argument("--json", action="store_true")
     subs["eval"] = p
 
-    p = sub.add_parser("train", help="train SIIT / IOI models")
+    p = sub.add_parser("train", help="train SIIT / IOI models (train iit --help, train ioi --help)", add_help=False)
     p.add_argument("what", choices=["iit", "ioi"])
     subs["train"] = p
 

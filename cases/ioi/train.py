@@ -9,8 +9,10 @@ see the same additive residual stream the trainer shaped), standard learned posi
 Training uses the shared SIIT trainer (:class:`cases.siit.trainer.SIITTrainer`): per batch, one HL
 node is interchanged (IIT loss, cross-entropy to the HL answer at the last position), a random half
 of the non-circuit heads/MLPs is resampled from the source (strict loss, the base answer must stay)
-and the behaviour loss; one optimizer step on the weighted sum; fresh (base, source) pairs every
-epoch. Train prompts come from the generator's ``train`` split, validation and test prompts from its
+and the behaviour loss; one optimizer step on the weighted sum (``--sequential``: three steps); fresh
+(base, source) pairs every epoch. ``--strict-source-grad`` lets the strict loss backpropagate through
+the source run as well (see :class:`cases.siit.trainer.TrainConfig`); ``--normalization LN`` gives
+the LL model LayerNorm (default: none). Train prompts come from the generator's ``train`` split, validation and test prompts from its
 ``test`` split (disjoint by construction).
 """
 
@@ -36,16 +38,23 @@ DEFAULTS: dict[str, Any] = dict(n_layers=6, n_heads=4, d_model=64, d_mlp=256, ep
                                 seed=0, n_train=12800, n_eval=1000, iit_weight=1.0, strict_weight=0.4,
                                 behavior_weight=1.0, siit_sampling="sample_all", clip_grad_norm=1.0,
                                 lr_scheduler="linear", final_lr=1e-4, early_stop_threshold=0.995, eval_every=1,
-                                eval_pairs=512)
+                                eval_pairs=512, single_loss=True, normalization=None, strict_source_grad=False)
+NORMALIZATIONS = ("none", "LN", "LNPre")
 
 
-def ll_config(n_layers: int = 6, n_heads: int = 4, d_model: int = 64, d_mlp: int = 256, seed: int = 0) -> dict:
-    """HookedTransformerConfig arguments of the IOI LL model (see the module doc)."""
+def ll_config(n_layers: int = 6, n_heads: int = 4, d_model: int = 64, d_mlp: int = 256, seed: int = 0,
+              normalization: str | None = None) -> dict:
+    """HookedTransformerConfig arguments of the IOI LL model (see the module doc). ``normalization``:
+    None / "none" (the default, no LayerNorm) or a TransformerLens ``normalization_type`` ("LN", "LNPre")."""
+    if normalization in (None, "none"):
+        normalization = None
+    elif normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {normalization!r}")
     if d_model % n_heads:
         raise ValueError(f"d_model ({d_model}) must be a multiple of n_heads ({n_heads})")
     tok = build_tokenizer()
     return dict(n_layers=n_layers, n_heads=n_heads, d_model=d_model, d_head=d_model // n_heads, d_mlp=d_mlp,
-                d_vocab=len(tok), d_vocab_out=len(tok), n_ctx=SEQ_LEN, act_fn="gelu", normalization_type=None,
+                d_vocab=len(tok), d_vocab_out=len(tok), n_ctx=SEQ_LEN, act_fn="gelu", normalization_type=normalization,
                 attention_dir="causal", positional_embedding_type="standard", default_prepend_bos=False,
                 seed=seed)
 
@@ -80,7 +89,8 @@ def train_ioi(out_dir: str | Path, kind: str = "siit", n_layers: int = 6, n_head
               batch_size: int = DEFAULTS["batch_size"],
               seed: int = 0, n_train: int = DEFAULTS["n_train"], n_eval: int = DEFAULTS["n_eval"],
               device: str = "cpu", progress: bool = True, command: str | None = None,
-              checkpoint: str | Path | None = None, **train_kwargs) -> dict[str, Any]:
+              checkpoint: str | Path | None = None, normalization: str | None = DEFAULTS["normalization"],
+              **train_kwargs) -> dict[str, Any]:
     """Train an IOI model and write its model directory to ``out_dir``; returns the test metrics.
 
     ``checkpoint``: a file the trainer state is written to after every epoch (and resumed from when it
@@ -98,16 +108,16 @@ def train_ioi(out_dir: str | Path, kind: str = "siit", n_layers: int = 6, n_head
     _validate(kind, params)
     opts = {k: DEFAULTS[k] for k in ("iit_weight", "strict_weight", "behavior_weight", "siit_sampling",
                                      "clip_grad_norm", "lr_scheduler", "final_lr", "early_stop_threshold",
-                                     "eval_every", "eval_pairs")}
+                                     "eval_every", "eval_pairs", "single_loss", "strict_source_grad")}
     opts.update(train_kwargs)
     if kind == "natural":
         opts.update(iit_weight=0.0, strict_weight=0.0)
-    config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, single_loss=True,
+    config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
                          early_stop=opts.pop("early_stop", True), **opts)
 
     torch.manual_seed(seed)
     tok = build_tokenizer()
-    ll = HookedTransformer(HookedTransformerConfig(**ll_config(n_layers, n_heads, d_model, d_mlp, seed), device=device))
+    ll = HookedTransformer(HookedTransformerConfig(**ll_config(n_layers, n_heads, d_model, d_mlp, seed, normalization), device=device))
     hl = build_hl_model(tok)
     corr = ioi_circuit.correspondence(n_layers, n_heads)
     data = ioi_siit_data(n_train, n_eval, seed)
@@ -124,7 +134,7 @@ def train_ioi(out_dir: str | Path, kind: str = "siit", n_layers: int = 6, n_head
     metadata = {
         "case": "ioi", "model_kind": kind, "seed": seed,
         "command": command or f"python main.py train ioi --kind {kind} --out {out} --seed {seed} --epochs {epochs}",
-        "ll_config": ll_config(n_layers, n_heads, d_model, d_mlp, seed), "train_config": config.to_json(),
+        "ll_config": ll_config(n_layers, n_heads, d_model, d_mlp, seed, normalization), "train_config": config.to_json(),
         "data": data.meta, "fit": fit, "train_seconds": seconds, "history": trainer.history, "test": test,
         "versions": _versions(),
     }
@@ -174,6 +184,14 @@ def add_train_ioi_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--early-stop-threshold", type=float, default=d["early_stop_threshold"],
                         help="stop when val accuracy, IIA and strict accuracy all reach it (fraction)")
     parser.add_argument("--no-early-stop", action="store_true")
+    parser.add_argument("--clip-grad-norm", type=float, default=d["clip_grad_norm"], help="0 = no clipping")
+    parser.add_argument("--final-lr", type=float, default=d["final_lr"], help="last lr of the linear/cosine schedule")
+    parser.add_argument("--sequential", action="store_true",
+                        help="three optimizer steps per batch (IIT, strict, behaviour) instead of one on the weighted sum")
+    parser.add_argument("--strict-source-grad", action="store_true",
+                        help="the strict loss also backpropagates through the source run (TrainConfig.strict_source_grad)")
+    parser.add_argument("--normalization", default="none", choices=NORMALIZATIONS, help="LayerNorm of the LL model")
+    parser.add_argument("--eval-pairs", type=int, default=d["eval_pairs"], help="validation pairs per epoch")
     parser.add_argument("--checkpoint", default=None, help="trainer state file, written every epoch and resumed from")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON document")
@@ -188,15 +206,16 @@ def run_train_ioi(args: argparse.Namespace) -> int:
     cmd = "python main.py train ioi " + " ".join(shlex.quote(a) for a in sys.argv[3:]) if sys.argv[1:3] == ["train", "ioi"] else None
     kwargs = dict(kind=args.kind, n_layers=args.n_layers, n_heads=args.n_heads, d_model=args.d_model,
                   d_mlp=args.d_mlp, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
-                  n_train=args.n_train, n_eval=args.n_eval)
-    opts = dict(iit_weight=args.iit_weight, strict_weight=args.strict_weight, behavior_weight=args.behavior_weight,
+                  n_train=args.n_train, n_eval=args.n_eval, normalization=args.normalization)
+    opts = dict(clip_grad_norm=args.clip_grad_norm, final_lr=args.final_lr, single_loss=not args.sequential,
+                eval_pairs=args.eval_pairs, strict_source_grad=args.strict_source_grad, iit_weight=args.iit_weight, strict_weight=args.strict_weight, behavior_weight=args.behavior_weight,
                 siit_sampling=args.siit_sampling, lr_scheduler=args.lr_scheduler,
                 early_stop_threshold=args.early_stop_threshold, early_stop=not args.no_early_stop)
     try:  # bad values are usage errors; failures during training are not
         _validate(args.kind, kwargs)
         from cases.siit.trainer import TrainConfig
         TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed, **opts)
-        ll_config(args.n_layers, args.n_heads, args.d_model, args.d_mlp, args.seed)
+        ll_config(args.n_layers, args.n_heads, args.d_model, args.d_mlp, args.seed, args.normalization)
         ioi_circuit.correspondence(args.n_layers, args.n_heads)
     except ValueError as err:
         raise UsageError(str(err)) from None
@@ -207,7 +226,7 @@ def run_train_ioi(args: argparse.Namespace) -> int:
 
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, kind: str = "siit", command: str | None = None,
-                      seed: int = 0, device: str = "cpu") -> dict[str, Any]:
+                      seed: int = 0, device: str = "cpu", normalization: str | None = None) -> dict[str, Any]:
     """Write the model directory of a trainer checkpoint (e.g. of an interrupted run); returns the
     case metrics it records."""
     from transformer_lens import HookedTransformer, HookedTransformerConfig
@@ -216,7 +235,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, kind: str = "
     from cases.siit.model_files import save_model_dir
 
     st = torch.load(checkpoint, map_location=device, weights_only=False)
-    cfg = ll_config(seed=seed)
+    cfg = ll_config(seed=seed, normalization=normalization)
     ll = HookedTransformer(HookedTransformerConfig(**cfg, device=device))
     ll.load_state_dict(st["model"])
     corr = ioi_circuit.correspondence(cfg["n_layers"], cfg["n_heads"])

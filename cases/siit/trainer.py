@@ -12,7 +12,9 @@ from a generator seeded with ``(seed, epoch)``):
 Categorical outputs: cross-entropy to the HL argmax; numerical: MSE. Each weight is applied exactly
 once (:func:`combine_losses`). ``single_loss=True`` takes one optimizer step on the weighted sum
 (and runs the three base passes as one batched forward); otherwise three sequential steps
-(IIT, strict, behaviour), as InterpBench's default. Source activations are detached.
+(IIT, strict, behaviour), as InterpBench's default. Source activations are detached (with
+``strict_source_grad=True`` the strict loss also backpropagates through the source run, so it trains
+the non-circuit nodes to carry nothing the output depends on; off by default).
 
 Metrics (all in [0, 1], on fixed held-out pairs): ``iia`` (mean over HL nodes of the fraction of
 scored positions where the LL under the intervention agrees with the HL under it), ``accuracy``
@@ -66,6 +68,7 @@ class TrainConfig:
     eval_pairs: int = 2048
     min_steps_per_epoch: int = 1
     restore_best: bool = True             # end with the weights of the best validation epoch
+    strict_source_grad: bool = False      # let the strict loss backpropagate into the source run too
 
     def __post_init__(self) -> None:
         for name in ("iit_weight", "strict_weight", "behavior_weight"):
@@ -280,14 +283,16 @@ class SIITTrainer:
         B = base.shape[0]
         iit_locs = self._ll_locs(self.corr.mapping[hl_node]) if want_iit else []
         strict_locs = self._ll_locs(strict_nodes) if want_strict else []
-        cache = capture(self.ll, source, [loc.hook for loc in iit_locs + strict_locs])[1] if iit_locs + strict_locs else {}
+        grad = self.cfg.strict_source_grad and want_strict
+        cache = capture(self.ll, source, [loc.hook for loc in iit_locs + strict_locs], grad=grad)[1] if iit_locs + strict_locs else {}
         names, patches = [], []
         for name, locs, wanted in (("iit", iit_locs, want_iit), ("strict", strict_locs, want_strict),
                                    ("behavior", [], "behavior" in which)):
             if not wanted:
                 continue
             rows = slice(len(names) * B, (len(names) + 1) * B)
-            patches += [(loc, rows, cache[loc.hook]) for loc in locs]
+            # only the strict patches may carry gradient into the source run (strict_source_grad)
+            patches += [(loc, rows, cache[loc.hook] if name == "strict" else cache[loc.hook].detach()) for loc in locs]
             names.append(name)
         if not names:
             return {}
