@@ -353,25 +353,32 @@ class TracrCase(Case):
             from cases.tracr.compiled import META_FILE
 
             flags = dict(self.spec.flags)
-            kw = self.compile_kwargs()
-            key = cache_mod.cache_key(self.program, kw["vocab"], kw["max_seq_len"], causal=kw["causal"],
-                                      compiler_bos=BOS, compiler_pad=PAD)
-            meta = cache_mod.default_cache_dir() / key / META_FILE
+            meta = cache_mod.default_cache_dir() / self.cache_key() / META_FILE
             if meta.is_file():
                 for d in json.loads(meta.read_text()).get("defects", []):
                     flags.setdefault(f"tracr:{d['code']}", d["message"])
             self._flags = flags
         return self._flags
 
+    @cached_property
+    def _cache_key(self) -> str:
+        from cases.tracr import cache as cache_mod
+
+        kw = self.compile_kwargs()
+        return cache_mod.cache_key(self.program, kw["vocab"], kw["max_seq_len"], causal=kw["causal"],
+                                   compiler_bos=BOS, compiler_pad=PAD)
+
+    def cache_key(self) -> str:
+        """The key of this case's compiled model in the cache (computed once; no JAX)."""
+        return self._cache_key
+
     def cached_model(self) -> "CompiledModel | None":
         """The compiled model if it is already in the cache (never compiles, never imports JAX)."""
         if self._compiled is not None:
             return self._compiled
         from cases.tracr import cache as cache_mod
-        kw = self.compile_kwargs()
-        key = cache_mod.cache_key(self.program, kw["vocab"], kw["max_seq_len"], causal=kw["causal"],
-                                  compiler_bos=BOS, compiler_pad=PAD)
-        return cache_mod.load_cached(key)
+
+        return cache_mod.load_cached(self.cache_key())
 
     def load_model(self, model: str | None = None, device: str = "cpu") -> "HookedTransformer":
         model = self.resolve_model(model)
