@@ -72,7 +72,7 @@ def sweep_params(method: str) -> dict:
 
 def cmd_benchmark(args) -> int:
     from benchmark.cli import _progress, _setup_torch, summary_line
-    from benchmark.runner import DEFAULT_N, Job, run_job
+    from benchmark.runner import DEFAULT_N, Job, run_jobs
     from cases import get_case
     from methods import method_class
 
@@ -105,10 +105,7 @@ def cmd_benchmark(args) -> int:
             elif args.workers > 1:
                 docs = _run_pool(jobs, args.resume, args.workers, on_done=done)
             else:
-                docs = []
-                for j in _progress(jobs, "benchmark"):
-                    docs.append(run_job(j, resume=args.resume, log=log))
-                    done(docs[-1])
+                docs = run_jobs(_progress(jobs, "benchmark"), resume=args.resume, log=log, on_done=done)
         finally:
             if tracker is not None:
                 tracker.close()
@@ -124,25 +121,30 @@ def cmd_benchmark(args) -> int:
     return EXIT_FAILED if failed else 0
 
 
-def _run_one(job, resume):
+def _run_group(jobs, resume):
+    """One case's jobs in one worker, sharing its activations (runner.ProblemCache)."""
     from benchmark.cli import _setup_torch
-    from benchmark.runner import run_job
+    from benchmark.runner import run_jobs
 
     _setup_torch()
-    return run_job(job, resume=resume)
+    return run_jobs(jobs, resume=resume)
 
 
 def _run_pool(jobs, resume: bool, workers: int, on_done=None):
-    """Jobs on a pool of spawned processes; results in job order, ``on_done`` called as each finishes."""
+    """Jobs on a pool of spawned processes, one task per case (its jobs share the case's activations);
+    results in job order, ``on_done`` called for each job as its case finishes."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
+    from benchmark.runner import case_groups
+
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(_run_one, j, resume) for j in jobs]
+        futures = [pool.submit(_run_group, g, resume) for g in case_groups(jobs)]
         if on_done is not None:
             for f in as_completed(futures):
-                on_done(f.result())
-        return [f.result() for f in futures]
+                for doc in f.result():
+                    on_done(doc)
+        return [doc for f in futures for doc in f.result()]
 
 
 RAY_MISSING = "--executor ray needs Ray, an optional extra: pip install 'circuit-bench[ray]'"
@@ -166,18 +168,20 @@ def _run_ray(jobs, resume: bool, workers: int = 1, on_done=None):
         ray.init(address="local", num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False,
                  configure_logging=False)
     try:
-        remote = ray.remote(num_cpus=1, max_retries=0)(_run_one)
-        refs = [remote.remote(j, resume) for j in jobs]
+        from benchmark.runner import case_groups
+
+        remote = ray.remote(num_cpus=1, max_retries=0)(_run_group)
+        refs = [remote.remote(g, resume) for g in case_groups(jobs)]
         index = {ref: i for i, ref in enumerate(refs)}
-        docs: list = [None] * len(refs)
+        groups: list = [None] * len(refs)
         pending = list(refs)
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             for ref in ready:
-                docs[index[ref]] = ray.get(ref)
-                if on_done is not None:
-                    on_done(docs[index[ref]])
-        return docs
+                groups[index[ref]] = ray.get(ref)
+                for doc in groups[index[ref]] if on_done is not None else ():
+                    on_done(doc)
+        return [doc for g in groups for doc in g]
     finally:
         if started:
             ray.shutdown()

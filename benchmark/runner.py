@@ -12,7 +12,7 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from core import results
 
@@ -77,8 +77,57 @@ def resolve_model_kind(job: Job) -> str:
     return get_case(job.case).resolve_model(job.model)
 
 
-def run_job(job: Job, resume: bool = False, log=None) -> dict[str, Any]:
-    """Run one job and write its result atomically. Returns the result document."""
+class ProblemCache:
+    """The Problem of the last (case, model, data) setting (model, dataset, patching engine with its
+    clean and ablated activations), reused by the next jobs of the same setting: a benchmark runs the
+    jobs of one case back to back, so one entry is enough and the previous case is freed first.
+
+    Reuse cannot change a result: methods receive the same objects they would build, they never
+    keep state on them (SP unfreezes the model, gradients are cleared after each job; tested by
+    comparing cached and fresh results), and each job reseeds torch before its method runs."""
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._problem = None
+        self.hits = 0
+
+    def get(self, job: Job, case, model_kind: str):
+        key = (str(case.id), model_kind, job.n, job.seed, job.ablation, job.metric, job.device)
+        if key == self._key:
+            self.hits += 1
+            self._problem.model.zero_grad(set_to_none=True)
+            return self._problem, True
+        self._key, self._problem = None, None  # free the previous case before building the next
+        self._problem = build_problem(job, case, model_kind)
+        self._key = key
+        return self._problem, False
+
+
+def run_jobs(jobs: Iterable[Job], resume: bool = False, log=None, on_done=None) -> list[dict[str, Any]]:
+    """Jobs in order, sharing one ProblemCache (the jobs of a case reuse its activations)."""
+    cache = ProblemCache()
+    docs = []
+    for job in jobs:
+        docs.append(run_job(job, resume=resume, log=log, cache=cache))
+        if on_done is not None:
+            on_done(docs[-1])
+    return docs
+
+
+def case_groups(jobs: list[Job]) -> list[list[Job]]:
+    """Consecutive jobs of the same (case, model) setting, in order (one task per group for pools)."""
+    groups: list[list[Job]] = []
+    for job in jobs:
+        if groups and (groups[-1][0].case, groups[-1][0].model) == (job.case, job.model):
+            groups[-1].append(job)
+        else:
+            groups.append([job])
+    return groups
+
+
+def run_job(job: Job, resume: bool = False, log=None, cache: ProblemCache | None = None) -> dict[str, Any]:
+    """Run one job and write its result atomically. Returns the result document. With a ``cache``,
+    the problem (model, data, activations) of the previous job is reused when the setting matches."""
     log = log or (lambda msg: None)
     t0 = time.perf_counter()
     doc: dict[str, Any] = {
@@ -108,7 +157,7 @@ def run_job(job: Job, resume: bool = False, log=None) -> dict[str, Any]:
         doc["path"] = str(path)
         return doc
     try:
-        doc.update(_execute(job, case, model_kind, log))
+        doc.update(_execute(job, case, model_kind, log, cache))
         doc["status"] = "ok"
     except Exception as err:  # noqa: BLE001
         doc["error"] = f"{type(err).__name__}: {err}"
@@ -132,13 +181,16 @@ def build_problem(job: Job, case, model_kind: str):
                    device=job.device, seed=job.seed, case_id=str(case.id), metric=job.metric)
 
 
-def _execute(job: Job, case, model_kind: str, log) -> dict[str, Any]:
+def _execute(job: Job, case, model_kind: str, log, cache: ProblemCache | None = None) -> dict[str, Any]:
     import torch
 
     from methods import get_method
 
     t_setup = time.perf_counter()
-    problem = build_problem(job, case, model_kind)
+    if cache is None:
+        problem, reused = build_problem(job, case, model_kind), False
+    else:
+        problem, reused = cache.get(job, case, model_kind)
     truth = case.ground_truth(model_kind)
     params = dict(job.params)
     if job.method == "oracle":
@@ -157,7 +209,8 @@ def _execute(job: Job, case, model_kind: str, log) -> dict[str, Any]:
         "scores": {"edges": output.edge_scores, "nodes": output.node_scores},
         "method_info": output.info,
         "roc": method_roc(output, truth, problem.graph),
-        "timing": {"setup_seconds": t_method - t_setup, "method_seconds": t_done - t_method},
+        "timing": {"setup_seconds": t_method - t_setup, "method_seconds": t_done - t_method,
+                   "problem_reused": reused},
     }
     if output.sweep is not None:
         from core.circuit import compare

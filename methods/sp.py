@@ -28,7 +28,11 @@ clamping; in (-0.1, 1.1)). A gate is on iff it is > 0.5, i.e. iff ``log_alpha > 
 
 With ``lambdas`` one independent run per lambda (ascending); ``sweep = [(lambda, circuit), ...]``
 and the scores are the mean over the runs of the per-run scores. Without it, one run at
-``lambda_reg``.
+``lambda_reg``. The runs of a sweep are trained together, ``lambda_batch`` lambdas per patched pass
+(default: all): their gates are separate parameters, the loss is the sum of the per-lambda losses
+and Adam is elementwise, so each run follows exactly the trajectory it would follow alone (same
+noise: every run draws the same seeded samples), at one batched forward/backward per step instead
+of one per lambda (tested against one-at-a-time training).
 """
 
 from __future__ import annotations
@@ -71,23 +75,28 @@ class SubnetworkProbing(Method):
     name = "sp"
 
     def __init__(self, lambda_reg: float = 1.0, lambdas: list[float] | None = None, edgewise: bool = False,
-                 epochs: int = 200, lr: float = 0.1, n_samples: int = 1, mask_p: float = 0.9):
+                 epochs: int = 200, lr: float = 0.1, n_samples: int = 1, mask_p: float = 0.9,
+                 lambda_batch: int = 0):
         if epochs < 1 or n_samples < 1:
             raise ValueError("epochs and n_samples must be >= 1")
+        if lambda_batch < 0:
+            raise ValueError(f"lambda_batch must be >= 0 (0 = every lambda in one pass), got {lambda_batch}")
         if not 0 < mask_p < 1:
             raise ValueError(f"mask_p must be in (0, 1), got {mask_p}")
         self.lambda_reg = lambda_reg
         self.lambdas = None if lambdas is None else sorted(float(x) for x in lambdas)
         self.edgewise = edgewise
         self.epochs, self.lr, self.n_samples, self.mask_p = epochs, lr, n_samples, mask_p
+        self.lambda_batch = lambda_batch
 
     def discover(self, problem: Problem) -> MethodOutput:
         graph = problem.graph
         gated = [s for s in graph.senders if s not in (naming.INPUT, naming.POS)]
         lams = self.lambdas if self.lambdas is not None else [float(self.lambda_reg)]
+        step = self.lambda_batch or len(lams)
+        trained = torch.cat([self._train(problem, gated, lams[i:i + step]) for i in range(0, len(lams), step)])
         sweep, runs = [], []
-        for lam in lams:
-            log_alpha = self._train(problem, gated, lam)
+        for lam, log_alpha in zip(lams, trained):
             score = deterministic_gates(log_alpha)
             runs.append(score)
             on = log_alpha > 0
@@ -112,7 +121,8 @@ class SubnetworkProbing(Method):
         return MethodOutput(edge_scores=edge_scores, node_scores=node_scores, sweep=sweep, info=info)
 
     # ---- training -----------------------------------------------------------------------------------
-    def _train(self, problem: Problem, gated: list[str], lam: float) -> torch.Tensor:
+    def _train(self, problem: Problem, gated: list[str], lams: list[float]) -> torch.Tensor:
+        """Gate logits ``[len(lams), n_gates]``, one independent run per lambda, trained in one batch."""
         graph, engine, loss_fn = problem.graph, problem.engine(), problem.loss_fn()
         device = engine.device
         if self.edgewise:
@@ -127,7 +137,9 @@ class SubnetworkProbing(Method):
             def to_edges(z):
                 return torch.cat([torch.ones_like(z[..., :1]), z], -1)[..., idx]
         gen = torch.Generator().manual_seed(problem.seed)
-        log_alpha = torch.full((n_gates,), init_log_alpha(self.mask_p), device=device, requires_grad=True)
+        L = len(lams)
+        lam = torch.tensor(lams, device=device)
+        log_alpha = torch.full((L, n_gates), init_log_alpha(self.mask_p), device=device, requires_grad=True)
         opt = torch.optim.Adam([log_alpha], lr=self.lr)
         params = [p for p in problem.model.parameters() if p.requires_grad]
         try:
@@ -137,8 +149,9 @@ class SubnetworkProbing(Method):
                 for _ in range(self.epochs):
                     u = torch.rand(self.n_samples, n_gates, generator=gen, dtype=torch.float64)
                     u = u.clamp(EPS, 1 - EPS).to(device, log_alpha.dtype)
-                    masks = to_edges(sample_gates(log_alpha, u))
-                    loss = loss_fn(engine.run(masks)).mean() + lam * expected_l0(log_alpha).mean()
+                    masks = to_edges(sample_gates(log_alpha[:, None, :], u[None]))       # [L, samples, E]
+                    task = loss_fn(engine.run(masks.flatten(0, 1))).view(L, self.n_samples).mean(1)
+                    loss = (task + lam * expected_l0(log_alpha).mean(1)).sum()
                     opt.zero_grad()
                     loss.backward()
                     opt.step()

@@ -137,6 +137,24 @@ def test_sp_recovers_planted_circuit(toy_problem, edgewise):
         assert {n for n, s in out.node_scores.items() if s > 0.5} == set(truth.nodes)
 
 
+@pytest.mark.parametrize("edgewise", [False, True])
+def test_sp_batched_lambdas_equal_one_at_a_time(toy_problem, edgewise):
+    """Training the lambdas of a sweep together is the same as training each alone."""
+    _, problem = toy_problem
+    lams = [0.003, 0.03, 0.3, 3.0]
+    together = SubnetworkProbing(lambdas=lams, edgewise=edgewise, epochs=30).discover(problem)
+    pairs = SubnetworkProbing(lambdas=lams, edgewise=edgewise, epochs=30, lambda_batch=2).discover(problem)
+    alone = [SubnetworkProbing(lambda_reg=lam, edgewise=edgewise, epochs=30).discover(problem) for lam in lams]
+    assert [c.edges for _, c in together.sweep] == [a.sweep[0][1].edges for a in alone]
+    assert [c.edges for _, c in pairs.sweep] == [c.edges for _, c in together.sweep]
+    scores = (lambda o: o.edge_scores) if edgewise else (lambda o: o.node_scores)  # mean over lambdas
+    mean_alone = {k: sum(scores(a)[k] for a in alone) / len(alone) for k in scores(together)}
+    assert max(abs(scores(together)[k] - mean_alone[k]) for k in mean_alone) < 1e-4
+    assert len({c.edges for _, c in together.sweep}) > 1  # the lambdas really differ
+    with pytest.raises(ValueError):
+        SubnetworkProbing(lambda_batch=-1)
+
+
 def test_sp_large_lambda_prunes(toy_problem):
     _, problem = toy_problem
     circuit = SubnetworkProbing(lambda_reg=100.0, epochs=100).discover(problem).sweep[0][1]

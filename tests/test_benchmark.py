@@ -50,3 +50,32 @@ def test_unknown_names_in_benchmark_fail_before_any_work(tmp_path, capsys):
     assert main(["benchmark", "--cases", "toy", "nope", "--out", str(tmp_path)]) == 2
     assert main(["benchmark", "--cases", "toy", "--methods", "eapp", "--out", str(tmp_path)]) == 2
     assert not list(tmp_path.rglob("result.json"))
+
+
+def test_jobs_of_a_case_share_its_problem_and_get_the_same_results(tmp_path):
+    """The per-case activation cache: later jobs reuse the problem, and nothing they compute changes."""
+    from benchmark.runner import Job, ProblemCache, case_groups, run_job, run_jobs
+
+    methods = [("eap", {}), ("sp", {"lambdas": [0.01, 0.1], "epochs": 20}), ("acdc", {"thresholds": [0.001, 0.1]}),
+               ("exact", {}), ("eap-ig", {}), ("sp", {"edgewise": True, "lambda_reg": 0.1, "epochs": 20})]
+    jobs = [Job(case="toy", method=m, params=p, n=40, out=str(tmp_path / "cached")) for m, p in methods]
+    jobs.append(Job(case="3", method="eap", n=40, out=str(tmp_path / "cached")))
+    assert [len(g) for g in case_groups(jobs)] == [len(methods), 1]
+    cached = run_jobs(jobs)
+    fresh = [run_job(Job(**{**j.__dict__, "out": str(tmp_path / "fresh")})) for j in jobs]
+    assert [d["status"] for d in cached] == ["ok"] * len(jobs)
+    assert [d["timing"]["problem_reused"] for d in cached] == [False] + [True] * (len(methods) - 1) + [False]
+    for c, f in zip(cached, fresh):
+        assert c["scores"] == f["scores"], c["method"]
+        assert c.get("sweep") == f.get("sweep"), c["method"]
+    cache = ProblemCache()
+    a, reused_a = cache.get(jobs[0], *_case_and_kind("toy"))
+    b, reused_b = cache.get(Job(case="toy", method="eap", n=41), *_case_and_kind("toy"))  # other data: rebuilt
+    assert (reused_a, reused_b) == (False, False) and a is not b
+
+
+def _case_and_kind(cid):
+    from cases import get_case
+
+    case = get_case(cid)
+    return case, case.resolve_model(None)

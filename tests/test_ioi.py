@@ -94,6 +94,8 @@ def test_hl_nodes_have_the_intended_values():
     s1, s2 = words.index("John"), len(words) - 1 - words[::-1].index("John")
     assert cache["hook_duplicate"][0, s2] == s1 and cache["hook_duplicate"][0, s1] == -1
     assert cache["hook_s_inhibition"][0, s2] == tok.token_id("John")
+    assert cache["hook_s_inhibition"][0, -1] == tok.token_id("John")  # carried to END (the name mover's query)
+    assert (cache["hook_s_inhibition"][0, :s2] == -1).all()
     assert (duplicate_index(x) == cache["hook_duplicate"]).all()
     assert cache["hook_name_mover"][0, -1] == tok.token_id("Mary")
     assert hl.predict(x)[0, -1] == tok.token_id("Mary")
@@ -131,7 +133,8 @@ def test_ground_truth_uses_graph_names():
     assert truth.nodes == {"input", "m0", "a1.h1", "a2.h1", "a4.h1", "logits"}
     assert set(truth.edges) <= set(graph.edges)
     assert graph.mask_for(truth).sum() == len(truth.edges)
-    assert {"a1.h1->a2.h1<q>", "a2.h1->a4.h1<k>", "a2.h1->a4.h1<v>", "a4.h1->logits", "input->m0"} <= truth.edges
+    assert {"a1.h1->a2.h1<k>", "a2.h1->a4.h1<q>", "a4.h1->logits", "input->m0"} <= truth.edges
+    assert not {"a2.h1->a4.h1<k>", "a2.h1->a4.h1<v>"} & truth.edges  # inhibition acts through the query
     assert IOICase().ground_truth("natural") == truth
     corr = ioi_circuit.correspondence()
     assert corr.mapping == {"input": ("m0",), "a1.h1": ("a1.h1",), "a2.h1": ("a2.h1",), "a4.h1": ("a4.h1",)}

@@ -23,12 +23,12 @@ HL mechanism reads that sender through that input):
 - duplicate head ``a1.h1`` ("where did my token occur before?"): query = the current token
   (``m0``, ``input``), key = earlier tokens and their positions (``m0``, ``input``), value = the
   position it found (``input``: the positional embedding), i.e. the pointer ``dup[s]``.
-- S-inhibition head ``a2.h1`` ("which token sits at that pointer?"): query = the pointer
-  (``a1.h1``), key = positions (``input``), value = the token there (``m0``, ``input``).
-- name-mover head ``a4.h1`` (at the last position, "which name is not inhibited?"): query =
-  the current position (``input``), key = which positions hold a name (``m0``, ``input``) or an
-  inhibited name (``a2.h1``), value = the name (``m0``, ``input``) minus the inhibited name
-  (``a2.h1``).
+- S-inhibition head ``a2.h1`` ("which name did the duplicate head flag?"): query = the current
+  position (``input``), key = the duplicate flag (``a1.h1``) and whether a name sits there (``m0``,
+  ``input``), value = the name there (``m0``, ``input``).
+- name-mover head ``a4.h1`` (at the last position, "which name is not inhibited?"): query = the
+  inhibited name (``a2.h1``, at the same position, as in real IOI) and the position (``input``),
+  key = which name each position holds (``m0``, ``input``), value = that name (``m0``, ``input``).
 - ``a4.h1->logits``: the name mover writes the answer.
 """
 
@@ -50,9 +50,9 @@ INPUT, LOGITS = naming.INPUT, naming.LOGITS
 _EDGES: tuple[tuple[str, str, str | None], ...] = (
     (INPUT, MLP0, None),
     (INPUT, DUP, "q"), (MLP0, DUP, "q"), (INPUT, DUP, "k"), (MLP0, DUP, "k"), (INPUT, DUP, "v"),
-    (DUP, INH, "q"), (INPUT, INH, "k"), (INPUT, INH, "v"), (MLP0, INH, "v"),
-    (INPUT, NM, "q"), (INPUT, NM, "k"), (MLP0, NM, "k"), (INH, NM, "k"),
-    (INPUT, NM, "v"), (MLP0, NM, "v"), (INH, NM, "v"),
+    (INPUT, INH, "q"), (DUP, INH, "k"), (MLP0, INH, "k"), (INPUT, INH, "k"), (INPUT, INH, "v"), (MLP0, INH, "v"),
+    (INH, NM, "q"), (INPUT, NM, "q"), (INPUT, NM, "k"), (MLP0, NM, "k"),
+    (INPUT, NM, "v"), (MLP0, NM, "v"),
     (NM, LOGITS, None),
 )
 

@@ -5,13 +5,16 @@ Nodes (hook names), each computed per position s from the values before it (caus
 ``hook_input``        the tokens ``[b, s]``.
 ``hook_duplicate``    duplicate-token head: ``dup[s]`` = index of the most recent earlier position
                       with the same token, else -1 ``[b, s]``.
-``hook_s_inhibition`` S-inhibition: ``inh[s]`` = the token at the duplicate position ``dup[s]``
-                      (read from the *input*, so a patched ``dup`` points into the base prompt),
-                      else -1 ``[b, s]``.
+``hook_s_inhibition`` S-inhibition: ``inh[s]`` = the name at the most recent position t <= s that the
+                      duplicate node flags (``dup[t] >= 0``), read from the *input* (so patched flags
+                      point into the base prompt), else -1 ``[b, s]``. At the last position of a clean
+                      prompt this is S (flagged at S2), as the S-inhibition heads of real IOI carry S
+                      from S2 to END.
 ``hook_name_mover``   name mover: the name it moves to the output ``[b, s]``. Every name in the
-                      context up to s scores +10 per mention and -15 per position t <= s whose
-                      ``inh[t]`` is that name; the answer is the unique best-scoring name, else -1
-                      (undefined: several names tie, as in an ABC prompt, or no name yet).
+                      context up to s scores +10 per mention, and the name ``inh[s]`` (at the same
+                      position: the name mover's query) scores -15; the answer is the unique
+                      best-scoring name, else -1 (undefined: several names tie, as in an ABC prompt,
+                      or no name yet).
 
 Output: a one-hot ``[b, s, d_vocab]`` of the name mover's answer (all zero where it is undefined);
 :func:`hl_labels` turns it into label ids with -100 for "undefined".
@@ -24,7 +27,9 @@ from a prompt with another subject inhibits a name that is not there, which also
 What the reference HL got wrong and this one fixes (interpbench.md §2.3, §8.5): name ids are the
 shipped tokenizer's own ids (no leading-space mismatch), only names present in the context are
 candidates, ties are reported as undefined instead of the lowest token id winning, and S-inhibition
-reads the token through the (possibly patched) duplicate pointer.
+reads the token at the (possibly patched) duplicate flags. Inhibition acts at the name mover's own
+position (its query), not through the keys/values at S2: trained models do it that way (EXPERIMENTS
+§4), so the ground truth of ``cases.ioi.circuit`` follows.
 """
 
 from __future__ import annotations
@@ -66,6 +71,15 @@ def token_at(tokens: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return torch.where(index >= 0, tokens.gather(1, safe), torch.full_like(safe, -1))
 
 
+def inhibited_name(tokens: torch.Tensor, dup: torch.Tensor, is_name: torch.Tensor) -> torch.Tensor:
+    """``[b, s]``: the token at the most recent position t <= s with ``dup[t] >= 0`` holding a name, else -1."""
+    n = tokens.shape[1]
+    flagged = (dup >= 0) & is_name.to(tokens.device)[tokens.long().clamp(0, is_name.numel() - 1)]
+    pos = torch.arange(n, device=tokens.device).expand_as(tokens)
+    last = torch.where(flagged, pos, torch.full_like(pos, -1)).cummax(1).values
+    return token_at(tokens, last)
+
+
 class IOIHighLevelModel(HookedRootModule):
     """The IOI causal model; ``name_ids`` are the tokenizer ids of the names, ``d_vocab`` its size."""
 
@@ -90,7 +104,7 @@ class IOIHighLevelModel(HookedRootModule):
         inh_l = inh.long()
         inhibited = torch.nn.functional.one_hot(inh_l.clamp(0, v - 1), v).float() * (inh_l >= 0)[..., None] * is_name
         count = mentions.cumsum(1)
-        score = NAME_SCORE * count + INHIBIT_SCORE * inhibited.cumsum(1)
+        score = NAME_SCORE * count + INHIBIT_SCORE * inhibited
         score = torch.where(count > 0, score, torch.full_like(score, float("-inf")))
         best, arg = score.max(-1)
         n_best = (score == best[..., None]).sum(-1)
@@ -100,7 +114,7 @@ class IOIHighLevelModel(HookedRootModule):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.hook_input(tokens)
         dup = self.hook_duplicate(duplicate_index(x))
-        inh = self.hook_s_inhibition(token_at(x, dup))
+        inh = self.hook_s_inhibition(inhibited_name(x, dup, self.is_name))
         answer = self.hook_name_mover(self.name_mover(x, inh))
         answer = answer.long()
         out = torch.nn.functional.one_hot(answer.clamp_min(0), self.d_vocab).float()

@@ -59,17 +59,30 @@ def ll_config(n_layers: int = 6, n_heads: int = 4, d_model: int = 64, d_mlp: int
                 seed=seed)
 
 
-def ioi_siit_data(n_train: int, n_eval: int, seed: int):
+def ioi_siit_data(n_train: int, n_eval: int, seed: int, abc_sources: bool = False):
     """Train prompts from the ``train`` split; val and test (``n_eval`` each) from the ``test`` split.
-    The mask scores the last position only."""
+    The mask scores the last position only.
+
+    ``abc_sources``: the ABC twins of the train prompts join the train split with an empty mask: they
+    are never bases with a loss, but half of the sources are ABC prompts, so the IIT loss sees
+    S-inhibition interchanged from prompts without a duplicate and the strict loss teaches the
+    non-circuit nodes to carry nothing that differs between a prompt and its ABC twin (the
+    corruption every IOI evaluation patches from)."""
+    from cases.ioi.data import corrupt
     from cases.siit.trainer import SIITData, Split
 
-    train = encode(sample_prompts(n_train, seed, "train")).tokens
+    prompts = sample_prompts(n_train, seed, "train")
+    train = encode(prompts).tokens
     held = encode(sample_prompts(2 * n_eval, seed, "test")).tokens
     mask = lambda t: torch.zeros_like(t, dtype=torch.bool).index_fill_(1, torch.tensor([SEQ_LEN - 1]), True)  # noqa: E731
-    data = SIITData(Split(train, mask(train)), Split(held[:n_eval], mask(held[:n_eval])),
+    train_mask = mask(train)
+    if abc_sources:
+        abc = encode(corrupt(prompts, "abc", seed)).tokens
+        train, train_mask = torch.cat([train, abc]), torch.cat([train_mask, torch.zeros_like(abc, dtype=torch.bool)])
+    data = SIITData(Split(train, train_mask), Split(held[:n_eval], mask(held[:n_eval])),
                     Split(held[n_eval:], mask(held[n_eval:])),
-                    meta={"n_train": n_train, "n_val": n_eval, "n_test": n_eval, "seed": seed})
+                    meta={"n_train": n_train, "n_val": n_eval, "n_test": n_eval, "seed": seed,
+                          "abc_sources": abc_sources})
     data.check_disjoint()
     return data
 
@@ -90,11 +103,11 @@ def train_ioi(out_dir: str | Path, kind: str = "siit", n_layers: int = 6, n_head
               seed: int = 0, n_train: int = DEFAULTS["n_train"], n_eval: int = DEFAULTS["n_eval"],
               device: str = "cpu", progress: bool = True, command: str | None = None,
               checkpoint: str | Path | None = None, normalization: str | None = DEFAULTS["normalization"],
-              **train_kwargs) -> dict[str, Any]:
+              abc_sources: bool = False, **train_kwargs) -> dict[str, Any]:
     """Train an IOI model and write its model directory to ``out_dir``; returns the test metrics.
 
     ``checkpoint``: a file the trainer state is written to after every epoch (and resumed from when it
-    exists). ``train_kwargs`` go to :class:`cases.siit.trainer.TrainConfig` (loss weights, sampling, scheduler,
+    exists). ``abc_sources``: see :func:`ioi_siit_data`. ``train_kwargs`` go to :class:`cases.siit.trainer.TrainConfig` (loss weights, sampling, scheduler,
     early stopping). ``natural`` sets the IIT and strict weights to 0.
     """
     from transformer_lens import HookedTransformer, HookedTransformerConfig
@@ -104,7 +117,7 @@ def train_ioi(out_dir: str | Path, kind: str = "siit", n_layers: int = 6, n_head
     from cases.siit.trainer import SIITTrainer, TrainConfig
 
     params = dict(n_layers=n_layers, n_heads=n_heads, d_model=d_model, d_mlp=d_mlp, epochs=epochs, lr=lr,
-                  batch_size=batch_size, seed=seed, n_train=n_train, n_eval=n_eval)
+                  batch_size=batch_size, seed=seed, n_train=n_train, n_eval=n_eval, abc_sources=abc_sources)
     _validate(kind, params)
     opts = {k: DEFAULTS[k] for k in ("iit_weight", "strict_weight", "behavior_weight", "siit_sampling",
                                      "clip_grad_norm", "lr_scheduler", "final_lr", "early_stop_threshold",
@@ -120,7 +133,7 @@ def train_ioi(out_dir: str | Path, kind: str = "siit", n_layers: int = 6, n_head
     ll = HookedTransformer(HookedTransformerConfig(**ll_config(n_layers, n_heads, d_model, d_mlp, seed, normalization), device=device))
     hl = build_hl_model(tok)
     corr = ioi_circuit.correspondence(n_layers, n_heads)
-    data = ioi_siit_data(n_train, n_eval, seed)
+    data = ioi_siit_data(n_train, n_eval, seed, abc_sources)
     trainer = SIITTrainer(hl, ll, corr, data, "categorical", config, device=device)
     t0 = time.perf_counter()
     if checkpoint is not None and Path(checkpoint).is_file():
@@ -190,6 +203,8 @@ def add_train_ioi_arguments(parser: argparse.ArgumentParser) -> None:
                         help="three optimizer steps per batch (IIT, strict, behaviour) instead of one on the weighted sum")
     parser.add_argument("--strict-source-grad", action="store_true",
                         help="the strict loss also backpropagates through the source run (TrainConfig.strict_source_grad)")
+    parser.add_argument("--abc-sources", action="store_true",
+                        help="add the ABC twins of the train prompts as interchange sources (never scored as bases)")
     parser.add_argument("--normalization", default="none", choices=NORMALIZATIONS, help="LayerNorm of the LL model")
     parser.add_argument("--eval-pairs", type=int, default=d["eval_pairs"], help="validation pairs per epoch")
     parser.add_argument("--checkpoint", default=None, help="trainer state file, written every epoch and resumed from")
@@ -206,7 +221,8 @@ def run_train_ioi(args: argparse.Namespace) -> int:
     cmd = "python main.py train ioi " + " ".join(shlex.quote(a) for a in sys.argv[3:]) if sys.argv[1:3] == ["train", "ioi"] else None
     kwargs = dict(kind=args.kind, n_layers=args.n_layers, n_heads=args.n_heads, d_model=args.d_model,
                   d_mlp=args.d_mlp, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
-                  n_train=args.n_train, n_eval=args.n_eval, normalization=args.normalization)
+                  n_train=args.n_train, n_eval=args.n_eval, normalization=args.normalization,
+                  abc_sources=args.abc_sources)
     opts = dict(clip_grad_norm=args.clip_grad_norm, final_lr=args.final_lr, single_loss=not args.sequential,
                 eval_pairs=args.eval_pairs, strict_source_grad=args.strict_source_grad, iit_weight=args.iit_weight, strict_weight=args.strict_weight, behavior_weight=args.behavior_weight,
                 siit_sampling=args.siit_sampling, lr_scheduler=args.lr_scheduler,
