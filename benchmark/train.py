@@ -34,6 +34,8 @@ def add_train_iit_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentPars
     p.add_argument("-single-loss", "--use-single-loss", dest="single_loss", action="store_true",
                    help="one optimizer step on the weighted sum (default: sequential IIT, strict, behaviour steps)")
     p.add_argument("--siit-sampling", choices=["individual", "sample_all", "all"], default="individual")
+    p.add_argument("--strict-source-grad", action="store_true",
+                   help="the strict loss also backpropagates through the source run (TrainConfig.strict_source_grad)")
     p.add_argument("--val-iia-sampling", choices=["random", "all"], default="all",
                    help="accepted for compatibility; validation IIA always averages over every HL node")
     p.add_argument("--model-pair", choices=["strict"], default="strict", help="accepted for compatibility")
@@ -155,7 +157,8 @@ def train_case(case_id: str, args, log) -> dict:
                       early_stop=args.early_stop, early_stop_threshold=args.early_stop_accuracy_threshold / 100,
                       early_stop_criterion=args.early_stop_criterion,
                       atol=args.atol, seed=args.seed, eval_every=args.eval_every, eval_pairs=args.eval_pairs,
-                      min_steps_per_epoch=args.min_steps_per_epoch, restore_best=args.restore_best)
+                      min_steps_per_epoch=args.min_steps_per_epoch, restore_best=args.restore_best,
+                      strict_source_grad=args.strict_source_grad)
     trainer = SIITTrainer(setup.hl, ll, setup.corr, data, setup.output_type, cfg, device=args.device, log=log)
     if args.resume and ckpt.exists():
         trainer.load_checkpoint(ckpt)

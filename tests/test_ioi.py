@@ -153,6 +153,19 @@ def test_case_dataset_contract():
         case.load_model("tracr")
 
 
+def test_abc_sources_join_the_train_split_unscored():
+    from cases.ioi.train import ioi_siit_data
+
+    plain, abc = ioi_siit_data(40, 20, seed=3), ioi_siit_data(40, 20, seed=3, abc_sources=True)
+    assert len(abc.train) == 2 * len(plain.train) and torch.equal(abc.train.tokens[:40], plain.train.tokens)
+    assert abc.train.mask[:40].equal(plain.train.mask) and not abc.train.mask[40:].any()  # twins: sources only
+    twins = abc.train.tokens[40:]
+    assert (twins != plain.train.tokens).sum(1).eq(1).all()  # each differs from its prompt in S2 only
+    hl = build_hl_model()
+    assert (hl.predict(twins)[:, -1] == -100).all()  # no duplicate: the HL answer is undefined
+    abc.check_disjoint()
+
+
 def test_cli_arguments_reject_bad_values():
     from benchmark.cli import UsageError
     from cases.ioi.train import add_train_ioi_arguments, run_train_ioi
