@@ -213,3 +213,24 @@ def test_shipped_natural_model_accuracy():
     with torch.no_grad():
         pred = model(data.clean)[:, -1].argmax(-1)
     assert (pred == data.meta["io"]).float().mean() >= 0.95
+
+
+def test_trainer_does_not_score_positions_without_an_hl_answer():
+    """IIT from an ABC source through the input node leaves the HL model without an answer: that
+    target is -100 and neither the loss nor IIA counts it (it used to become token 0)."""
+    from cases.ioi.train import ioi_siit_data, ll_config
+    from cases.siit.trainer import SIITTrainer, TrainConfig
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    data = ioi_siit_data(16, 8, seed=0, abc_sources=True)
+    ll = HookedTransformer(HookedTransformerConfig(**ll_config(6, 4, 32, 64, 0, None), device="cpu"))
+    trainer = SIITTrainer(build_hl_model(), ll, ioi_circuit.correspondence(), data, "categorical",
+                          TrainConfig(epochs=1, batch_size=8, seed=0))
+    base, abc = data.train.tokens[:4], data.train.tokens[16:20]
+    target = trainer._hl_interchange_target(base, abc, "input")
+    assert (target[:, -1] == -100).all()
+    mask = data.train.mask[:4]
+    out = torch.randn(4, base.shape[1], len(build_tokenizer()))
+    assert trainer.loss_fn(out, target, mask) == 0  # nothing scored
+    clean_target = trainer._hl_interchange_target(base, data.train.tokens[4:8], "input")
+    assert (clean_target[:, -1] >= 0).all() and trainer.loss_fn(out, clean_target, mask) > 0

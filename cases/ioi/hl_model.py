@@ -120,6 +120,10 @@ class IOIHighLevelModel(HookedRootModule):
         out = torch.nn.functional.one_hot(answer.clamp_min(0), self.d_vocab).float()
         return out * (answer >= 0)[..., None]
 
+    def labels(self, out: torch.Tensor) -> torch.Tensor:
+        """Targets for the SIIT trainer: the answer's id, -100 (not scored) where there is none."""
+        return hl_labels(out)
+
     @torch.no_grad()
     def predict(self, tokens: torch.Tensor) -> torch.Tensor:
         """Label ids ``[b, s]`` (-100 where the answer is undefined)."""

@@ -43,6 +43,7 @@ from cases.siit.interventions import capture, patched_forward
 SAMPLING_MODES = ("individual", "sample_all", "all")
 SCHEDULERS = ("", "none", "linear", "cosine")
 LOSS_NAMES = ("iit", "strict", "behavior")
+NO_ANSWER = -100  # categorical target of a position where the HL model gives no answer (not scored)
 
 
 @dataclass
@@ -238,12 +239,21 @@ class SIITTrainer:
         return torch.cat(out)
 
     def _target_of(self, hl_out: torch.Tensor) -> torch.Tensor:
-        return hl_out.argmax(-1) if self.output_type == "categorical" else hl_out[..., 0].float()
+        """HL output -> targets. An HL model with a ``labels`` method decides itself (the IOI model
+        answers ``NO_ANSWER`` where no name wins, e.g. after an interchange from an ABC prompt);
+        such positions are not scored (loss, IIA, accuracy)."""
+        if self.output_type == "categorical":
+            labels = getattr(self.hl, "labels", None)
+            return labels(hl_out) if labels is not None else hl_out.argmax(-1)
+        return hl_out[..., 0].float()
+
+    def _scored(self, mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return mask & (target != NO_ANSWER) if self.output_type == "categorical" else mask
 
     def loss_fn(self, out: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        m = mask.to(out.dtype)
+        m = self._scored(mask, target).to(out.dtype)
         if self.output_type == "categorical":
-            nll = F.cross_entropy(out.transpose(1, 2), target, reduction="none")
+            nll = F.cross_entropy(out.transpose(1, 2), target.clamp_min(0), reduction="none")
         else:
             nll = (out[..., 0] - target) ** 2
         return (nll * m).sum() / m.sum().clamp_min(1)
@@ -366,19 +376,19 @@ class SIITTrainer:
             rows = slice(0, base.shape[0])
             _, ll_cache = capture(self.ll, source, [loc.hook for loc in self.corr.ll_locs.values()])
             out = self.ll(base)
-            acc[0] += float((self.agree(out, target) & mask).sum())
-            acc[1] += float(mask.sum())
+            acc[0] += float((self.agree(out, target) & self._scored(mask, target)).sum())
+            acc[1] += float(self._scored(mask, target).sum())
             for n in self.hl_nodes:
                 hl_t = self._hl_interchange_target(base, source, n)
                 locs = self._ll_locs(self.corr.mapping[n])
                 o = patched_forward(self.ll, base, [(loc, rows, ll_cache[loc.hook]) for loc in locs])
-                node_iia[n][0] += float((self.agree(o, hl_t) & mask).sum())
-                node_iia[n][1] += float(mask.sum())
+                node_iia[n][0] += float((self.agree(o, hl_t) & self._scored(mask, hl_t)).sum())
+                node_iia[n][1] += float(self._scored(mask, hl_t).sum())
             for n in self.non_circuit:
                 loc = self.corr.ll_locs[n]
                 o = patched_forward(self.ll, base, [(loc, rows, ll_cache[loc.hook])])
-                node_strict[n][0] += float((self.agree(o, target) & mask).sum())
-                node_strict[n][1] += float(mask.sum())
+                node_strict[n][0] += float((self.agree(o, target) & self._scored(mask, target)).sum())
+                node_strict[n][1] += float(self._scored(mask, target).sum())
         frac = lambda a: a[0] / a[1] if a[1] else 1.0  # noqa: E731
         iia = {n: frac(v) for n, v in node_iia.items()}
         strict = {n: frac(v) for n, v in node_strict.items()}
