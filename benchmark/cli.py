@@ -189,7 +189,7 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     cases = sub.add_parser("cases", help="list, show and build cases")
     csub = cases.add_subparsers(dest="cases_command", metavar="{list,show,build}", parser_class=Parser)
     p = csub.add_parser("list", help="list the cases")
-    p.add_argument("--kind", choices=["tracr", "siit", "ioi", "toy"])
+    p.add_argument("--kind", choices=["tracr", "siit", "ioi", "toy", "direction"])
     p.add_argument("--json", action="store_true")
     subs["cases list"] = p
     p = csub.add_parser("show", help="show one case")
@@ -214,7 +214,7 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
 
     p = sub.add_parser("eval", help="evaluate results: roc, faithfulness, node_realism, gt_node_realism, iit")
     p.add_argument("what", choices=["roc", "faithfulness", "node_realism", "gt_node_realism", "iit",
-                                    "pareto", "agreement", "ig-steps", "overlap"])
+                                    "pareto", "agreement", "ig-steps", "overlap", "direction"])
     p.add_argument("paths", nargs="*", help="result.json files or result directories (roc, faithfulness)")
     p.add_argument("-i", "--case", dest="case", help="case id (node_realism, gt_node_realism, iit)")
     p.add_argument("--model", help="model kind (tracr, siit, natural, ...)")
@@ -236,8 +236,9 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     p.add_argument("--json", action="store_true")
     subs["eval"] = p
 
-    p = sub.add_parser("train", help="train SIIT / IOI models (train iit --help, train ioi --help)", add_help=False)
-    p.add_argument("what", choices=["iit", "ioi"])
+    p = sub.add_parser("train", help="train SIIT / IOI / direction models (train iit --help, train ioi --help, "
+                                     "train direction --help)", add_help=False)
+    p.add_argument("what", choices=["iit", "ioi", "direction"])
     subs["train"] = p
 
     p = sub.add_parser("benchmark", help="run methods over cases (sweeps, resume) and write results")
@@ -364,6 +365,11 @@ def cmd_run(args, extra: Sequence[str]) -> int:
         raise UsageError("run needs a METHOD (acdc, sp, eap, eap-ig, exact, random, or pkg.module:Class)")
     if args.method and args.method_opt and args.method != args.method_opt:
         raise UsageError(f"two different methods given: {args.method!r} and --method {args.method_opt!r}")
+    from benchmark.direction import cmd_run_direction, is_direction_case
+    from methods.directions import is_direction_method
+
+    if is_direction_method(method) or is_direction_case(args.case):  # direction methods and cases (issue 11)
+        return cmd_run_direction(args, method, extra)
     case = get_case(args.case)
     case.resolve_model(args.model) if args.model else None
     method, params = parse_method_flags(method, extra)
@@ -405,6 +411,10 @@ def cmd_train(args, extra: Sequence[str]) -> int:
         from benchmark.train import add_train_iit_arguments, run_train_iit
         add_train_iit_arguments(p)
         run = run_train_iit
+    elif args.what == "direction":
+        from cases.direction.train import add_train_direction_arguments, run_train_direction
+        add_train_direction_arguments(p)
+        run = run_train_direction
     else:
         from cases.ioi.train import add_train_ioi_arguments, run_train_ioi
         add_train_ioi_arguments(p)

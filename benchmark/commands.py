@@ -14,11 +14,21 @@ def cmd_leaderboard(args) -> int:
 
     if not Path(args.out).is_dir():
         raise UsageError(f"no results directory {args.out!r} (run `benchmark` or `run` first, or pass --out)")
+    from benchmark.direction import collect_direction_rows
+    from evaluations import direction as dlb
+
     summary, detail = lb.collect(args.out)
-    if not summary:
-        raise UsageError(f"no result.json files under {args.out!r}")
-    text = {"md": lambda: lb.to_markdown(summary), "csv": lambda: lb.to_csv(summary),
-            "html": lambda: lb.to_html(summary, detail, _embedded_plots(args.out))}[args.format]()
+    drows = collect_direction_rows(args.out)
+    if not summary and not drows:
+        raise UsageError(f"no result.json or direction_result.json files under {args.out!r}")
+    if not summary:  # direction results only: the direction leaderboard
+        text = {"md": lambda: dlb.to_markdown(drows), "csv": lambda: dlb.to_csv(drows),
+                "html": lambda: dlb.to_html(drows)}[args.format]()
+    else:
+        text = {"md": lambda: lb.to_markdown(summary), "csv": lambda: lb.to_csv(summary),
+                "html": lambda: lb.to_html(summary, detail, _embedded_plots(args.out))}[args.format]()
+        if drows and args.format == "md":  # circuit and direction results: both tables (csv: circuit only)
+            text += "\n## Direction methods\n\n" + dlb.to_markdown(drows)
     path = results.write_atomic(Path(args.out) / f"leaderboard.{args.format}", text)
     with json_stdout(args.json) as out:
         if args.json:
@@ -76,10 +86,18 @@ def cmd_benchmark(args) -> int:
     from cases import get_case
     from methods import method_class
 
+    from benchmark.direction import is_direction_case
+    from methods.directions import is_direction_method
+
     cases = args.cases or default_cases()
     for cid in cases:
         get_case(cid)
+    direction_cases = [c for c in cases if is_direction_case(c)]
+    if direction_cases:  # direction methods on known-direction cases (issue 11)
+        return _benchmark_directions(args, cases, direction_cases)
     for m in args.methods:
+        if is_direction_method(m):
+            raise UsageError(f"{m} is a direction method; it runs on direction cases only (e.g. --cases sentiment)")
         method_class(m)
     if args.workers < 1:
         raise UsageError(f"--workers must be at least 1 (got {args.workers})")
@@ -110,6 +128,36 @@ def cmd_benchmark(args) -> int:
             if tracker is not None:
                 tracker.close()
         failed = [d for d in docs if d.get("status") != "ok"]
+        for d in docs:
+            log(summary_line(d))
+        if args.json:
+            emit({"jobs": len(docs), "failed": len(failed), "results": [
+                {k: d.get(k) for k in ("case", "model", "method", "status", "error", "path", "skipped")} for d in docs]},
+                out)
+        else:
+            print(f"{len(docs) - len(failed)}/{len(docs)} jobs ok; results in {args.out}", file=out)
+    return EXIT_FAILED if failed else 0
+
+
+def _benchmark_directions(args, cases: list[str], direction_cases: list[str]) -> int:
+    from benchmark.cli import _setup_torch
+    from benchmark.direction import DEFAULT_N_FIT, DirectionJob, run_direction_jobs, summary_line
+    from methods.directions import direction_method_class
+
+    if len(direction_cases) != len(cases):
+        other = [c for c in cases if c not in direction_cases]
+        raise UsageError(f"direction cases ({', '.join(direction_cases)}) and circuit cases ({', '.join(other)}) "
+                         "take different methods: benchmark them separately")
+    for m in args.methods:
+        direction_method_class(m)  # unknown: exit 2 naming the direction methods
+    if args.device != "cpu":
+        raise UsageError("direction runs are CPU-only (tiny models): drop --device")
+    _setup_torch()
+    jobs = [DirectionJob(case=c, method=m, model=args.model, seed=args.seed, n_fit=args.n or DEFAULT_N_FIT,
+                         out=args.out) for c in cases for m in args.methods]
+    docs = run_direction_jobs(jobs, resume=args.resume, log=log)
+    failed = [d for d in docs if d.get("status") != "ok"]
+    with json_stdout(args.json) as out:
         for d in docs:
             log(summary_line(d))
         if args.json:
@@ -409,6 +457,9 @@ def cmd_eval_iit(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    if args.what == "direction":  # direction methods against known directions (issue 11)
+        from benchmark.direction import cmd_eval_direction
+        return cmd_eval_direction(args)
     if args.what == "roc":
         return cmd_eval_roc(args)
     if args.what == "faithfulness":

@@ -6,15 +6,14 @@ A job never raises for a failure inside its case or method: the error is recorde
 
 from __future__ import annotations
 
-import platform
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
 from core import results
+from core.results import versions
 
 DEFAULT_N = 200
 
@@ -56,19 +55,6 @@ class Job:
     def path(self, model_kind: str | None = None) -> Path:
         return results.result_path(self.out, str(self.case), model_kind or self.model or "default", self.method,
                                    self.run_id)
-
-
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for dist, key in (("circuit-bench", "circuit-bench"), ("torch", "torch"), ("transformer-lens", "transformer_lens"),
-                      ("numpy", "numpy"), ("scikit-learn", "scikit-learn"), ("tracr-pypi", "tracr")):
-        try:
-            out[key] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            if key == "circuit-bench":
-                from core import __version__
-                out[key] = __version__ + "+src"
-    return out
 
 
 def resolve_model_kind(job: Job) -> str:

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shlex
 import sys
 import time
 from pathlib import Path
+
+from core.results import versions
 
 KIND_WEIGHTS = {"siit": (1.0, 0.4, 1.0), "iit": (1.0, 0.0, 1.0), "natural": (0.0, 0.0, 1.0)}
 
@@ -112,20 +113,6 @@ def _check(args) -> None:
         raise _usage(f"--compression-ratio must be > 0, got {args.compression_ratio}")
 
 
-def _versions() -> dict:
-    import numpy
-    import torch
-
-    out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__}
-    try:
-        from importlib.metadata import version
-        out["transformer_lens"] = version("transformer-lens")
-        out["circuit-bench"] = version("circuit-bench")
-    except Exception:  # noqa: BLE001 - not installed as a distribution
-        pass
-    return out
-
-
 def train_case(case_id: str, args, log) -> dict:
     import torch
 
@@ -181,7 +168,7 @@ def train_case(case_id: str, args, log) -> dict:
         "metrics": {"test": test, "val": {k[4:]: v for k, v in val.items() if k.startswith("val_")}},
         "epochs_run": summary["epochs"], "stopped_early": summary["stopped_early"], "best_epoch": summary["best_epoch"],
         "timing": {"train_seconds": summary["train_seconds"], "this_session_seconds": time.perf_counter() - t0},
-        "history": trainer.history, "hl_ground_truth": setup.hl_truth.to_json(), "versions": _versions(),
+        "history": trainer.history, "hl_ground_truth": setup.hl_truth.to_json(), "versions": versions(),
     }
     save_ll = build_ll(setup.ll_config, device="cpu", graph_flags=True)
     save_ll.load_state_dict({k: v.cpu() for k, v in trainer.ll.state_dict().items()})

@@ -20,8 +20,11 @@ def _factories() -> dict[str, tuple[str, object]]:
     from cases.tracr.table import TRACR_CASES
 
     from cases.ioi.case import IOICase
+    from cases.direction.case import DIRECTION_CASES, SentimentDirectionCase
 
     out: dict[str, tuple[str, object]] = {"toy": ("toy", ToyCase), "ioi": ("ioi", IOICase)}
+    for cid in DIRECTION_CASES:
+        out[cid] = ("direction", lambda cid=cid: SentimentDirectionCase(cid))
     for cid, spec in TRACR_CASES.items():
         out[cid] = ("tracr", lambda spec=spec: TracrCase(spec))
     return out

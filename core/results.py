@@ -95,3 +95,20 @@ def iter_results(out: str | os.PathLike) -> Iterator[tuple[Path, dict[str, Any]]
             yield path, load_result(path)
         except (OSError, ValueError):
             continue
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and of the packages a result depends on (recorded in every result and model)."""
+    import platform
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for dist, key in (("circuit-bench", "circuit-bench"), ("torch", "torch"), ("transformer-lens", "transformer_lens"),
+                      ("numpy", "numpy"), ("scikit-learn", "scikit-learn"), ("tracr-pypi", "tracr")):
+        try:
+            out[key] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            if key == "circuit-bench":
+                from core import __version__
+                out[key] = __version__ + "+src"
+    return out

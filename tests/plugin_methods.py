@@ -18,3 +18,10 @@ class Crashing(Method):
 
     def discover(self, problem):
         raise RuntimeError("deliberate failure")
+
+
+class MeanOfPositives:
+    """A user *direction* method (issue 11): the mean activation of the positive examples."""
+
+    def fit(self, problem):
+        return problem.acts[problem.labels == 1].mean(0)
