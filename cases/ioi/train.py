@@ -31,6 +31,7 @@ import torch
 from cases.ioi import circuit as ioi_circuit
 from cases.ioi.data import SEQ_LEN, build_tokenizer, encode, sample_prompts
 from cases.ioi.hl_model import build_hl_model
+from core.results import versions
 
 KINDS = ("siit", "natural")
 TOKENIZER_FILE = "tokenizer.json"
@@ -149,7 +150,7 @@ def train_ioi(out_dir: str | Path, kind: str = "siit", n_layers: int = 6, n_head
         "command": command or f"python main.py train ioi --kind {kind} --out {out} --seed {seed} --epochs {epochs}",
         "ll_config": ll_config(n_layers, n_heads, d_model, d_mlp, seed, normalization), "train_config": config.to_json(),
         "data": data.meta, "fit": fit, "train_seconds": seconds, "history": trainer.history, "test": test,
-        "versions": _versions(),
+        "versions": versions(),
     }
     save_model_dir(out, trainer.ll, ground_truth=truth, metadata=metadata, correspondence=corr)
     tok.save(out / TOKENIZER_FILE)
@@ -161,13 +162,6 @@ def train_ioi(out_dir: str | Path, kind: str = "siit", n_layers: int = 6, n_head
     save_model_dir(out, trainer.ll, ground_truth=truth, metadata=metadata, correspondence=corr)
     return {"kind": kind, "train_seconds": seconds, "epochs": fit["epochs"], "stopped_early": fit["stopped_early"],
             "test": test, **case_metrics, "size_bytes": sum(p.stat().st_size for p in out.iterdir())}
-
-
-def _versions() -> dict:
-    import transformer_lens
-
-    return {"torch": torch.__version__, "transformer_lens": getattr(transformer_lens, "__version__", "?"),
-            "python": sys.version.split()[0]}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -259,7 +253,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, kind: str = "
     meta = {"case": "ioi", "model_kind": kind, "seed": seed, "command": command, "ll_config": cfg,
             "train_config": st["config"], "fit": {"epochs": st["epoch"], "stopped_early": st["stopped_early"]},
             "train_seconds": st["train_seconds"], "history": st["history"], "exported_from_checkpoint": True,
-            "versions": _versions()}
+            "versions": versions()}
     save_model_dir(out, ll, ground_truth=ioi_circuit.ground_truth(), metadata=meta, correspondence=corr)
     build_tokenizer().save(out / TOKENIZER_FILE)
     model = IOICase.load_dir(out, device=device)[0]
