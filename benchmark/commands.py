@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Sequence
 
 from benchmark.cli import EXIT_FAILED, UsageError, emit, json_stdout, log
 from core import results
@@ -127,15 +128,20 @@ def cmd_benchmark(args) -> int:
         finally:
             if tracker is not None:
                 tracker.close()
-        failed = [d for d in docs if d.get("status") != "ok"]
-        for d in docs:
-            log(summary_line(d))
-        if args.json:
-            emit({"jobs": len(docs), "failed": len(failed), "results": [
-                {k: d.get(k) for k in ("case", "model", "method", "status", "error", "path", "skipped")} for d in docs]},
-                out)
-        else:
-            print(f"{len(docs) - len(failed)}/{len(docs)} jobs ok; results in {args.out}", file=out)
+        return _report_jobs(docs, args, summary_line, out)
+
+
+def _report_jobs(docs: list[dict], args, summary_line, out) -> int:
+    """One summary line per job on stderr, the totals (or JSON) on ``out``; exit 1 if any job failed."""
+    failed = [d for d in docs if d.get("status") != "ok"]
+    for d in docs:
+        log(summary_line(d))
+    if args.json:
+        emit({"jobs": len(docs), "failed": len(failed), "results": [
+            {k: d.get(k) for k in ("case", "model", "method", "status", "error", "path", "skipped")} for d in docs]},
+            out)
+    else:
+        print(f"{len(docs) - len(failed)}/{len(docs)} jobs ok; results in {args.out}", file=out)
     return EXIT_FAILED if failed else 0
 
 
@@ -156,17 +162,8 @@ def _benchmark_directions(args, cases: list[str], direction_cases: list[str]) ->
     jobs = [DirectionJob(case=c, method=m, model=args.model, seed=args.seed, n_fit=args.n or DEFAULT_N_FIT,
                          out=args.out) for c in cases for m in args.methods]
     docs = run_direction_jobs(jobs, resume=args.resume, log=log)
-    failed = [d for d in docs if d.get("status") != "ok"]
     with json_stdout(args.json) as out:
-        for d in docs:
-            log(summary_line(d))
-        if args.json:
-            emit({"jobs": len(docs), "failed": len(failed), "results": [
-                {k: d.get(k) for k in ("case", "model", "method", "status", "error", "path", "skipped")} for d in docs]},
-                out)
-        else:
-            print(f"{len(docs) - len(failed)}/{len(docs)} jobs ok; results in {args.out}", file=out)
-    return EXIT_FAILED if failed else 0
+        return _report_jobs(docs, args, summary_line, out)
 
 
 def _run_group(jobs, resume):
@@ -235,24 +232,25 @@ def _run_ray(jobs, resume: bool, workers: int = 1, on_done=None):
             ray.shutdown()
 
 
-def _result_docs(paths: list[str]) -> list[tuple[Path, dict]]:
-    """result.json documents from files and directories (recursively)."""
+def result_docs(paths: Sequence[str], name: str = results.RESULT,
+                example: str = "results/ or results/3/tracr/eap/<run>/result.json") -> list[tuple[Path, dict]]:
+    """Result documents (files called ``name``) from files and directories (recursively)."""
     if not paths:
-        raise UsageError("eval needs result files or directories (e.g. results/ or results/3/tracr/eap/<run>/result.json)")
+        raise UsageError(f"eval needs result files or directories (e.g. {example})")
     docs = []
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            docs += list(results.iter_results(path))
+            docs += list(results.iter_results(path, name))
         elif path.is_file():
             try:
                 docs.append((path, results.load_result(path)))
             except ValueError as err:
-                raise UsageError(f"{p} is not a result.json: {err}") from None
+                raise UsageError(f"{p} is not a {name}: {err}") from None
         else:
             raise UsageError(f"no such result file or directory: {p}")
     if not docs:
-        raise UsageError(f"no result.json files under {' '.join(paths)}")
+        raise UsageError(f"no {name} files under {' '.join(paths)}")
     return docs
 
 
@@ -301,7 +299,7 @@ def recompute_roc(path: Path, doc: dict) -> dict:
 def cmd_eval_roc(args) -> int:
     from evaluations.plots import plot_roc
 
-    docs = _result_docs(args.paths)
+    docs = result_docs(args.paths)
     if args.recompute:
         docs = [(p, recompute_roc(p, d) if d.get("status") == "ok" else d) for p, d in docs]
     out_doc = {"cases": []}
@@ -358,7 +356,7 @@ def cmd_eval_faithfulness(args) -> int:
 
     _setup_torch()
     out_doc = {"cases": []}
-    for (case_id, model), items in sorted(_by_case(_result_docs(args.paths)).items()):
+    for (case_id, model), items in sorted(_by_case(result_docs(args.paths)).items()):
         curves, rows = {}, []
         for path, doc in items:
             scores = (doc.get("scores") or {}).get("edges")

@@ -205,37 +205,16 @@ def collect_direction_rows(out: str | Path) -> list[dict[str, Any]]:
     """Leaderboard rows of every finished direction result under ``out`` (none: [])."""
     from evaluations.direction import leaderboard_rows
 
-    docs = []
-    for f in sorted(Path(out).rglob(RESULT_NAME)):
-        try:
-            docs.append(results.load_result(f))
-        except (OSError, ValueError):
-            continue
-    return leaderboard_rows(d for d in docs if isinstance(d, dict) and d.get("kind") == "direction")
+    return leaderboard_rows(d for _, d in results.iter_results(out, RESULT_NAME)
+                            if isinstance(d, dict) and d.get("kind") == "direction")
 
 
 def _direction_docs(paths: Sequence[str]) -> list[tuple[Path, dict]]:
     from benchmark.cli import UsageError
+    from benchmark.commands import result_docs
 
-    if not paths:
-        raise UsageError("eval direction needs result files or directories (e.g. results/sentiment/direction)")
-    docs = []
-    for p in paths:
-        path = Path(p)
-        if path.is_dir():
-            for f in sorted(path.rglob(RESULT_NAME)):
-                try:
-                    docs.append((f, results.load_result(f)))
-                except (OSError, ValueError):
-                    continue
-        elif path.is_file():
-            try:
-                docs.append((path, results.load_result(path)))
-            except ValueError as err:
-                raise UsageError(f"{p} is not a JSON result: {err}") from None
-        else:
-            raise UsageError(f"no such result file or directory: {p}")
-    docs = [(f, d) for f, d in docs if isinstance(d, dict) and d.get("kind") == "direction"]
+    docs = [(f, d) for f, d in result_docs(paths, RESULT_NAME, "results/sentiment/direction")
+            if isinstance(d, dict) and d.get("kind") == "direction"]
     if not docs:
         raise UsageError(f"no direction results ({RESULT_NAME}) under {' '.join(paths)}")
     return docs

@@ -88,9 +88,9 @@ def is_finished(path: str | os.PathLike) -> bool:
         return False
 
 
-def iter_results(out: str | os.PathLike) -> Iterator[tuple[Path, dict[str, Any]]]:
-    """Every readable result.json under ``out`` (unreadable ones are skipped, never fatal)."""
-    for path in sorted(Path(out).rglob(RESULT)):
+def iter_results(out: str | os.PathLike, name: str = RESULT) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Every readable result file ``name`` under ``out`` (unreadable ones are skipped, never fatal)."""
+    for path in sorted(Path(out).rglob(name)):
         try:
             yield path, load_result(path)
         except (OSError, ValueError):
