@@ -16,8 +16,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli(*args):
+    """The real command line, in a subprocess."""
     return subprocess.run([sys.executable, "main.py", *args], cwd=ROOT, capture_output=True, text=True,
                           env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONPATH": str(ROOT)})
+
+
+def cli_here(capsys, *args):
+    """The CLI in this process (cheaper): (exit status, stdout, stderr)."""
+    from benchmark.cli import main
+
+    rc = main(list(args))
+    out = capsys.readouterr()
+    return rc, out.out, out.err
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +42,8 @@ def results(case, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("direction")
     methods = ["das", "mean-diff", "probe", "pca", "kmeans", "random-direction"]
-    docs = run_direction_jobs([DirectionJob(case="sentiment", method=m, out=str(out)) for m in methods])
+    docs = run_direction_jobs([DirectionJob(case="sentiment", method=m, out=str(out),
+                                            params={"steps": 300} if m == "das" else None) for m in methods])
     return out, {d["method"]: d for d in docs}
 
 
@@ -78,7 +89,8 @@ def test_das_beats_mean_difference_on_the_deeper_case(tmp_path):
     from benchmark.direction import DirectionJob, run_direction_jobs
 
     docs = {d["method"]: d["metrics"] for d in run_direction_jobs(
-        [DirectionJob(case="sentiment-deep", method=m, out=str(tmp_path)) for m in ("das", "mean-diff")])}
+        [DirectionJob(case="sentiment-deep", method=m, out=str(tmp_path), params={"steps": 300} if m == "das" else None)
+         for m in ("das", "mean-diff")])}
     assert docs["das"]["abs_cos"] >= 0.95 and docs["das"]["flip_fraction"] >= 0.9, docs["das"]
     assert docs["mean-diff"]["abs_cos"] < docs["das"]["abs_cos"] - 0.1
 
@@ -118,7 +130,7 @@ def test_results_record_seed_versions_and_are_deterministic(results, tmp_path):
 
     _, docs = results
     doc = docs["das"]
-    assert doc["seed"] == 0 and doc["versions"]["torch"] and doc["params"] == {}
+    assert doc["seed"] == 0 and doc["versions"]["torch"] and doc["params"] == {"steps": 300}
     runs = [run_direction(DirectionJob(case="sentiment", method="das", params={"steps": 20}, n_fit=300,
                                        out=str(tmp_path / str(i)))) for i in range(2)]
     assert runs[0]["vector"] == runs[1]["vector"] and runs[0]["params"] == {"steps": 20}
@@ -158,20 +170,20 @@ def test_trainer_is_deterministic_and_validates(tmp_path):
         DirectionTrainConfig(layer=2).validate()
 
 
-def test_cli_run_eval_and_errors(tmp_path):
+def test_cli_run_eval_and_errors(tmp_path, capsys):
     r = cli("run", "random-direction", "-i", "sentiment", "--out", str(tmp_path), "--json")
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["kind"] == "direction" and Path(doc["path"]).is_file()
-    r = cli("run", "mean-diff", "-i", "sentiment", "--out", str(tmp_path))
-    assert r.returncode == 0 and "|cos|" in r.stdout
-    r = cli("eval", "direction", str(tmp_path))
-    assert r.returncode == 0, r.stderr
-    assert "mean-diff" in r.stdout and "random-direction" in r.stdout
+    rc, out, err = cli_here(capsys, "run", "mean-diff", "-i", "sentiment", "--out", str(tmp_path))
+    assert rc == 0 and "|cos|" in out, err
+    rc, out, err = cli_here(capsys, "eval", "direction", str(tmp_path))
+    assert rc == 0, err
+    assert "mean-diff" in out and "random-direction" in out
     for ext in ("md", "csv", "html", "png"):
         assert (tmp_path / f"direction_leaderboard.{ext}").is_file()
-    r = cli("leaderboard", "--out", str(tmp_path))
-    assert r.returncode == 0 and "mean-diff" in r.stdout
+    rc, out, _ = cli_here(capsys, "leaderboard", "--out", str(tmp_path))
+    assert rc == 0 and "mean-diff" in out
     for args, needle in ((["run", "das", "-i", "3"], "direction cases only"),
                          (["run", "eap", "-i", "sentiment"], "not a direction method"),
                          (["run", "das", "-i", "sentiment", "--stepz", "3"], "unrecognized arguments"),
@@ -179,24 +191,24 @@ def test_cli_run_eval_and_errors(tmp_path):
                          (["eval", "direction", str(tmp_path / "nope")], "no such result"),
                          (["benchmark", "--cases", "sentiment", "3", "--methods", "das"], "benchmark them separately"),
                          (["train", "direction", "--layer", "3"], "--layer")):
-        r = cli(*args)
-        assert r.returncode == 2, (args, r.stderr)
-        lines = r.stderr.strip().splitlines()
-        assert len(lines) == 1 and needle in lines[0], (args, r.stderr)
+        rc, _, err = cli_here(capsys, *args)
+        assert rc == 2, (args, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and needle in lines[0], (args, err)
 
 
-def test_benchmark_runs_direction_methods_and_resumes(tmp_path):
+def test_benchmark_runs_direction_methods_and_resumes(tmp_path, capsys):
     args = ("benchmark", "--cases", "sentiment", "--methods", "mean-diff", "random-direction", "--out", str(tmp_path),
             "--json")
-    r = cli(*args)
-    assert r.returncode == 0, r.stderr
-    first = json.loads(r.stdout)
+    rc, out, err = cli_here(capsys, *args)
+    assert rc == 0, err
+    first = json.loads(out)
     assert first["jobs"] == 2 and first["failed"] == 0
-    r = cli(*args, "--resume")
-    assert r.returncode == 0 and all(x["skipped"] for x in json.loads(r.stdout)["results"])
+    rc, out, _ = cli_here(capsys, *args, "--resume")
+    assert rc == 0 and all(x["skipped"] for x in json.loads(out)["results"])
 
 
-def test_user_direction_method_plugs_in(case, tmp_path):
+def test_user_direction_method_plugs_in(case, tmp_path, capsys):
     from benchmark.direction import DirectionJob, run_direction
     from methods.directions import DIRECTION_METHODS
 
@@ -207,10 +219,10 @@ def test_user_direction_method_plugs_in(case, tmp_path):
     DIRECTION_METHODS.register("oracle-test", TrueDirection, replace=True)
     doc = run_direction(DirectionJob(case="sentiment", method="oracle-test", n_fit=200, out=str(tmp_path)))
     assert doc["metrics"]["abs_cos"] > 0.9999 and doc["metrics"]["flip_fraction"] >= 0.99
-    r = cli("run", "tests.plugin_methods:MeanOfPositives", "-i", "sentiment", "-n", "200", "--out",
-            str(tmp_path), "--json")
-    assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["method"] == "tests.plugin_methods:MeanOfPositives"
+    rc, out, err = cli_here(capsys, "run", "tests.plugin_methods:MeanOfPositives", "-i", "sentiment", "-n", "200",
+                            "--out", str(tmp_path), "--json")
+    assert rc == 0, err
+    assert json.loads(out)["method"] == "tests.plugin_methods:MeanOfPositives"
 
 
 @pytest.mark.slow
