@@ -46,15 +46,23 @@ class DirectionJob:
                 "n_test": self.n_test}
 
 
+def patch_site(case, model: str | None):
+    """The case's model and site s* as an ``evaluations.direction.PatchSite``."""
+    from evaluations.direction import PatchSite
+
+    ds = case.site(model)
+    return PatchSite(case.load_model(model), ds.hook_name, ds.position, case.answer_ids(model))
+
+
 def build_problem(case, model: str | None, split: str, n: int, seed: int):
     """(DirectionProblem, PatchSite, tokens) on ``n`` examples of ``split``."""
+    from cases.direction.case import logits_from_site
     from cases.direction.data import opposite_pairs
-    from evaluations.direction import PatchSite, activations_at
+    from evaluations.direction import activations_at
     from methods.directions import DirectionProblem
 
-    m = case.load_model(model)
-    ds = case.site(model)
-    site = PatchSite(m, ds.hook_name, ds.position, case.answer_ids(model))
+    site = patch_site(case, model)
+    m, ds = site.model, case.site(model)
     data = case.dataset(split, n, seed, model)
     tokens, labels = data.tokens, data.labels
     acts = activations_at(site, tokens)
@@ -67,9 +75,7 @@ def build_problem(case, model: str | None, split: str, n: int, seed: int):
 
     def patched_logits(idx: torch.Tensor, a_new: torch.Tensor) -> torch.Tensor:
         if fast:  # run from s* on the cached residual stream
-            r = resid[idx]
-            r = torch.cat([r[:, :ds.position], a_new[:, None, :], r[:, ds.position + 1:]], dim=1)
-            return m(r, start_at_layer=ds.layer)[:, -1][:, answers]
+            return logits_from_site(m, resid[idx], ds.layer, ds.position, a_new)[:, answers]
 
         def hook(act, hook):
             act = act.clone()
@@ -96,14 +102,9 @@ def run_direction_jobs(jobs: Sequence[DirectionJob], resume: bool = False, log=N
     docs = []
     for job in jobs:
         path = result_path(job)
-        if resume and path.is_file():
-            try:
-                doc = results.load_result(path)
-            except (OSError, ValueError):
-                doc = None
-            if isinstance(doc, dict) and doc.get("status") == "ok":
-                docs.append({**doc, "skipped": True})
-                continue
+        if resume and results.is_finished(path):
+            docs.append({**results.load_result(path), "skipped": True})
+            continue
         try:
             docs.append(run_direction(job, log=log))
         except Exception as err:  # noqa: BLE001 -- one failing job does not stop the others
@@ -135,14 +136,12 @@ def run_direction(job: DirectionJob, log=None) -> dict[str, Any]:
     if vec.numel() != problem.d_model:
         raise ValueError(f"direction method {job.method} returned {vec.numel()} numbers, not d_model={problem.d_model}")
     from cases.direction.data import opposite_pairs
-    from evaluations.direction import PatchSite
 
     ds = case.site(model)
-    site = PatchSite(case.load_model(model), ds.hook_name, ds.position, case.answer_ids(model))
     test = case.dataset("test", job.n_test, job.seed, model)
     pairs = opposite_pairs(test.labels, job.seed + 29)
     t2 = time.perf_counter()
-    metrics = score_direction(site, test.tokens, test.labels, pairs, vec, case.site(model).vector, seed=job.seed)
+    metrics = score_direction(patch_site(case, model), test.tokens, test.labels, pairs, vec, ds.vector, seed=job.seed)
     eval_seconds = time.perf_counter() - t2
     doc = {"schema": SCHEMA, "kind": "direction", "status": "ok", "case": job.case, "model": model,
            "method": job.method, "params": dict(job.params or {}), "seed": job.seed, "n_fit": job.n_fit,

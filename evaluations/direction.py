@@ -91,8 +91,13 @@ def directional_patch(site: PatchSite, tokens: torch.Tensor, labels: torch.Tenso
                       direction: torch.Tensor | None) -> PatchEffect:
     """Patch the projection on ``direction`` from each example's counterfactual ``pairs[i]`` at s* only.
     ``direction=None`` is the zero patch (D = 0 by definition)."""
-    acts = activations_at(site, tokens)
-    base = _answer_logits(site, tokens)
+    return _patch(site, tokens, labels, pairs, direction, activations_at(site, tokens), _answer_logits(site, tokens))
+
+
+@torch.no_grad()
+def _patch(site: PatchSite, tokens: torch.Tensor, labels: torch.Tensor, pairs: torch.Tensor,
+           direction: torch.Tensor | None, acts: torch.Tensor, base: torch.Tensor) -> PatchEffect:
+    """``directional_patch`` given the unpatched activations at s* and answer logits."""
     y_cf = labels[pairs]
     rows = torch.arange(len(labels))
 
@@ -119,13 +124,18 @@ def directional_patch(site: PatchSite, tokens: torch.Tensor, labels: torch.Tenso
 
 def score_direction(site: PatchSite, tokens: torch.Tensor, labels: torch.Tensor, pairs: torch.Tensor,
                     u_hat: torch.Tensor, u_star: torch.Tensor, seed: int = 0) -> dict[str, Any]:
-    """Every metric of one found direction, with the u*, ortho and random controls."""
-    main = directional_patch(site, tokens, labels, pairs, u_hat)
-    ortho = ortho_residual(u_hat, u_star)
-    ortho_eff = directional_patch(site, tokens, labels, pairs, ortho)
-    star = directional_patch(site, tokens, labels, pairs, u_star)
-    rnd = directional_patch(site, tokens, labels, pairs, random_unit(u_star.numel(), 7919 + seed))
-    base_acc = float((_answer_logits(site, tokens).argmax(-1) == labels).float().mean())
+    """Every metric of one found direction, with the u*, ortho and random controls (the unpatched
+    activations and logits are computed once for all four patches)."""
+    with torch.no_grad():
+        acts, base = activations_at(site, tokens), _answer_logits(site, tokens)
+
+    def effect(direction):
+        return _patch(site, tokens, labels, pairs, direction, acts, base)
+    main = effect(u_hat)
+    ortho_eff = effect(ortho_residual(u_hat, u_star))
+    star = effect(u_star)
+    rnd = effect(random_unit(u_star.numel(), 7919 + seed))
+    base_acc = float((base.argmax(-1) == labels).float().mean())
     return {"abs_cos": abs_cos(u_hat, u_star), "flip_fraction": main.flip_fraction, "D": main.D,
             "ortho_D": ortho_eff.D, "ortho_flip_fraction": ortho_eff.flip_fraction,
             "ortho_norm": math.sqrt(max(0.0, 1.0 - abs_cos(u_hat, u_star) ** 2)),

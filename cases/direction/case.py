@@ -50,6 +50,15 @@ class DirectionSite:
                    {k: float(v) for k, v in d.get("scales", {}).items()})
 
 
+def logits_from_site(model, resid: torch.Tensor, layer: int, position: int,
+                     a_new: torch.Tensor | None = None) -> torch.Tensor:
+    """Final-position logits of ``model`` run on from ``resid`` = ``blocks.{layer}.hook_resid_pre``, with
+    the residual at ``position`` replaced by ``a_new`` (rows) if given."""
+    if a_new is not None:
+        resid = torch.cat([resid[:, :position], a_new[:, None, :], resid[:, position + 1:]], dim=1)
+    return model(resid, start_at_layer=layer)[:, -1]
+
+
 def save_direction_model(directory: str | Path, model, tokenizer: WordTokenizer, site: DirectionSite,
                          metadata: dict) -> Path:
     """Write a direction model directory, every file atomically."""

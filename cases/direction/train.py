@@ -50,7 +50,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from cases.direction.case import DirectionSite, save_direction_model
+from cases.direction.case import DirectionSite, logits_from_site, save_direction_model
 from cases.direction.data import (ANSWERS, FINAL_POS, POSITIVE_TEMPLATES, SEQ_LEN, TOPICS, SentimentData,
                                   build_tokenizer, opposite_pairs, sentiment_dataset)
 from core.results import versions
@@ -132,22 +132,18 @@ def feature_targets(data: SentimentData, cfg: DirectionTrainConfig, topic_z: tor
             "topic": cfg.topic_scale * topic_z[data.topic]}
 
 
-def patch_along(a: torch.Tensor, a_src: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """a + ((a_src - a).u) u for a unit vector u (rows of a, a_src)."""
-    return a + ((a_src - a) @ u)[:, None] * u[None, :]
-
-
-def patch_along_fraction(a: torch.Tensor, a_src: torch.Tensor, u: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """a + t ((a_src - a).u) u, with a per-row fraction t."""
+def patch_along(a: torch.Tensor, a_src: torch.Tensor, u: torch.Tensor, t: torch.Tensor | float = 1.0) -> torch.Tensor:
+    """a + t ((a_src - a).u) u for a unit vector u (rows of a, a_src), with a per-row fraction t."""
     return a + (t * ((a_src - a) @ u))[:, None] * u[None, :]
 
 
+def swap_complement(a: torch.Tensor, a_src: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """a's component on u, everything orthogonal to u from a_src."""
+    return (a @ u)[:, None] * u[None, :] + a_src - (a_src @ u)[:, None] * u[None, :]
+
+
 def _logits_from(model, resid: torch.Tensor, layer: int, a_new: torch.Tensor | None = None) -> torch.Tensor:
-    """Final-position logits of the model run from ``blocks.{layer}.hook_resid_pre``, with the final
-    position's residual replaced by ``a_new`` if given."""
-    if a_new is not None:
-        resid = torch.cat([resid[:, :FINAL_POS], a_new[:, None, :], resid[:, FINAL_POS + 1:]], dim=1)
-    return model(resid, start_at_layer=layer)[:, -1]
+    return logits_from_site(model, resid, layer, FINAL_POS, a_new)
 
 
 @torch.no_grad()
@@ -163,7 +159,7 @@ def evaluate_direction_model(model, data: SentimentData, u: torch.Tensor, layer:
         return float((logits[:, ids].argmax(-1) == target).float().mean())
     pair = opposite_pairs(y, seed)
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed + 1))
-    strict_a = (a @ u)[:, None] * u[None, :] + a[perm] - (a[perm] @ u)[:, None] * u[None, :]
+    strict_a = swap_complement(a, a[perm], u)
     return {"accuracy": acc(_logits_from(model, resid, layer), y),
             "iia": acc(_logits_from(model, resid, layer, patch_along(a, a[pair], u)), y[pair]),
             "strict_accuracy": acc(_logits_from(model, resid, layer, strict_a), y)}
@@ -210,8 +206,9 @@ def train_direction_model(cfg: DirectionTrainConfig, out: str | Path | None = No
         iit_logits = _logits_from(model, resid, L, patch_along(a, a[pair], u))
         iit = F.cross_entropy(iit_logits, answer_of[y[pair]], label_smoothing=cfg.label_smoothing)
         t = torch.rand(len(y), generator=g)
-        graded_logits = _logits_from(model, resid, L, patch_along_fraction(a, a[pair], u, t))
+        graded_logits = _logits_from(model, resid, L, patch_along(a, a[pair], u, t))
         perm = torch.randperm(len(y), generator=g)
+        # swap_complement(a, a[perm], u) + noise, spelled out: the shipped weights depend on this op order
         keep = (a @ u)[:, None] * u[None, :]
         noise = torch.randn(a.shape, generator=g) * cfg.noise_scale
         noise = noise - (noise @ u)[:, None] * u[None, :]

@@ -376,19 +376,21 @@ class SIITTrainer:
             rows = slice(0, base.shape[0])
             _, ll_cache = capture(self.ll, source, [loc.hook for loc in self.corr.ll_locs.values()])
             out = self.ll(base)
-            acc[0] += float((self.agree(out, target) & self._scored(mask, target)).sum())
-            acc[1] += float(self._scored(mask, target).sum())
+            scored = self._scored(mask, target)
+            acc[0] += float((self.agree(out, target) & scored).sum())
+            acc[1] += float(scored.sum())
             for n in self.hl_nodes:
                 hl_t = self._hl_interchange_target(base, source, n)
                 locs = self._ll_locs(self.corr.mapping[n])
                 o = patched_forward(self.ll, base, [(loc, rows, ll_cache[loc.hook]) for loc in locs])
-                node_iia[n][0] += float((self.agree(o, hl_t) & self._scored(mask, hl_t)).sum())
-                node_iia[n][1] += float(self._scored(mask, hl_t).sum())
+                scored_t = self._scored(mask, hl_t)
+                node_iia[n][0] += float((self.agree(o, hl_t) & scored_t).sum())
+                node_iia[n][1] += float(scored_t.sum())
             for n in self.non_circuit:
                 loc = self.corr.ll_locs[n]
                 o = patched_forward(self.ll, base, [(loc, rows, ll_cache[loc.hook])])
-                node_strict[n][0] += float((self.agree(o, target) & self._scored(mask, target)).sum())
-                node_strict[n][1] += float(self._scored(mask, target).sum())
+                node_strict[n][0] += float((self.agree(o, target) & scored).sum())
+                node_strict[n][1] += float(scored.sum())
         frac = lambda a: a[0] / a[1] if a[1] else 1.0  # noqa: E731
         iia = {n: frac(v) for n, v in node_iia.items()}
         strict = {n: frac(v) for n, v in node_strict.items()}
