@@ -277,6 +277,17 @@ class PatchEngine:
         out = [loss_fn(self.run_from(layer, masks[i:i + chunk])) for i in range(0, masks.shape[0], chunk)]
         return torch.cat([o.reshape(-1) for o in out])
 
+    def edge_layers(self) -> torch.Tensor:
+        """``[E]`` long: the block of each edge's (earliest) receiver. Ablating only edges whose layer
+        is >= l leaves everything below block l clean, so :meth:`run_from` ``(l, ...)`` applies."""
+        cache = self.__dict__
+        if "_edge_layers" not in cache:
+            e, _, r = self.slots.unbind(1)
+            r_layer = torch.tensor([_hook_layer(rc.hook) for rc in self.graph.receivers], device=self.device)
+            out = torch.full((self.graph.n_edges,), self.graph.n_layers, dtype=torch.long, device=self.device)
+            cache["_edge_layers"] = out.scatter_reduce(0, e, r_layer[r], reduce="amin")
+        return cache["_edge_layers"]
+
     def _edges_into_layers_below(self, layer: int) -> torch.Tensor:
         cache = self.__dict__.setdefault("_below_cache", {})
         if layer not in cache:
