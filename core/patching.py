@@ -217,6 +217,64 @@ class PatchEngine:
         logits = self.model.run_with_hooks(tokens.repeat(K, 1), fwd_hooks=hooks)
         return logits.view(K, n, *logits.shape[1:])
 
+    def run_nodes(self, gates: torch.Tensor) -> torch.Tensor:
+        """Logits ``[K, n, pos, vocab]`` with each sender's output set to
+        ``ablated + gate * (own - ablated)``, for gates ``[K, S]`` over ``graph.senders`` (1 keeps).
+
+        The same as :meth:`run` with every edge of sender s masked by ``gates[:, s]`` (all receivers
+        read the residual stream, so scaling a node's outgoing edges alike is scaling its output), at
+        a fraction of the cost: no receiver hooks, and heads are gated at ``hook_z`` (their output is
+        linear in z: ``result_h = z_h W_O[h]``, and the ablated z gives the ablated result), so the
+        model runs without per-head results or split q/k/v inputs, which TransformerLens computes with
+        ``[batch, pos, head, d_head, d_model]`` products. Used by node-level methods (SP).
+        Differentiable with respect to ``gates``.
+        """
+        if gates.dim() == 1:
+            gates = gates.unsqueeze(0)
+        if gates.shape[-1] != len(self.graph.senders):
+            raise ValueError(f"gates have {gates.shape[-1]} senders, the graph has {len(self.graph.senders)}")
+        gates = gates.to(self.device, self.model.cfg.dtype)
+        K, n = gates.shape[0], self.clean.shape[0]
+        ablated_z = self._ablated_z()
+        hooks = []
+        for gi, g in enumerate(self.senders):
+            hook = g.hook.replace("attn.hook_result", "attn.hook_z") if g.per_head else g.hook
+            ablated = ablated_z[hook] if g.per_head else self.ablated[gi]
+
+            def sender_hook(x, hook, g=g, ablated=ablated):
+                cur = _as_senders(x, g.per_head).view(K, n, *x.shape[1:2], g.size, x.shape[-1])
+                z = gates[:, g.start:g.start + g.size].view(K, 1, 1, g.size, 1)
+                out = (cur + (1 - z) * (ablated.unsqueeze(0) - cur)).reshape(K * n, x.shape[1], g.size, -1)
+                return out if g.per_head else out[:, :, 0]
+            hooks.append((hook, sender_hook))
+        cfg = self.model.cfg
+        saved = cfg.use_attn_result, cfg.use_split_qkv_input
+        try:
+            cfg.use_attn_result = cfg.use_split_qkv_input = False
+            logits = self.model.run_with_hooks(self.clean.repeat(K, 1), fwd_hooks=hooks)
+        finally:
+            cfg.use_attn_result, cfg.use_split_qkv_input = saved
+        return logits.view(K, n, *logits.shape[1:])
+
+    @torch.no_grad()
+    def _ablated_z(self) -> dict[str, torch.Tensor]:
+        """The ablated value of every ``blocks.l.attn.hook_z`` ``[n or 1, pos, head, d_head]`` (cached)."""
+        if "_abl_z" not in self.__dict__:
+            names = [f"blocks.{layer}.attn.hook_z" for layer in range(self.graph.n_layers)]
+            saved: dict[str, torch.Tensor] = {}
+
+            def save(x, hook):
+                saved[hook.name] = x.detach()
+            if self.ablation == "corrupted":
+                self.model.run_with_hooks(self.data.corrupted.to(self.device),
+                                          fwd_hooks=[(h, save) for h in names] + self.corrupted_run_hooks())
+            else:
+                self.model.run_with_hooks(self.clean, fwd_hooks=[(h, save) for h in names])
+                keep = (lambda z: z.mean(0, keepdim=True)) if self.ablation == "mean" else (lambda z: torch.zeros_like(z[:1]))
+                saved = {h: keep(z) for h, z in saved.items()}
+            self._abl_z = saved
+        return self._abl_z
+
     def chunk_size(self, n_rows: int | None = None) -> int:
         """How many masks fit in one pass under the memory budget."""
         n = self.clean.shape[0] if n_rows is None else n_rows

@@ -7,7 +7,8 @@ with beta = 2/3, gamma = -0.1, zeta = 1.1; logits start at ``log(p / (1 - p))``,
 ``p = (mask_p - gamma) / (zeta - gamma)`` (mask_p = 0.9: log_alpha = log 5, gates mostly on).
 
 * node level (default): one gate per head and per MLP; ``input`` (and ``pos``) are never gated. An
-  edge's mask is its sender's gate (a node gate multiplies all its outgoing edges' masks).
+  edge's mask is its sender's gate (a node gate multiplies all its outgoing edges' masks), computed
+  as the sender's output scaled between its ablated and own value (``PatchEngine.run_nodes``).
 * edge level (``edgewise=True``): one gate per edge, used as that edge's mask.
 
 Mask 1 keeps an edge, 0 ablates it (the problem's ablation, through the patching engine).
@@ -126,16 +127,19 @@ class SubnetworkProbing(Method):
         graph, engine, loss_fn = problem.graph, problem.engine(), problem.loss_fn()
         device = engine.device
         if self.edgewise:
-            n_gates, to_edges = graph.n_edges, (lambda z: z)
+            n_gates = graph.n_edges
+
+            def patched(z):  # [K, E] edge gates
+                return engine.run(z)
         else:
-            # column index into [1 (never gated), gates...] for each edge's sender
+            # column index into [1 (never gated), gates...] for each sender; a node gate scales the
+            # sender's output (engine.run_nodes: the same as masking all its outgoing edges alike)
             col = {n: i + 1 for i, n in enumerate(gated)}
-            senders, _ = graph.edge_sender_receiver()
-            idx = torch.tensor([col.get(s, 0) for s in senders], device=device)
+            idx = torch.tensor([col.get(s, 0) for s in graph.senders], device=device)
             n_gates = len(gated)
 
-            def to_edges(z):
-                return torch.cat([torch.ones_like(z[..., :1]), z], -1)[..., idx]
+            def patched(z):  # [K, n_gated] node gates
+                return engine.run_nodes(torch.cat([torch.ones_like(z[..., :1]), z], -1)[..., idx])
         gen = torch.Generator().manual_seed(problem.seed)
         L = len(lams)
         lam = torch.tensor(lams, device=device)
@@ -149,8 +153,8 @@ class SubnetworkProbing(Method):
                 for _ in range(self.epochs):
                     u = torch.rand(self.n_samples, n_gates, generator=gen, dtype=torch.float64)
                     u = u.clamp(EPS, 1 - EPS).to(device, log_alpha.dtype)
-                    masks = to_edges(sample_gates(log_alpha[:, None, :], u[None]))       # [L, samples, E]
-                    task = loss_fn(engine.run(masks.flatten(0, 1))).view(L, self.n_samples).mean(1)
+                    gates = sample_gates(log_alpha[:, None, :], u[None])                # [L, samples, gates]
+                    task = loss_fn(patched(gates.flatten(0, 1))).view(L, self.n_samples).mean(1)
                     loss = (task + lam * expected_l0(log_alpha).mean(1)).sum()
                     opt.zero_grad()
                     loss.backward()

@@ -166,3 +166,27 @@ def test_position_scrambled_corrupted_run():
         ref = model.run_with_hooks(data.corrupted, fwd_hooks=hooks)
         assert (engine.run(torch.zeros(graph.n_edges))[0] - ref).abs().max() < 1e-9
         assert (engine.corrupted_logits - ref).abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("normalization", [None, "LN"])
+@pytest.mark.parametrize("attn_only", [False, True])
+@pytest.mark.parametrize("ablation", ["corrupted", "mean", "zero"])
+def test_node_gates_equal_edge_masks(normalization, attn_only, ablation):
+    """run_nodes (a sender's output moved towards its ablated value) == run with every outgoing edge of
+    the sender masked by its gate; values and gradients."""
+    model = random_model(normalization, attn_only=attn_only)
+    graph = Graph.from_model(model)
+    engine = PatchEngine(model, graph, random_data(), "categorical", ablation=ablation)
+    senders, _ = graph.edge_sender_receiver()
+    col = torch.tensor([graph.sender_index[s] for s in senders])
+    g = torch.Generator().manual_seed(2)
+    gates = torch.cat([(torch.rand(2, len(graph.senders), generator=g) > 0.5).float(),
+                       torch.rand(2, len(graph.senders), generator=g)]).requires_grad_(True)
+    by_nodes = engine.run_nodes(gates)
+    by_edges = engine.run(gates[:, col])
+    assert (by_nodes - by_edges).abs().max() < 1e-5
+    grad_nodes, = torch.autograd.grad(engine.default_loss()(by_nodes).sum(), gates)
+    grad_edges, = torch.autograd.grad(engine.default_loss()(by_edges).sum(), gates)
+    assert grad_nodes.abs().sum() > 0 and (grad_nodes - grad_edges).abs().max() < 1e-5
+    with pytest.raises(ValueError, match="senders"):
+        engine.run_nodes(torch.ones(len(graph.senders) + 1))
