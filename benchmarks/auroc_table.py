@@ -1,6 +1,11 @@
 """Edge-AUROC table (case x method) from a results directory, as Markdown, with InterpBench's numbers.
 
-    python benchmarks/auroc_table.py results/ [--model tracr] [--pessimistic]
+    python benchmarks/auroc_table.py results/ [--model tracr] [--pessimistic] [--score-floor 1e-6] [--summary]
+
+``--score-floor R`` recomputes score-based AUROCs with every |score| <= R * (the run's largest |score|)
+set to 0, so that edges whose scores are float dust (gradients of 1e-10 through saturated tracr MLPs)
+tie with the exact zeros instead of ranking above them. Sweep-based ROCs are unchanged.
+``--summary`` prints one row per method (cases, mean, cases at 1.0) instead of the case table.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.results import iter_results  # noqa: E402
+from core.naming import merge_qkv  # noqa: E402
+from evaluations.roc import merge_qkv_scores, roc_from_scores  # noqa: E402
 
 # InterpBench paper, edge AUROC on its SIIT models (../shared/reference/interpbench.md §6.6)
 PAPER = {  # case: (ACDC, node SP, edge SP, EAP, EAP-IG)
@@ -32,23 +39,52 @@ def label(doc: dict) -> str:
     return {"acdc": "ACDC", "eap": "EAP", "exact": "exact", "random": "random"}.get(doc["method"], doc["method"])
 
 
+def floored_roc(doc: dict, rel: float):
+    """The edge ROC of ``doc``'s scores with |score| <= rel * max |score| set to 0 (q/k/v merged
+    first when the stored ROC merged them, as ``evaluations.roc.edge_roc`` does)."""
+    roc = doc["roc"]["edges"]
+    info = roc.get("info") or {}
+    scores = {k: float(v) for k, v in doc["scores"]["edges"].items()}
+    truth = list(doc["ground_truth"]["edges"])
+    if info.get("merged_qkv"):
+        scores = merge_qkv_scores(scores)
+        truth = list(dict.fromkeys(merge_qkv(e) for e in truth))
+    top = max((abs(v) for v in scores.values() if v == v), default=0.0)
+    floored = {k: (0.0 if abs(v) <= rel * top else v) for k, v in scores.items()}
+    return roc_from_scores(floored, truth, list(scores), absolute=info.get("absolute", True))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
     ap.add_argument("--model", default=None)
     ap.add_argument("--pessimistic", action="store_true", help="InterpBench's staircase AUC instead of the trapezoid")
+    ap.add_argument("--score-floor", type=float, default=None, metavar="R",
+                    help="treat |score| <= R * max |score| as 0 (relative), recomputing score-based AUROCs")
+    ap.add_argument("--summary", action="store_true", help="one row per method instead of the case table")
     args = ap.parse_args(argv)
     key = "pessimistic_auc" if args.pessimistic else "auroc"
     table: dict[str, dict[str, float]] = {}
     for _, doc in iter_results(args.out):
         if doc.get("status") != "ok" or (args.model and doc.get("model") != args.model):
             continue
-        v = ((doc.get("roc") or {}).get("edges") or {}).get(key)
+        roc = (doc.get("roc") or {}).get("edges") or {}
+        v = roc.get(key)
+        if args.score_floor is not None and roc.get("source") == "scores":
+            v = getattr(floored_roc(doc, args.score_floor), key)
         table.setdefault(str(doc["case"]), {})[label(doc)] = v
     order = ["ACDC", "node SP", "edge SP", "EAP", "EAP-IG inputs", "EAP-IG activations", "EAP-IG clean-corrupted",
              "exact", "random"]
     cols = [c for c in order if any(c in row for row in table.values())]
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    if args.summary:
+        print("| method | cases | mean | cases at 1.0 | cases < 0.9 |")
+        print("|---|---|---|---|---|")
+        for c in cols:
+            v = [row[c] for row in table.values() if row.get(c) is not None and row[c] == row[c]]
+            print(f"| {c} | {len(v)} | {fmt(sum(v) / len(v)) if v else '-'} | {sum(x >= 1 - 1e-12 for x in v)} "
+                  f"| {sum(x < 0.9 for x in v)} |")
+        return 0
     print("| case | " + " | ".join(cols) + " | paper ACDC / nSP / eSP / EAP / EAP-IG |")
     print("|---|" + "---|" * (len(cols) + 1))
     for case in sorted(table, key=lambda c: (not c.isdigit(), int(c) if c.isdigit() else 0, c)):
