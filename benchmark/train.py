@@ -54,6 +54,9 @@ def add_train_iit_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentPars
     p.add_argument("--clip-grad-norm", type=float, default=0.1)
     p.add_argument("--atol", type=float, default=0.05, help="numerical outputs agree when |LL - HL| < atol")
     p.add_argument("--num-samples", type=int, default=12000, help="distinct inputs drawn (all of them if fewer exist)")
+    p.add_argument("--scored-positions", choices=["real", "defined"], default="real",
+                   help="real: every non-BOS non-PAD position; defined: only where the RASP program's output "
+                        "is not None (and, for an interchange, where the source's is not None either)")
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--test-fraction", type=float, default=0.2)
     p.add_argument("--min-steps-per-epoch", type=int, default=1,
@@ -136,7 +139,7 @@ def train_case(case_id: str, args, log) -> dict:
     torch.manual_seed(args.seed)
     setup = tracr_setup(case, seed=args.seed, same_size=args.same_size, ratio=args.compression_ratio)
     data = tracr_data(case, args.num_samples, seed=args.seed, val_fraction=args.val_fraction,
-                      test_fraction=args.test_fraction)
+                      test_fraction=args.test_fraction, scored=args.scored_positions)
     ll = build_ll(setup.ll_config, device=args.device)
     cfg = TrainConfig(iit_weight=iit, strict_weight=strict, behavior_weight=beh, single_loss=args.single_loss,
                       siit_sampling=args.siit_sampling, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,

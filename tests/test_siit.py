@@ -145,7 +145,8 @@ class _Recorder(SIITTrainer):
         self.stepped: list[float] = []
         self.sources: list[torch.Tensor] = []
 
-    def losses(self, base, source, mask, base_target, hl_node, strict_nodes, which=("iit", "strict", "behavior")):
+    def losses(self, base, source, mask, base_target, hl_node, strict_nodes, which=("iit", "strict", "behavior"),
+               source_mask=None):
         self.sources.append(source.clone())
         p = next(self.ll.parameters())
         z = (p * 0).sum()
@@ -203,6 +204,31 @@ def test_train_val_test_disjoint(data3, case3):
     bad = SIITData(Split(tok[:2], tok[:2] > 0), Split(tok[2:3], tok[2:3] > 0), Split(tok[3:], tok[3:] > 0))
     with pytest.raises(ValueError):
         bad.check_disjoint()
+
+
+def test_defined_positions_drop_none_outputs_and_mask_interchanges():
+    """Case 13 (trend of token and next token): the program's output at the last position is None, and the
+    compiled model's output there depends on padding; ``scored="defined"`` drops exactly those positions,
+    and scores an interchange only where the source is defined as well."""
+    from cases.siit.tracr_setup import tracr_data
+    case13 = _case("13")
+    real = tracr_data(case13, 300, seed=0)
+    defined = tracr_data(case13, 300, seed=0, scored="defined")
+    assert "scored" not in real.meta and defined.meta["scored"] == "defined"
+    assert defined.pair_masked and not real.pair_masked
+    for k in ("train", "val", "test"):
+        r, d = getattr(real, k), getattr(defined, k)
+        assert torch.equal(r.tokens, d.tokens) and bool((d.mask <= r.mask).all())
+        rows, last = torch.arange(len(r)), r.mask.sum(1)  # BOS at 0, so the last real position is the count
+        assert bool(r.mask[rows, last].all()) and not bool(d.mask[rows, last].any())
+        assert torch.equal(d.mask.sum(1), r.mask.sum(1) - 1)
+    b, s = defined.test.mask[:4], defined.test.mask[4:8]
+    assert torch.equal(defined.iit_mask(b, s), b & s) and not torch.equal(b & s, b)
+    assert torch.equal(real.iit_mask(b, s), b)
+    with pytest.raises(ValueError, match="source mask"):
+        defined.iit_mask(b, None)
+    with pytest.raises(ValueError, match="scored positions"):
+        tracr_data(case13, 10, seed=0, scored="all")
 
 
 def test_seed_reaches_model_init(setup3):
@@ -373,6 +399,19 @@ def test_cli_tiny_run_and_resume(tmp_path):
     model, gt = model_files.load_model_dir(d)
     assert gt.nodes == {"input", "m0", "a1.h0", "logits"}
 
+
+
+def test_cli_defined_positions_recorded_and_read_back(tmp_path, monkeypatch):
+    from benchmark.train import run_train_iit
+    from cases.siit import registry
+    from cases.siit.evaluate import evaluate_trained
+    monkeypatch.setenv(registry.LOCAL_ENV, str(tmp_path))
+    assert run_train_iit(_args("-i", "13", "--num-samples", "200", "--eval-pairs", "64", "--no-progress",
+                               "--use-single-loss", "--epochs", "1", "--scored-positions", "defined")) == 0
+    meta = model_files.read_metadata(tmp_path / "13" / "siit")
+    assert meta["data"]["scored"] == "defined"
+    trainer, m = evaluate_trained(_case("13"), "siit", max_pairs=64, per_node=False)
+    assert trainer.data.pair_masked and m["iia"] == pytest.approx(meta["metrics"]["test"]["iia"])
 
 # ---------------------------------------------------------------------------------------------------
 # shipped models

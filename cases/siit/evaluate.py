@@ -17,7 +17,8 @@ def evaluate_trained(case, kind: str = "siit", max_pairs: int = 512, per_node: b
         raise FileNotFoundError(f"case {case.id} has no {kind} model (train one: python main.py train iit -i {case.id})")
     meta = model_files.read_metadata(d)
     setup = tracr_setup(case, seed=meta["seed"])
-    data = tracr_data(case, meta["data"]["requested"], seed=meta["data"]["data_seed"])
+    data = tracr_data(case, meta["data"]["requested"], seed=meta["data"]["data_seed"],
+                      scored=meta["data"].get("scored", "real"))
     model, truth = model_files.load_model_dir(d)
     if truth != setup.ll_truth:
         raise ValueError(f"{d}: its ground truth differs from the one the correspondence gives today")

@@ -44,9 +44,21 @@ def tracr_setup(case, seed: int = 0, same_size: bool = False, ratio: float | Non
                           corr=corr, hl_truth=cm.ground_truth, ll_truth=corr.ll_ground_truth(cm.ground_truth))
 
 
-def tracr_data(case, num_samples: int, seed: int, val_fraction: float = 0.1, test_fraction: float = 0.2) -> SIITData:
+SCORED_POSITIONS = ("real", "defined")
+
+
+def tracr_data(case, num_samples: int, seed: int, val_fraction: float = 0.1, test_fraction: float = 0.2,
+               scored: str = "real") -> SIITData:
     """Distinct inputs from the case's own sampler (``sample_inputs``: exhaustive when the input space is
-    small), padded to n_ctx, split into disjoint train/val/test. Scored positions: non-BOS, non-PAD."""
+    small), padded to n_ctx, split into disjoint train/val/test.
+
+    Scored positions: ``real`` (every non-BOS, non-PAD position, what the compiled HL outputs there) or
+    ``defined`` (only where the RASP program's output is not None; the trainer then also scores an
+    interchange at a position only where the *source* is defined there, see ``SIITData.pair_masked``).
+    At a None position (e.g. the last one of ``shift_by(-1)``) the compiled model's output is whatever its
+    MLPs make of an empty value, and after an interchange from a shorter source it reads PAD."""
+    if scored not in SCORED_POSITIONS:
+        raise ValueError(f"scored positions must be one of {SCORED_POSITIONS}, got {scored!r}")
     clean, _, meta = case.sample_inputs(num_samples, seed=seed)
     inputs = [["BOS", *x] for x in clean]
     width = case.max_seq_len + 1
@@ -54,7 +66,12 @@ def tracr_data(case, num_samples: int, seed: int, val_fraction: float = 0.1, tes
     lengths = torch.tensor([len(x) for x in inputs])
     pos = torch.arange(width)[None, :]
     mask = (pos < lengths[:, None]) & (pos > 0)
+    if scored == "defined":
+        outs = case.evaluate(inputs)
+        mask &= torch.tensor([[v is not None for v in o] + [False] * (width - len(o)) for o in outs])
     data = split_disjoint(tokens, mask, val_fraction, test_fraction, seed)
     data.meta.update(sampler=meta.get("sampler"), exhaustive=meta.get("exhaustive"), requested=num_samples,
                      data_seed=seed)
+    if scored != "real":  # absent for ``real``: the models trained before this option read back unchanged
+        data.meta["scored"] = scored
     return data

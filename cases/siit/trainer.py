@@ -136,6 +136,20 @@ class SIITData:
     test: Split
     meta: dict = field(default_factory=dict)
 
+    @property
+    def pair_masked(self) -> bool:
+        """Whether an interchange is scored only where the source is scored too (``scored="defined"``
+        data: the HL's value at a position where the program's output is None is not the program's)."""
+        return self.meta.get("scored") == "defined"
+
+    def iit_mask(self, base_mask: torch.Tensor, source_mask: torch.Tensor | None) -> torch.Tensor:
+        """The positions an interchange from sources with ``source_mask`` is scored at."""
+        if not self.pair_masked:
+            return base_mask
+        if source_mask is None:
+            raise ValueError("this data scores interchanges where the source is defined: pass the source mask")
+        return base_mask & source_mask
+
     def check_disjoint(self) -> None:
         """Raise if any input appears in two splits (train/val/test must not share an input)."""
         sets = {k: {tuple(r) for r in getattr(self, k).tokens.tolist()} for k in ("train", "val", "test")}
@@ -286,8 +300,9 @@ class SIITTrainer:
 
     # -- one step ----------------------------------------------------------------------------------
     def losses(self, base, source, mask, base_target, hl_node, strict_nodes,
-               which: tuple[str, ...] = LOSS_NAMES) -> dict[str, torch.Tensor]:
-        """The (unweighted) losses named in ``which`` for one batch, in one batched LL forward pass."""
+               which: tuple[str, ...] = LOSS_NAMES, source_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The (unweighted) losses named in ``which`` for one batch, in one batched LL forward pass.
+        ``source_mask``: the sources' scored positions (needed with ``data.pair_masked``)."""
         want_iit = "iit" in which and hl_node is not None
         want_strict = "strict" in which and bool(strict_nodes)
         B = base.shape[0]
@@ -309,8 +324,12 @@ class SIITTrainer:
         out = patched_forward(self.ll, base.repeat(len(names), 1), patches)
         result = {}
         for i, name in enumerate(names):
-            target = self._hl_interchange_target(base, source, hl_node) if name == "iit" else base_target
-            result[name] = self.loss_fn(out[i * B:(i + 1) * B], target, mask)
+            if name == "iit":
+                target = self._hl_interchange_target(base, source, hl_node)
+                scored = self.data.iit_mask(mask, source_mask)
+            else:
+                target, scored = base_target, mask
+            result[name] = self.loss_fn(out[i * B:(i + 1) * B], target, scored)
         return result
 
     def _step(self, loss: torch.Tensor) -> None:
@@ -338,16 +357,17 @@ class SIITTrainer:
                 si = src_idx[bi]
                 base, source = d.tokens[bi].to(self.device), d.tokens[si].to(self.device)
                 mask, target = d.mask[bi].to(self.device), self._targets["train"][bi].to(self.device)
+                src_mask = d.mask[si].to(self.device)
                 hl_node = self.hl_nodes[int(rng.integers(len(self.hl_nodes)))] if self.hl_nodes else None
                 strict_nodes = self._sample_strict(rng)
                 if c.single_loss:
-                    ls = self.losses(base, source, mask, target, hl_node, strict_nodes, active)
+                    ls = self.losses(base, source, mask, target, hl_node, strict_nodes, active, src_mask)
                     if ls:
                         self._step(combine_losses(ls, c.weights))
                 else:  # sequential: one optimizer step per loss, in the order IIT, strict, behaviour
                     ls = {}
                     for name in active:
-                        part = self.losses(base, source, mask, target, hl_node, strict_nodes, (name,))
+                        part = self.losses(base, source, mask, target, hl_node, strict_nodes, (name,), src_mask)
                         if part:
                             self._step(combine_losses(part, c.weights))
                             ls.update(part)
@@ -373,6 +393,7 @@ class SIITTrainer:
             bi, si = b_idx[i:i + chunk], s_idx[i:i + chunk]
             base, source = d.tokens[bi].to(self.device), d.tokens[si].to(self.device)
             mask, target = d.mask[bi].to(self.device), targets[bi].to(self.device)
+            iit_mask = self.data.iit_mask(mask, d.mask[si].to(self.device))
             rows = slice(0, base.shape[0])
             _, ll_cache = capture(self.ll, source, [loc.hook for loc in self.corr.ll_locs.values()])
             out = self.ll(base)
@@ -383,7 +404,7 @@ class SIITTrainer:
                 hl_t = self._hl_interchange_target(base, source, n)
                 locs = self._ll_locs(self.corr.mapping[n])
                 o = patched_forward(self.ll, base, [(loc, rows, ll_cache[loc.hook]) for loc in locs])
-                scored_t = self._scored(mask, hl_t)
+                scored_t = self._scored(iit_mask, hl_t)
                 node_iia[n][0] += float((self.agree(o, hl_t) & scored_t).sum())
                 node_iia[n][1] += float(scored_t.sum())
             for n in self.non_circuit:
