@@ -424,8 +424,11 @@ def _evaluate_shipped(cid, kind, max_pairs=512):
 
 @pytest.mark.parametrize("cid,kind", SHIPPED or [pytest.param("3", "siit", marks=pytest.mark.skip("no shipped models"))])
 def test_shipped_models_reach_99(cid, kind):
+    """Every metric a model was trained for is >= 99% on held-out data: SIIT all three, the IIT baseline
+    IIA and accuracy, the natural baseline accuracy (its IIA is what the realism comparison measures)."""
     _, m = _evaluate_shipped(cid, kind)
-    assert m["iia"] >= 0.99 and m["accuracy"] >= 0.99 and m["strict_accuracy"] >= 0.99, m
+    trained = {"siit": ("iia", "accuracy", "strict_accuracy"), "iit": ("iia", "accuracy"), "natural": ("accuracy",)}
+    assert all(m[k] >= 0.99 for k in trained[kind]), m
 
 
 def test_shipped_case3_model_quick():
