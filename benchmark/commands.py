@@ -436,6 +436,7 @@ def cmd_eval_iit(args) -> int:
 
         _, m = evaluate_trained(case, model)
         report.summary.update({"iia": m["iia"], "strict_accuracy": m["strict_accuracy"],
+                               "strict_accuracy_joint": m["strict_accuracy_joint"],
                                "iit_accuracy": m["accuracy"], "iia_per_node": m.get("iia_per_node"),
                                "strict_accuracy_per_node": m.get("strict_accuracy_per_node")})
         report.reasons.pop("iia", None)

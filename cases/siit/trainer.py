@@ -6,7 +6,8 @@ from a generator seeded with ``(seed, epoch)``):
 - **IIT loss**: one HL node ``h`` is drawn; the HL runs ``b`` with ``h`` taken from ``s`` and the LL runs
   ``b`` with every LL node of ``h`` taken from ``s``; loss(LL output, HL output).
 - **Strict loss**: LL nodes outside the circuit (``individual``: one; ``sample_all``: each with p=0.5;
-  ``all``: every one) are taken from ``s``; the LL output must stay the HL output on ``b``.
+  ``all``: every one; ``any_size``: a subset whose size is uniform in 1..n, so that single nodes and all
+  of them together are both trained) are taken from ``s``; the LL output must stay the HL output on ``b``.
 - **Behaviour loss**: loss(LL(b), HL(b)).
 
 Categorical outputs: cross-entropy to the HL argmax; numerical: MSE. Each weight is applied exactly
@@ -18,7 +19,9 @@ the non-circuit nodes to carry nothing the output depends on; off by default).
 
 Metrics (all in [0, 1], on fixed held-out pairs): ``iia`` (mean over HL nodes of the fraction of
 scored positions where the LL under the intervention agrees with the HL under it), ``accuracy``
-(LL vs HL on the base), ``strict_accuracy`` (mean over non-circuit LL nodes, each patched alone).
+(LL vs HL on the base), ``strict_accuracy`` (mean over non-circuit LL nodes, each patched alone),
+``strict_accuracy_joint`` (every non-circuit LL node patched at once: per-node strictness does not
+imply it; ``sample_all`` models can pass each node alone and fail all of them together).
 Numerical agreement is ``|LL - HL| < atol``.
 """
 
@@ -40,7 +43,7 @@ import torch.nn.functional as F
 from cases.siit.correspondence import Correspondence, NodeLoc
 from cases.siit.interventions import capture, patched_forward
 
-SAMPLING_MODES = ("individual", "sample_all", "all")
+SAMPLING_MODES = ("individual", "sample_all", "all", "any_size")
 SCHEDULERS = ("", "none", "linear", "cosine")
 LOSS_NAMES = ("iit", "strict", "behavior")
 NO_ANSWER = -100  # categorical target of a position where the HL model gives no answer (not scored)
@@ -62,7 +65,8 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     early_stop: bool = False
     early_stop_threshold: float = 0.995   # fraction; every relevant val metric must reach it
-    early_stop_criterion: str = "mean"    # "mean" over nodes (InterpBench) or "min": the worst HL/non-circuit node
+    early_stop_criterion: str = "mean"    # "mean" over nodes (InterpBench), "min": the worst HL/non-circuit node,
+    #                                       "min_joint": "min" and strict accuracy with all non-circuit nodes at once
     atol: float = 0.05
     seed: int = 0
     eval_every: int = 1
@@ -86,8 +90,8 @@ class TrainConfig:
             raise ValueError("epochs, batch_size and eval_every must be >= 1")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.early_stop_criterion not in ("mean", "min"):
-            raise ValueError(f"early_stop_criterion must be mean or min, got {self.early_stop_criterion!r}")
+        if self.early_stop_criterion not in ("mean", "min", "min_joint"):
+            raise ValueError(f"early_stop_criterion must be mean, min or min_joint, got {self.early_stop_criterion!r}")
         if not 0 <= self.early_stop_threshold <= 1:
             raise ValueError(f"early_stop_threshold is a fraction in [0, 1], got {self.early_stop_threshold}")
         self.betas = tuple(self.betas)
@@ -296,6 +300,9 @@ class SIITTrainer:
             return [nc[int(rng.integers(len(nc)))]]
         if mode == "sample_all":
             return [n for n in nc if rng.random() < 0.5]
+        if mode == "any_size":  # a size k uniform in 1..n, then k distinct nodes: singles and "all" each 1/n
+            k = int(rng.integers(1, len(nc) + 1))
+            return [nc[i] for i in sorted(rng.choice(len(nc), size=k, replace=False).tolist())]
         return list(nc)
 
     # -- one step ----------------------------------------------------------------------------------
@@ -388,6 +395,7 @@ class SIITTrainer:
         chunk = 1024
         node_iia = {n: [0.0, 0.0] for n in self.hl_nodes}
         node_strict = {n: [0.0, 0.0] for n in self.non_circuit}
+        joint = [0.0, 0.0]  # every non-circuit node resampled at once
         acc = [0.0, 0.0]
         for i in range(0, len(b_idx), chunk):
             bi, si = b_idx[i:i + chunk], s_idx[i:i + chunk]
@@ -412,6 +420,10 @@ class SIITTrainer:
                 o = patched_forward(self.ll, base, [(loc, rows, ll_cache[loc.hook])])
                 node_strict[n][0] += float((self.agree(o, target) & scored).sum())
                 node_strict[n][1] += float(scored.sum())
+            if self.non_circuit:
+                o = patched_forward(self.ll, base, [(loc, rows, ll_cache[loc.hook]) for loc in self._ll_locs(self.non_circuit)])
+                joint[0] += float((self.agree(o, target) & scored).sum())
+                joint[1] += float(scored.sum())
         frac = lambda a: a[0] / a[1] if a[1] else 1.0  # noqa: E731
         iia = {n: frac(v) for n, v in node_iia.items()}
         strict = {n: frac(v) for n, v in node_strict.items()}
@@ -420,6 +432,7 @@ class SIITTrainer:
                                "strict_accuracy": float(np.mean(list(strict.values()))) if strict else 1.0,
                                "iia_min": min(iia.values(), default=1.0),
                                "strict_accuracy_min": min(strict.values(), default=1.0),
+                               "strict_accuracy_joint": frac(joint),
                                "n_pairs": int(len(b_idx))}
         if per_node:
             res["iia_per_node"] = iia
@@ -436,7 +449,7 @@ class SIITTrainer:
 
     def _needed(self, metrics: dict) -> list[float]:
         c = self.cfg
-        suffix = "_min" if c.early_stop_criterion == "min" else ""
+        suffix = "_min" if c.early_stop_criterion in ("min", "min_joint") else ""
         need = []
         if c.iit_weight > 0:
             need.append(metrics["iia" + suffix])
@@ -444,6 +457,8 @@ class SIITTrainer:
             need.append(metrics["accuracy"])
         if c.strict_weight > 0:
             need.append(metrics["strict_accuracy" + suffix])
+            if c.early_stop_criterion == "min_joint":
+                need.append(metrics["strict_accuracy_joint"])
         return need
 
     # -- loop and checkpoints ------------------------------------------------------------------
