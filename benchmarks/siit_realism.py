@@ -12,6 +12,8 @@ natural baseline was never told which nodes to use. Prints a Markdown table; a m
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
 from pathlib import Path
 
@@ -29,7 +31,8 @@ def realism(case_id: str, model: str, ablation: str, n: int, seed: int = 0) -> f
     if model not in case.models:
         return None
     job = Job(case=str(case.id), method="none", model=model, seed=seed, n=n, ablation=ablation)
-    problem = build_problem(job, case, model)
+    with contextlib.redirect_stdout(io.StringIO()):  # TransformerLens prints "Moving model to device"
+        problem = build_problem(job, case, model)
     return gt_node_realism(problem.engine(), case.ground_truth(model)).score
 
 
