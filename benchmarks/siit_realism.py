@@ -22,7 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 PAPER_SET = ("3", "4", "11", "13", "18", "19", "20", "21", "26", "29", "33", "34", "35", "36", "37")
 
 
-def realism(case_id: str, model: str, ablation: str, n: int, seed: int = 0) -> float | None:
+def realism(case_id: str, model: str, ablations: list[str], n: int, seed: int = 0) -> dict[str, float] | None:
+    """Ground-truth realism under each ablation; the model and data are built once for all of them."""
+    from dataclasses import replace
+
     from benchmark.runner import Job, build_problem
     from cases import get_case
     from evaluations.realism import gt_node_realism
@@ -30,10 +33,11 @@ def realism(case_id: str, model: str, ablation: str, n: int, seed: int = 0) -> f
     case = get_case(case_id)
     if model not in case.models:
         return None
-    job = Job(case=str(case.id), method="none", model=model, seed=seed, n=n, ablation=ablation)
+    job = Job(case=str(case.id), method="none", model=model, seed=seed, n=n, ablation=ablations[0])
     with contextlib.redirect_stdout(io.StringIO()):  # TransformerLens prints "Moving model to device"
         problem = build_problem(job, case, model)
-    return gt_node_realism(problem.engine(), case.ground_truth(model)).score
+    truth = case.ground_truth(model)
+    return {a: gt_node_realism(replace(problem, ablation=a).engine(), truth).score for a in ablations}
 
 
 def main(argv=None) -> int:
@@ -51,9 +55,10 @@ def main(argv=None) -> int:
     print("|---|" + "---|" * len(cols))
     sums = {c: [] for c in cols}
     for cid in args.cases:
+        by_model = {m: realism(cid, m, args.ablations, args.n) for m in args.models}
         cells = []
         for m, a in cols:
-            v = realism(cid, m, a, args.n)
+            v = None if by_model[m] is None else by_model[m][a]
             cells.append("-" if v is None else f"{v:.3f}")
             if v is not None:
                 sums[(m, a)].append(v)

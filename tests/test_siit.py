@@ -421,6 +421,17 @@ def test_cli_bad_values_are_usage_errors(tmp_path):
     assert (a.strict_weight, a.iit_weight, a.behavior_weight) == (0.5, 1.0, 1.0)
 
 
+def test_cli_choices_match_the_trainer():
+    """The CLI spells its choices out (it must not import torch to build its parser): they stay in step."""
+    from benchmark.train import add_train_iit_arguments
+    from cases.siit.tracr_setup import SCORED_POSITIONS
+    from cases.siit.trainer import EARLY_STOP_CRITERIA, SAMPLING_MODES
+    p = add_train_iit_arguments(argparse.ArgumentParser())
+    choices = {a.dest: tuple(a.choices) for a in p._actions if a.choices}
+    assert choices["siit_sampling"] == SAMPLING_MODES and choices["early_stop_criterion"] == EARLY_STOP_CRITERIA
+    assert choices["scored_positions"] == SCORED_POSITIONS
+
+
 def test_cli_tiny_run_and_resume(tmp_path):
     from benchmark.train import run_train_iit
     common = ["-i", "3", "--num-samples", "200", "--eval-pairs", "64", "--out", str(tmp_path), "--no-progress",

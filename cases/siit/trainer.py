@@ -44,6 +44,7 @@ from cases.siit.correspondence import Correspondence, NodeLoc
 from cases.siit.interventions import capture, patched_forward
 
 SAMPLING_MODES = ("individual", "sample_all", "all", "any_size")
+EARLY_STOP_CRITERIA = ("mean", "min", "min_joint")
 SCHEDULERS = ("", "none", "linear", "cosine")
 LOSS_NAMES = ("iit", "strict", "behavior")
 NO_ANSWER = -100  # categorical target of a position where the HL model gives no answer (not scored)
@@ -90,7 +91,7 @@ class TrainConfig:
             raise ValueError("epochs, batch_size and eval_every must be >= 1")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.early_stop_criterion not in ("mean", "min", "min_joint"):
+        if self.early_stop_criterion not in EARLY_STOP_CRITERIA:
             raise ValueError(f"early_stop_criterion must be mean, min or min_joint, got {self.early_stop_criterion!r}")
         if not 0 <= self.early_stop_threshold <= 1:
             raise ValueError(f"early_stop_threshold is a fraction in [0, 1], got {self.early_stop_threshold}")
