@@ -252,8 +252,19 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     p.add_argument("--workers", type=int, default=1,
                    help="parallel jobs: processes (local executor) or CPUs of the local Ray instance (ray)")
     p.add_argument("--executor", default="local", choices=["local", "ray"],
-                   help="local (in-process, or a process pool with --workers N) or ray (a local Ray instance; "
-                        "optional extra circuit-bench[ray])")
+                   help="local (in-process, or a process pool with --workers N) or ray (a local Ray instance, "
+                        "or the cluster at --ray-address / RAY_ADDRESS; optional extra circuit-bench[ray])")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="with --executor ray: an existing Ray cluster (e.g. 10.0.0.1:6379 or auto); default: "
+                        "$RAY_ADDRESS, else a local instance")
+    p.add_argument("--ray-split", action="store_true",
+                   help="with --executor ray: one task per job instead of one per case (spreads a large case "
+                        "over workers; each task rebuilds the case's activations)")
+    p.add_argument("--ray-retries", type=int, default=2, metavar="N",
+                   help="with --executor ray: resubmit a task lost with its worker or node at most N times")
+    p.add_argument("--ray-pip", action="store_true",
+                   help="with --executor ray and a cluster: also install circuit-bench's requirements on the "
+                        "workers through Ray's runtime environment (nodes with only Python and Ray)")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--wandb-project", default=None, metavar="NAME",

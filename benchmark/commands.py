@@ -102,6 +102,12 @@ def cmd_benchmark(args) -> int:
         method_class(m)
     if args.workers < 1:
         raise UsageError(f"--workers must be at least 1 (got {args.workers})")
+    if args.ray_retries < 0:
+        raise UsageError(f"--ray-retries must be at least 0 (got {args.ray_retries})")
+    ray_flags = [f for f, on in (("--ray-address", args.ray_address), ("--ray-split", args.ray_split),
+                                 ("--ray-pip", args.ray_pip)) if on]
+    if ray_flags and args.executor != "ray":
+        raise UsageError(f"{' '.join(ray_flags)} needs --executor ray")
     if args.executor == "ray":
         _import_ray()  # a missing optional extra fails before any work
     tracker = None
@@ -120,7 +126,7 @@ def cmd_benchmark(args) -> int:
     with json_stdout(args.json) as out:
         try:
             if args.executor == "ray":
-                docs = _run_ray(jobs, args.resume, args.workers, on_done=done)
+                docs = _run_ray(jobs, args, on_done=done)
             elif args.workers > 1:
                 docs = _run_pool(jobs, args.resume, args.workers, on_done=done)
             else:
@@ -192,44 +198,24 @@ def _run_pool(jobs, resume: bool, workers: int, on_done=None):
         return [doc for f in futures for doc in f.result()]
 
 
-RAY_MISSING = "--executor ray needs Ray, an optional extra: pip install 'circuit-bench[ray]'"
-
-
 def _import_ray():
+    from benchmark.ray_executor import import_ray
+
     try:
-        import ray
-    except ImportError:
-        raise UsageError(RAY_MISSING) from None
-    return ray
+        return import_ray()
+    except ImportError as err:
+        raise UsageError(str(err)) from None
 
 
-def _run_ray(jobs, resume: bool, workers: int = 1, on_done=None):
-    """The same jobs as Ray tasks on a *local* Ray instance (never a remote cluster: ``address="local"``
-    ignores RAY_ADDRESS), ``workers`` CPUs, no dashboard. An instance this process already started
-    (``ray.init`` by the caller) is reused and left running; one started here is shut down."""
-    ray = _import_ray()
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address="local", num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
-    try:
-        from benchmark.runner import case_groups
+def _run_ray(jobs, args, on_done=None):
+    """The jobs as Ray tasks (benchmark.ray_executor): a local instance, or the cluster at
+    ``--ray-address`` / ``RAY_ADDRESS``; the results come back here and are written here."""
+    from benchmark.ray_executor import run_ray
 
-        remote = ray.remote(num_cpus=1, max_retries=0)(_run_group)
-        refs = [remote.remote(g, resume) for g in case_groups(jobs)]
-        index = {ref: i for i, ref in enumerate(refs)}
-        groups: list = [None] * len(refs)
-        pending = list(refs)
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            for ref in ready:
-                groups[index[ref]] = ray.get(ref)
-                for doc in groups[index[ref]] if on_done is not None else ():
-                    on_done(doc)
-        return [doc for g in groups for doc in g]
-    finally:
-        if started:
-            ray.shutdown()
+    return run_ray(jobs, resume=args.resume, workers=args.workers, address=args.ray_address,
+                   split=args.ray_split, retries=args.ray_retries, pip=args.ray_pip,
+                   gpus=1.0 if args.device.startswith("cuda") else 0.0, plugins=args.methods, out=args.out,
+                   log=log, on_done=on_done)
 
 
 def result_docs(paths: Sequence[str], name: str = results.RESULT,

@@ -100,6 +100,13 @@ def run_jobs(jobs: Iterable[Job], resume: bool = False, log=None, on_done=None) 
     return docs
 
 
+def compute_jobs(jobs: Iterable[Job]) -> list[dict[str, Any]]:
+    """Jobs in order on one ProblemCache, writing nothing: each document carries the ``path`` its
+    caller writes it to (``results.write_json_atomic``)."""
+    cache = ProblemCache()
+    return [run_job(job, cache=cache, write=False) for job in jobs]
+
+
 def case_groups(jobs: list[Job]) -> list[list[Job]]:
     """Consecutive jobs of the same (case, model) setting, in order (one task per group for pools)."""
     groups: list[list[Job]] = []
@@ -111,9 +118,12 @@ def case_groups(jobs: list[Job]) -> list[list[Job]]:
     return groups
 
 
-def run_job(job: Job, resume: bool = False, log=None, cache: ProblemCache | None = None) -> dict[str, Any]:
+def run_job(job: Job, resume: bool = False, log=None, cache: ProblemCache | None = None,
+            write: bool = True) -> dict[str, Any]:
     """Run one job and write its result atomically. Returns the result document. With a ``cache``,
-    the problem (model, data, activations) of the previous job is reused when the setting matches."""
+    the problem (model, data, activations) of the previous job is reused when the setting matches.
+    With ``write=False`` nothing is written: the document (with its ``path``) goes back to a caller
+    that writes it (a Ray driver, whose workers need no shared disk)."""
     log = log or (lambda msg: None)
     t0 = time.perf_counter()
     doc: dict[str, Any] = {
@@ -139,7 +149,8 @@ def run_job(job: Job, resume: bool = False, log=None, cache: ProblemCache | None
         doc["error"] = f"{type(err).__name__}: {err}"
         doc["timing"] = {"seconds": time.perf_counter() - t0}
         path = job.path()
-        results.write_json_atomic(path, doc)
+        if write:
+            results.write_json_atomic(path, doc)
         doc["path"] = str(path)
         return doc
     try:
@@ -150,7 +161,8 @@ def run_job(job: Job, resume: bool = False, log=None, cache: ProblemCache | None
         doc["traceback"] = traceback.format_exc(limit=8)
         log(f"error in {job.case}/{job.method}: {doc['error']}")
     doc["timing"] = {"seconds": time.perf_counter() - t0, **doc.get("timing", {})}
-    results.write_json_atomic(path, doc)
+    if write:
+        results.write_json_atomic(path, doc)
     doc["path"] = str(path)
     return doc
 

