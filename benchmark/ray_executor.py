@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,8 +69,11 @@ def requirements() -> list[str]:
     return [r.split(";")[0].strip() for r in reqs if "extra ==" not in r]
 
 
-def runtime_env(extra_packages: Sequence[str] = (), pip: bool = False) -> dict[str, Any]:
-    """The runtime environment that brings this checkout (and plug-ins) to every worker."""
+def runtime_env(extra_packages: Sequence[str] = (), pip: bool = False, working_dir: str | None = None) -> dict[str, Any]:
+    """The runtime environment that brings this checkout (and plug-ins) to every worker. ``working_dir``
+    (an empty folder of the driver's) keeps Ray from putting the driver's own directories on the
+    workers' ``sys.path``, which on a shared machine would import the driver's files instead of the
+    shipped ones, and on another machine whatever lies at the same path."""
     modules = []
     for name in (*PROJECT_PACKAGES, *extra_packages):
         mod = importlib.import_module(name)
@@ -79,6 +83,8 @@ def runtime_env(extra_packages: Sequence[str] = (), pip: bool = False) -> dict[s
         modules.append(str(Path(mod.__file__).resolve().parent))
     env: dict[str, Any] = {"py_modules": modules, "excludes": ["__pycache__", "*.pyc"],
                            "env_vars": {"OMP_NUM_THREADS": "1"}}
+    if working_dir is not None:
+        env["working_dir"] = working_dir
     if pip:
         env["pip"] = {"packages": requirements(), "pip_check": False}
     return env
@@ -174,8 +180,10 @@ def run_ray(jobs: list, *, resume: bool = False, workers: int = 1, address: str 
     started = not ray.is_initialized()
     if started and todo:
         if address:
-            ray.init(address=address, runtime_env=runtime_env(plugin_packages(plugins), pip=pip),
-                     log_to_driver=False, configure_logging=False)
+            with tempfile.TemporaryDirectory(prefix="circuit-bench-ray-") as empty:
+                Path(empty, "README").write_text("circuit-bench: the code comes as py_modules\n")
+                ray.init(address=address, log_to_driver=False, configure_logging=False,
+                         runtime_env=runtime_env(plugin_packages(plugins), pip=pip, working_dir=empty))
             log(f"[ray] connected to {address}: {ray.cluster_resources().get('CPU', 0):g} CPUs")
         else:
             ray.init(address="local", num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False,

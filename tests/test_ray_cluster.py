@@ -2,6 +2,7 @@
 and two worker nodes): a lost worker node, a driver killed with SIGKILL and resumed. Slow: a cluster
 takes ~10-20 s to start and each driver run ships the project to its workers."""
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -34,13 +35,29 @@ def markers(tmp_path_factory):
     os.environ.pop("CIRCUIT_BENCH_TEST_MARKERS", None)
 
 
+@contextlib.contextmanager
+def outside_checkout(cwd):
+    """Start cluster processes in ``cwd`` without PYTHONPATH: they inherit both."""
+    old, pythonpath = os.getcwd(), os.environ.pop("PYTHONPATH", None)
+    os.chdir(cwd)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+        if pythonpath is not None:
+            os.environ["PYTHONPATH"] = pythonpath
+
+
 @pytest.fixture(scope="module")
-def cluster(markers):
+def cluster(markers, tmp_path_factory):
+    """Nodes that know nothing of this checkout: started outside it, without PYTHONPATH (as on remote
+    machines; the code must come through the runtime environment)."""
     from ray.cluster_utils import Cluster
 
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "object_store_memory": 80 * 2**20})
-    nodes = [c.add_node(**NODE), c.add_node(**NODE)]
-    c.wait_for_nodes()
+    with outside_checkout(tmp_path_factory.mktemp("nodes")):
+        c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "object_store_memory": 80 * 2**20})
+        nodes = [c.add_node(**NODE), c.add_node(**NODE)]
+        c.wait_for_nodes()
     yield c, nodes
     c.shutdown()
 
@@ -106,8 +123,9 @@ def test_a_lost_worker_node_has_its_jobs_retried_elsewhere(cluster, markers, loc
     # nothing written outside --out (the driver is the only writer; its cwd is the repo)
     assert {p for p in set(tmp_path.rglob("*")) - before if out not in p.parents and p != out} == set()
     nodes.remove(victim)
-    nodes.append(c.add_node(**NODE))  # back to two workers for the next test
-    c.wait_for_nodes()
+    with outside_checkout(tmp_path):
+        nodes.append(c.add_node(**NODE))  # back to two workers for the next test
+        c.wait_for_nodes()
 
 
 def test_driver_killed_mid_sweep_then_resume_gives_the_same_results(cluster, markers, local_results, tmp_path):
