@@ -1,0 +1,104 @@
+"""Wall time of a benchmark in one process vs on a local multi-node Ray cluster, and the projection to N nodes.
+
+    python benchmarks/ray_scaling.py --nodes 2 --cases 1 2 3 --methods eap eap-ig random acdc [--out DIR]
+    python benchmarks/ray_scaling.py --project-only DIR     # projection from a finished results directory
+
+Starts a Ray cluster on this machine (a head with no CPUs and ``--nodes`` worker nodes of one CPU each,
+``ray.cluster_utils.Cluster``), runs the same ``main.py benchmark`` command once single-process and once
+through ``--ray-address``, and prints both wall times with the load average. Then, from the per-case job
+times of the single-process run (the sum of ``timing.seconds`` of a case's jobs: one Ray task per case),
+the expected wall time on N nodes: the makespan of a longest-first schedule of the case totals, bounded
+below by the longest case (named), plus nothing for start-up (measured separately as the difference
+between the measured 2-node wall time and its projection).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from core.results import iter_results  # noqa: E402
+
+
+def case_totals(out: Path) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for _, doc in iter_results(out):
+        key = f"{doc.get('case')}/{doc.get('model')}"
+        totals[key] = totals.get(key, 0.0) + float((doc.get("timing") or {}).get("seconds") or 0.0)
+    return totals
+
+
+def makespan(totals: list[float], nodes: int) -> float:
+    """Longest-processing-time-first schedule of ``totals`` on ``nodes`` identical workers."""
+    loads = [0.0] * nodes
+    for t in sorted(totals, reverse=True):
+        i = loads.index(min(loads))
+        loads[i] += t
+    return max(loads)
+
+
+def projection(totals: dict[str, float], nodes=(1, 2, 4, 8, 16, 32, 64)) -> str:
+    longest = max(totals, key=totals.get)
+    lines = [f"{len(totals)} case tasks, {sum(totals.values()):.0f} s of jobs in all; the longest case task is "
+             f"{longest} ({totals[longest]:.0f} s), a floor on the wall time with one task per case "
+             "(--ray-split spreads its jobs)",
+             "| nodes | projected wall s | speed-up |", "|---|---|---|"]
+    one = makespan(list(totals.values()), 1)
+    for n in nodes:
+        m = makespan(list(totals.values()), n)
+        lines.append(f"| {n} | {m:.0f} | {one / m:.2f}x |")
+    return "\n".join(lines)
+
+
+def bench(args: list[str], out: Path) -> float:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "main.py", "benchmark", *args, "--out", str(out)], cwd=ROOT, env=env,
+                   check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--nodes", type=int, default=2)
+    ap.add_argument("--cases", nargs="+", default=None)
+    ap.add_argument("--methods", nargs="+", default=["eap", "eap-ig", "random", "acdc"])
+    ap.add_argument("-n", type=int, default=None)
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--project-only", default=None, metavar="DIR")
+    a = ap.parse_args(argv)
+    if a.project_only:
+        print(projection(case_totals(Path(a.project_only))))
+        return 0
+    from ray.cluster_utils import Cluster
+
+    out = Path(a.out or tempfile.mkdtemp(prefix="ray_scaling_"))
+    common = ["--methods", *a.methods] + (["--cases", *a.cases] if a.cases else []) + (["-n", str(a.n)] if a.n else [])
+    print(f"load average before: {os.getloadavg()}", flush=True)
+    single = bench(common, out / "single")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    for _ in range(a.nodes):
+        cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    try:
+        on_ray = bench(common + ["--executor", "ray", "--ray-address", cluster.address], out / "ray")
+    finally:
+        cluster.shutdown()
+    totals = case_totals(out / "single")
+    print(f"single process: {single:.1f} s wall; {a.nodes}-node Ray cluster: {on_ray:.1f} s wall "
+          f"({single / on_ray:.2f}x); load average after: {os.getloadavg()}")
+    print(f"projected for {a.nodes} nodes from the per-case times: {makespan(list(totals.values()), a.nodes):.1f} s")
+    print(projection(totals))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
