@@ -92,3 +92,21 @@ def test_tied_with_best_and_rank_stability():
     assert stab["bad"].rank == 3 and stab["bad"].changed == 0.0  # always last
     assert stab["good"].changed + stab["good-too"].changed > 0  # the two near-equal ones swap
     assert stab["good"].low >= 1 and stab["good"].high <= 2
+
+
+def test_benchmark_seeds_are_an_axis_of_the_run_identity(tmp_path, capsys):
+    import json
+
+    from benchmark.cli import main
+    from core.results import iter_results
+
+    out = tmp_path / "res"
+    assert main(["benchmark", "--cases", "toy", "--methods", "random", "eap", "--seeds", "0", "1", "2", "-n", "8",
+                 "--out", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["jobs"] == 6
+    docs = [d for _, d in iter_results(out)]
+    assert sorted((d["method"], d["seed"]) for d in docs) == sorted((m, s) for m in ("random", "eap") for s in (0, 1, 2))
+    assert len({d["run_id"] for d in docs}) == 6
+    eap = {d["seed"]: d["scores"]["edges"] for d in docs if d["method"] == "eap"}
+    assert eap[0] != eap[1]  # another data sample, other scores
+    assert main(["benchmark", "--cases", "toy", "--methods", "random", "--seeds", "-1", "--out", str(out)]) == 2
