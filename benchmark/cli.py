@@ -247,6 +247,9 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     p.add_argument("--model", default=None)
     p.add_argument("--out", default="results")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
+                   help="data seeds: every (case, method) runs once per seed (e.g. --seeds 0 1 2; overrides "
+                        "--seed); the leaderboard then reports the spread over seeds and bootstraps over both")
     p.add_argument("-n", "--n-examples", dest="n", type=int, default=None)
     p.add_argument("--ablation", default="corrupted", choices=["corrupted", "mean", "zero"])
     p.add_argument("--workers", type=int, default=1,

@@ -116,8 +116,12 @@ def cmd_benchmark(args) -> int:
 
         tracker = WandbTracker(args.wandb_project, out=args.out)  # imports wandb; fails before any work
     _setup_torch(args.device)
-    jobs = [Job(case=cid, method=m, model=args.model, params=sweep_params(m), seed=args.seed, n=args.n or DEFAULT_N,
-                ablation=args.ablation, device=args.device, out=args.out) for cid in cases for m in args.methods]
+    seeds = list(dict.fromkeys(args.seeds)) if args.seeds else [args.seed]
+    if min(seeds) < 0:
+        raise UsageError(f"seeds must be >= 0 (got {min(seeds)})")
+    jobs = [Job(case=cid, method=m, model=args.model, params=sweep_params(m), seed=seed, n=args.n or DEFAULT_N,
+                ablation=args.ablation, device=args.device, out=args.out)
+            for cid in cases for seed in seeds for m in args.methods]
 
     def done(doc):  # called in this process as each job finishes (any executor)
         if tracker is not None:

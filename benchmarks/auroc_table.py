@@ -17,8 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.results import iter_results  # noqa: E402
-from core.naming import merge_qkv  # noqa: E402
-from evaluations.roc import merge_qkv_scores, roc_from_scores  # noqa: E402
+from evaluations.roc import floored_edge_roc  # noqa: E402
 
 # InterpBench paper, edge AUROC on its SIIT models (../shared/reference/interpbench.md §6.6)
 PAPER = {  # case: (ACDC, node SP, edge SP, EAP, EAP-IG)
@@ -40,18 +39,8 @@ def label(doc: dict) -> str:
 
 
 def floored_roc(doc: dict, rel: float):
-    """The edge ROC of ``doc``'s scores with |score| <= rel * max |score| set to 0 (q/k/v merged
-    first when the stored ROC merged them, as ``evaluations.roc.edge_roc`` does)."""
-    roc = doc["roc"]["edges"]
-    info = roc.get("info") or {}
-    scores = {k: float(v) for k, v in doc["scores"]["edges"].items()}
-    truth = list(doc["ground_truth"]["edges"])
-    if info.get("merged_qkv"):
-        scores = merge_qkv_scores(scores)
-        truth = list(dict.fromkeys(merge_qkv(e) for e in truth))
-    top = max((abs(v) for v in scores.values() if v == v), default=0.0)
-    floored = {k: (0.0 if abs(v) <= rel * top else v) for k, v in scores.items()}
-    return roc_from_scores(floored, truth, list(scores), absolute=info.get("absolute", True))
+    """The edge ROC with float-dust scores tied to zero (``evaluations.roc.floored_edge_roc``)."""
+    return floored_edge_roc(doc, rel)
 
 
 def main(argv=None) -> int:

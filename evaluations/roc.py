@@ -300,3 +300,25 @@ def node_roc(output: Any, truth: Circuit, graph, include_endpoints: bool = True,
         roc.info["include_endpoints"] = include_endpoints
         return roc
     return RocCurve([], [], NAN, NAN, 0, 0, reason="the output has neither scores nor a sweep")
+
+
+DEFAULT_SCORE_FLOOR = 1e-6
+
+
+def floored_edge_roc(doc: Mapping[str, Any], rel: float = DEFAULT_SCORE_FLOOR) -> RocCurve | None:
+    """The edge ROC of a result document's scores with every ``|score| <= rel * max |score|`` set to 0,
+    so that float dust (gradients of 1e-10 through saturated tracr MLPs) ties with the exact zeros
+    instead of ranking above them. q/k/v are merged first when the stored ROC merged them (as
+    :func:`edge_roc` does). None for ROCs built from a sweep (ACDC, SP): they have no scores to floor."""
+    roc = (doc.get("roc") or {}).get("edges") or {}
+    if roc.get("source") != "scores" or not (doc.get("scores") or {}).get("edges"):
+        return None
+    info = roc.get("info") or {}
+    scores = {k: (math.nan if v is None else float(v)) for k, v in doc["scores"]["edges"].items()}
+    truth = list(doc["ground_truth"]["edges"])
+    if info.get("merged_qkv"):
+        scores = merge_qkv_scores(scores)
+        truth = list(dict.fromkeys(merge_qkv(e) for e in truth))
+    top = max((abs(v) for v in scores.values() if v == v), default=0.0)
+    floored = {k: (0.0 if abs(v) <= rel * top else v) for k, v in scores.items()}
+    return roc_from_scores(floored, truth, list(scores), absolute=info.get("absolute", True))
