@@ -182,4 +182,4 @@ def test_scores_are_cached_on_disk(tmp_path):
     study.clear_cache()
     again = study.agreement("toy", methods=["eap"], n=16, out_dir=tmp_path, cache=True)
     assert again["methods"]["eap"]["pearson"] == pytest.approx(first["methods"]["eap"]["pearson"])
-    assert again["reference_seconds"] == first["reference_seconds"]  # read back, not recomputed
+    assert again["reference_method_seconds"] == first["reference_method_seconds"]  # read back, not recomputed
