@@ -1,6 +1,7 @@
 """Method variants: which runs of a result set measure the same method with the same settings.
 
-A *variant* is (model kind, method, the method's resolved hyper-parameters, ablation, metric). Two things
+A *variant* is (model, method, the method's resolved hyper-parameters, ablation, metric), the model being
+its kind, with a weights prefix for a model the user trained or named by directory. Two things
 are not part of it: the data (seed, number of examples: runs of one variant on other seeds are repeated
 measurements of one thing) and the parameters that change only speed or memory (``SPEED_ONLY``). The
 leaderboard has one row per variant and the plots one curve per variant, so node SP and edge SP, or
@@ -61,9 +62,20 @@ def _canon(params: Mapping[str, Any]) -> str:
     return json.dumps(json.loads(dumps(dict(params), indent=None)), sort_keys=True, separators=(",", ":"))
 
 
+def model_label(doc: Mapping[str, Any]) -> str:
+    """The model column: the kind, plus the weights' sha256 prefix for a model the user named by directory
+    (source ``trained`` or ``path`` in the result's ``provenance.model``, as in the result path), so that
+    a locally trained model's runs never share a row with the shipped model's."""
+    prov = (doc.get("provenance") or {}).get("model") or {}
+    sha = prov.get("weights_sha256")
+    if prov.get("source") in ("trained", "path") and isinstance(sha, str) and sha:
+        return f"{doc.get('model')}-{sha[:8]}"
+    return str(doc.get("model"))
+
+
 def variant_key(doc: Mapping[str, Any]) -> tuple[str, str, str]:
-    """(model kind, method, canonical JSON of the variant's parameters)."""
-    return str(doc.get("model")), str(doc.get("method")), _canon(variant_of(doc))
+    """(model label, method, canonical JSON of the variant's parameters)."""
+    return model_label(doc), str(doc.get("method")), _canon(variant_of(doc))
 
 
 # ---- labels ---------------------------------------------------------------------------------------------
@@ -182,7 +194,7 @@ def describe(params: Mapping[str, Any]) -> str:
 def run_labels(docs: Iterable[tuple[Path | str, Mapping[str, Any]]]) -> dict[str, str]:
     """``{str(path): label}`` for plots and tables of result documents: the variant label (named over all
     of ``docs``), and, where two finished runs of one variant share a (case, model), what tells them apart
-    (seed, n, or the run id)."""
+    (the model's weights, seed, n, or the run id)."""
     docs = list(docs)
     keys = {str(path): variant_key(doc) for path, doc in docs}
     names = label_variants(keys.values())
@@ -195,7 +207,7 @@ def run_labels(docs: Iterable[tuple[Path | str, Mapping[str, Any]]]) -> dict[str
     for (_, _, label), items in groups.items():
         if len(items) < 2:
             continue
-        for field in ("seed", "n", "run_id"):
+        for field in ("model", "seed", "n", "run_id"):
             vals = [_data(doc, field) for _, doc in items]
             if len(set(map(str, vals))) == len(vals):
                 for (path, _), v in zip(items, vals):
@@ -208,6 +220,8 @@ def run_labels(docs: Iterable[tuple[Path | str, Mapping[str, Any]]]) -> dict[str
 
 
 def _data(doc: Mapping[str, Any], field: str) -> Any:
+    if field == "model":
+        return model_label(doc)
     if field == "run_id":
         return doc.get("run_id")
     data = doc.get("data") or {}

@@ -130,6 +130,16 @@ def test_variant_labels():
     assert len(set(clash.values())) == 2 and all("lambdas=[0.01,0.1," in v for v in clash.values())
 
 
+def test_a_locally_trained_model_is_its_own_row():
+    shipped = _doc("3", "eap", IG, edge=0.9, model="siit")
+    shipped["provenance"] = {"model": {"kind": "siit", "source": "shipped", "weights_sha256": "ab" * 32}}
+    trained = _doc("3", "eap", IG, edge=0.7, model="siit")
+    trained["provenance"] = {"model": {"kind": "siit", "source": "trained", "weights_sha256": "cd" * 32}}
+    docs = [("a", shipped), ("b", trained)]
+    assert [variant_key(d)[0] for _, d in docs] == ["siit", "siit-cdcdcdcd"]
+    assert run_labels(docs) == {"a": "eap [model=siit]", "b": "eap [model=siit-cdcdcdcd]"}
+
+
 def test_run_labels_tell_runs_of_one_variant_apart_by_seed():
     docs = [("a", _doc("3", "eap", IG, edge=1, seed=0)), ("b", _doc("3", "eap", IG, edge=1, seed=1)),
             ("c", _doc("4", "eap", IG, edge=1, seed=0))]
