@@ -259,10 +259,12 @@ def _plot_dir(args, path: Path, doc: dict) -> Path:
     return path.parent.parent.parent
 
 
-def _label(doc: dict) -> str:
-    p = doc.get("params") or {}
-    extra = f" ({p['ig_variant']}, {p.get('integrated_grad_steps')})" if doc["method"] == "eap-ig" and "ig_variant" in p else ""
-    return doc["method"] + extra
+def _labels(docs) -> dict[str, str]:
+    """Curve and row labels: one per method variant (``benchmark.variants``, named as the leaderboard
+    over the same results names it), e.g. ``sp (node)``."""
+    from benchmark.variants import run_labels
+
+    return run_labels(docs)
 
 
 def recompute_roc(path: Path, doc: dict) -> dict:
@@ -293,12 +295,13 @@ def cmd_eval_roc(args) -> int:
     if args.recompute:
         docs = [(p, recompute_roc(p, d) if d.get("status") == "ok" else d) for p, d in docs]
     out_doc = {"cases": []}
+    labels = _labels(docs)
     for (case, model), items in sorted(_by_case(docs).items()):
         curves, rows = {}, []
         for path, doc in items:
             roc = doc.get("roc") or {}
-            curves[_label(doc)] = roc.get("edges")
-            rows.append({"method": _label(doc), "path": str(path),
+            curves[labels[str(path)]] = roc.get("edges")
+            rows.append({"method": labels[str(path)], "path": str(path),
                          **{f"{level}_{k}": (roc.get(level) or {}).get(k) for level in ("edges", "nodes", "nodes_no_endpoints")
                             for k in ("auroc", "pessimistic_auc")}})
         png = plot_roc({k: v for k, v in curves.items() if v}, _plot_dir(args, *items[0]) / "roc_edges.png",
@@ -346,7 +349,9 @@ def cmd_eval_faithfulness(args) -> int:
 
     _setup_torch()
     out_doc = {"cases": []}
-    for (case_id, model), items in sorted(_by_case(result_docs(args.paths)).items()):
+    docs = result_docs(args.paths)
+    labels = _labels(docs)
+    for (case_id, model), items in sorted(_by_case(docs).items()):
         curves, rows = {}, []
         for path, doc in items:
             scores = (doc.get("scores") or {}).get("edges")
@@ -361,8 +366,8 @@ def cmd_eval_faithfulness(args) -> int:
             doc_f = {"schema": results.SCHEMA, "result": str(path), "case": case_id, "model": model,
                      "method": doc["method"], "curve": curve.to_json(), "ground_truth_faithfulness": gt_f}
             results.write_json_atomic(path.parent / "faithfulness.json", doc_f)
-            curves[_label(doc)] = curve
-            rows.append({"method": _label(doc), "cpr": curve.cpr, "cmd": curve.cmd, "ground_truth_faithfulness": gt_f,
+            curves[labels[str(path)]] = curve
+            rows.append({"method": labels[str(path)], "cpr": curve.cpr, "cmd": curve.cmd, "ground_truth_faithfulness": gt_f,
                          "path": str(path.parent / "faithfulness.json")})
         if rows:
             png = plot_faithfulness(curves, _plot_dir(args, *items[0]) / "faithfulness.png",

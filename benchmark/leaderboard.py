@@ -1,4 +1,11 @@
-"""Aggregate result files into a leaderboard: one row per (model kind, method), with per-case detail."""
+"""Aggregate result files into a leaderboard: one row per variant (model kind, method and the
+hyper-parameters that tell its runs apart, ``benchmark.variants``), with per-run detail.
+
+AUROCs are means over cases (the runs of one case, e.g. several seeds, averaged first); times are means
+over runs of the method's own seconds (``timing.method_seconds``) and of the set-up's (building or
+reusing model, data and activations: ``timing.setup_seconds``). A variant with a run that did not
+record them (results written before they existed) shows ``-``: the whole job's time is never used
+in their place."""
 
 from __future__ import annotations
 
@@ -10,11 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmark import variants
 from core.results import iter_results
 
 
 def _num(x) -> float:
-    return float(x) if isinstance(x, (int, float)) and x is not None else math.nan
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else math.nan
+
+
+def _time(x) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
 
 
 def _mean(xs: list[float]) -> float:
@@ -22,47 +34,66 @@ def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs) if xs else math.nan
 
 
+def _mean_time(xs: list[float | None]) -> float | None:
+    """Mean over runs; None when any run lacks the figure (or there are none)."""
+    return sum(xs) / len(xs) if xs and all(x is not None for x in xs) else None
+
+
 @dataclass
 class Row:
     model: str
     method: str
-    cases: list[str] = field(default_factory=list)
-    edge_auroc: list[float] = field(default_factory=list)
-    node_auroc: list[float] = field(default_factory=list)
-    edge_pessimistic: list[float] = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)
+    variant: str
+    params: dict[str, Any]
+    by_case: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)
+    method_seconds: list[float | None] = field(default_factory=list)
+    setup_seconds: list[float | None] = field(default_factory=list)
     errors: int = 0
 
+    def _case_mean(self, i: int) -> float:
+        return _mean([_mean([run[i] for run in runs]) for runs in self.by_case.values()])
+
     def summary(self) -> dict[str, Any]:
-        return {"model": self.model, "method": self.method, "n_cases": len(set(self.cases)),
-                "edge_auroc": _mean(self.edge_auroc), "node_auroc": _mean(self.node_auroc),
-                "edge_pessimistic_auc": _mean(self.edge_pessimistic), "mean_seconds": _mean(self.seconds),
-                "errors": self.errors}
+        return {"model": self.model, "method": self.method, "variant": self.variant,
+                "params": variants.describe(self.params), "n_cases": len(self.by_case),
+                "n_runs": sum(len(r) for r in self.by_case.values()),
+                "edge_auroc": self._case_mean(0), "node_auroc": self._case_mean(1),
+                "edge_pessimistic_auc": self._case_mean(2),
+                "mean_method_seconds": _mean_time(self.method_seconds),
+                "mean_setup_seconds": _mean_time(self.setup_seconds), "errors": self.errors}
 
 
 def collect(out: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(summary rows, per-run detail rows) from every result under ``out``."""
-    rows: dict[tuple[str, str], Row] = {}
+    """(summary rows, one per variant; per-run detail rows) from every result under ``out``."""
+    docs = list(iter_results(out))
+    keys = [variants.variant_key(doc) for _, doc in docs]
+    labels = variants.label_variants(keys)
+    rows: dict[tuple[str, str, str], Row] = {}
     detail = []
-    for path, doc in iter_results(out):
-        key = (str(doc.get("model")), str(doc.get("method")))
-        row = rows.setdefault(key, Row(*key))
+    for (path, doc), key in zip(docs, keys):
+        row = rows.get(key)
+        if row is None:
+            params = {k: v for k, v in variants.variant_of(doc).items() if not k.startswith("@")}
+            row = rows[key] = Row(key[0], key[1], labels[key], params)
+        timing = doc.get("timing") or {}
+        base = {"case": doc.get("case"), "model": key[0], "method": key[1], "variant": row.variant,
+                "params": variants.describe(doc.get("params") or {}), "seed": doc.get("seed"),
+                "n": (doc.get("data") or {}).get("n"), "method_seconds": _time(timing.get("method_seconds")),
+                "setup_seconds": _time(timing.get("setup_seconds")), "seconds": _time(timing.get("seconds")),
+                "path": str(path)}
         if doc.get("status") != "ok":
             row.errors += 1
-            detail.append({"case": doc.get("case"), "model": key[0], "method": key[1], "status": "error",
-                           "error": doc.get("error"), "path": str(path)})
+            detail.append({**base, "status": "error", "error": doc.get("error")})
             continue
         roc = doc.get("roc") or {}
         e, n = roc.get("edges") or {}, roc.get("nodes") or {}
-        row.cases.append(str(doc.get("case")))
-        row.edge_auroc.append(_num(e.get("auroc")))
-        row.node_auroc.append(_num(n.get("auroc")))
-        row.edge_pessimistic.append(_num(e.get("pessimistic_auc")))
-        row.seconds.append(_num((doc.get("timing") or {}).get("seconds")))
-        detail.append({"case": doc.get("case"), "model": key[0], "method": key[1], "status": "ok",
-                       "edge_auroc": _num(e.get("auroc")), "node_auroc": _num(n.get("auroc")),
-                       "seconds": _num((doc.get("timing") or {}).get("seconds")), "path": str(path)})
-    summary = sorted((r.summary() for r in rows.values()), key=lambda r: (r["model"], -_nan_low(r["edge_auroc"])))
+        run = (_num(e.get("auroc")), _num(n.get("auroc")), _num(e.get("pessimistic_auc")))
+        row.by_case.setdefault(str(doc.get("case")), []).append(run)
+        row.method_seconds.append(base["method_seconds"])
+        row.setup_seconds.append(base["setup_seconds"])
+        detail.append({**base, "status": "ok", "edge_auroc": run[0], "node_auroc": run[1]})
+    summary = sorted((r.summary() for r in rows.values()),
+                     key=lambda r: (r["model"], -_nan_low(r["edge_auroc"]), r["variant"]))
     return summary, detail
 
 
@@ -70,10 +101,13 @@ def _nan_low(x: float) -> float:
     return -1.0 if math.isnan(x) else x
 
 
-COLUMNS = ["model", "method", "n_cases", "edge_auroc", "node_auroc", "edge_pessimistic_auc", "mean_seconds", "errors"]
+COLUMNS = ["model", "method", "variant", "n_cases", "n_runs", "edge_auroc", "node_auroc", "edge_pessimistic_auc",
+           "mean_method_seconds", "mean_setup_seconds", "errors"]
 
 
 def _fmt(v) -> str:
+    if v is None:
+        return "-"
     if isinstance(v, float):
         return "nan" if math.isnan(v) else f"{v:.3f}"
     return str(v)
@@ -81,7 +115,7 @@ def _fmt(v) -> str:
 
 def to_markdown(summary: list[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(_fmt(r[c]) for c in COLUMNS) + " |" for r in summary]
+    lines += ["| " + " | ".join(_fmt(r[c]).replace("|", "\\|") for c in COLUMNS) + " |" for r in summary]
     return "\n".join(lines) + "\n"
 
 
@@ -94,25 +128,30 @@ def to_csv(summary: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-DETAIL_COLUMNS = ["case", "model", "method", "status", "edge_auroc", "node_auroc", "seconds", "error"]
+DETAIL_COLUMNS = ["case", "model", "method", "variant", "params", "status", "seed", "edge_auroc", "node_auroc",
+                  "method_seconds", "setup_seconds", "seconds", "error"]
+# times that a result may lack (written before they were recorded): shown as "-", never replaced
+TIME_COLUMNS = {"mean_method_seconds", "mean_setup_seconds", "method_seconds", "setup_seconds"}
 
 _CSS = ("body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
         "table{border-collapse:collapse;margin-bottom:2em}caption{text-align:left;font-weight:bold;padding:4px 0}"
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f3f3f3}"
-        "td:nth-child(-n+3),th:nth-child(-n+3){text-align:left}tr.error td{background:#fde8e8}"
+        "td:nth-child(-n+3),th:nth-child(-n+3),#runs td:nth-child(-n+5),#runs th:nth-child(-n+5){text-align:left}"
+        "#runs td:nth-child(5){max-width:28em;font-size:85%}tr.error td{background:#fde8e8}"
         ".plots{display:flex;flex-wrap:wrap;gap:1.5em}figure{margin:0}"
         "img{max-width:640px;border:1px solid #ddd}figcaption{font-size:90%;color:#555;max-width:640px}")
 
 
 def to_html(summary: list[dict[str, Any]], detail: list[dict[str, Any]], images: dict[str, str] | None = None) -> str:
-    """A self-contained page (no external resources): the leaderboard (one row per model kind and
-    method), the per-run detail, and ``images`` (``{caption: data URI}``) as captioned figures."""
-    def cell(v):
-        return f"<td>{html.escape(_fmt(v if v is not None else ''))}</td>"
+    """A self-contained page (no external resources): the leaderboard (one row per variant), the per-run
+    detail with each run's parameters, and ``images`` (``{caption: data URI}``) as captioned figures."""
+    def cell(v, col):
+        text = _fmt(v) if v is not None or col in TIME_COLUMNS else ""
+        return f"<td>{html.escape(text)}</td>"
 
     def table(rows, cols, ident, caption):
         head = "".join(f'<th scope="col">{html.escape(c)}</th>' for c in cols)
-        body = "".join(f'<tr class="{html.escape(str(r.get("status", "ok")))}">' + "".join(cell(r.get(c)) for c in cols)
+        body = "".join(f'<tr class="{html.escape(str(r.get("status", "ok")))}">' + "".join(cell(r.get(c), c) for c in cols)
                        + "</tr>" for r in rows)
         return (f'<table id="{ident}" class="{ident}"><caption>{html.escape(caption)}</caption>'
                 f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
@@ -127,7 +166,10 @@ def to_html(summary: list[dict[str, Any]], detail: list[dict[str, Any]], images:
     return ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>circuit-bench leaderboard</title>"
             f"<style>{_CSS}</style></head><body>"
             "<h1>circuit-bench leaderboard</h1>"
-            f"<p>{n_runs} run(s), {n_err} failed. AUROCs are means over cases (nan: undefined for every case).</p>"
-            + table(summary, COLUMNS, "leaderboard", "Methods (one row per model kind and method)")
+            f"<p>{n_runs} run(s), {n_err} failed. One row per variant: model kind, method and the parameters that "
+            "differ between its runs. AUROCs are means over cases (nan: undefined for every case); times are "
+            "mean seconds per run of the method itself and of the set-up (model, data, activations; "
+            "-: not recorded by these results).</p>"
+            + table(summary, COLUMNS, "leaderboard", "Methods (one row per model kind, method and variant)")
             + "<h2>Runs</h2>" + table(detail, DETAIL_COLUMNS, "runs", "Per-run detail")
             + plots + "</body></html>\n")

@@ -7,7 +7,7 @@ returns the JSON document, plus a ``cmd_eval_*`` wrapper for the ``eval`` CLI:
   exact patching is always added as the reference curve.
 * :func:`agreement`: per-edge agreement of each method's scores with exact patching
   (:func:`evaluations.agreement.score_agreement`: top-k overlap first, then Pearson/Spearman/Kendall).
-* :func:`ig_steps`: EAP-IG agreement with exact patching, CPR and CMD, and wall time, per step count.
+* :func:`ig_steps`: EAP-IG agreement with exact patching, CPR and CMD, and method time, per step count.
 * :func:`cross_case`: circuits found on one setting evaluated on another (faithfulness and renormalised
   faithfulness heatmaps) and their edge/node IoU.
 
@@ -91,11 +91,13 @@ class Setting:
 
 
 _PROBLEMS: dict[Setting, Any] = {}
+_SETUP_SECONDS: dict[Setting, float] = {}
 _SCORES: dict[tuple, dict] = {}
 
 
 def clear_cache() -> None:
     _PROBLEMS.clear()
+    _SETUP_SECONDS.clear()
     _SCORES.clear()
 
 
@@ -114,14 +116,19 @@ def _resolve(case_id: str, model: str | None):
 
 
 def setting_problem(s: Setting):
-    """(case, resolved setting, Problem) for a setting; the problem (and its engine) is cached."""
+    """(case, resolved setting, Problem) for a setting; the problem and its patching engine (clean and
+    ablated activations) are built here, timed (``setup_seconds``: never charged to the first method) and
+    cached."""
     from benchmark.runner import Job, build_problem
 
     case, kind = _resolve(s.case, s.model)
     s = Setting(str(case.id), kind, int(s.seed), int(s.n), s.ablation)
     if s not in _PROBLEMS:
+        t0 = time.perf_counter()
         job = Job(case=s.case, method="none", model=kind, seed=s.seed, n=s.n, ablation=s.ablation)
-        _PROBLEMS[s] = build_problem(job, case, kind)
+        problem = build_problem(job, case, kind)
+        problem.engine()
+        _PROBLEMS[s], _SETUP_SECONDS[s] = problem, time.perf_counter() - t0
     return case, s, _PROBLEMS[s]
 
 
@@ -174,7 +181,8 @@ def _cache_file(cache_dir: str | Path, s: Setting, name: str, params: dict, cls)
 def method_scores(s: Setting, spec: str, cache_dir: str | Path | None = None) -> dict[str, Any]:
     """Run one method on a setting (cached in memory; on disk under ``cache_dir`` when given):
     ``{"scores": [E] ranking scores (NaN = unscored) or None, "signed": [E] signed scores (or the ranking
-    scores), "sweep": [(param, mask)] or None, "seconds", "params"}``."""
+    scores), "sweep": [(param, mask)] or None, "method_seconds" (``discover`` alone; the setting's set-up is
+    the setting's ``setup_seconds``), "params"}``."""
     from methods import get_method
 
     name, params = parse_method(spec)
@@ -193,7 +201,7 @@ def method_scores(s: Setting, spec: str, cache_dir: str | Path | None = None) ->
         d = json.loads(path.read_text())
         nan = lambda v: np.array([math.nan if x is None else x for x in v], dtype=np.float64)  # noqa: E731
         doc = {"method": name, "spec": spec, "params": d["params"], "scores": nan(d["scores"]),
-               "signed": nan(d["signed"]), "sweep": None, "seconds": d["seconds"], "cached": str(path)}
+               "signed": nan(d["signed"]), "sweep": None, "method_seconds": d["seconds"], "cached": str(path)}
         _SCORES[key] = doc
         return doc
     torch.manual_seed(s.seed)
@@ -212,7 +220,7 @@ def method_scores(s: Setting, spec: str, cache_dir: str | Path | None = None) ->
     if out.sweep:
         sweep = [(float(p), problem.graph.mask_for(c)) for p, c in out.sweep]
     doc = {"method": name, "spec": spec, "params": method.params(), "scores": scores, "signed": signed,
-           "sweep": sweep, "seconds": seconds}
+           "sweep": sweep, "method_seconds": seconds}
     if path is not None and scores is not None and sweep is None:
         results.write_json_atomic(path, {"case": s.case, "model": s.model, "seed": s.seed, "n": s.n,
                                          "ablation": s.ablation, "method": name, "params": doc["params"],
@@ -335,8 +343,11 @@ def _methods_with_reference(methods: Sequence[str] | None) -> list[str]:
 
 
 def _base(s: Setting, problem, **extra) -> dict[str, Any]:
+    """The study document's head. ``setup_seconds``: building the setting's model, data and patching
+    engine (once per process); every ``method_seconds`` is the method's ``discover`` alone."""
     return {"schema": results.SCHEMA, "case": s.case, "model": s.model, "n": s.n, "seed": s.seed,
-            "ablation": s.ablation, "n_edges": problem.graph.n_edges, **extra}
+            "ablation": s.ablation, "n_edges": problem.graph.n_edges, "setup_seconds": _SETUP_SECONDS.get(s),
+            **extra}
 
 
 # ---- pareto ---------------------------------------------------------------------------------------------------
@@ -347,7 +358,7 @@ def pareto(case_id: str, model: str | None = None, methods: Sequence[str] | None
     """Faithfulness vs edges kept (after pruning) for each method, exact patching always included.
 
     Returns (and writes as ``pareto.json``, with ``pareto.png``) ``{"methods": {spec: {"requested",
-    "kept", "faithfulness", "cpr", "cmd", "edges_for_f80", "edges_for_f90", "seconds", ...}},
+    "kept", "faithfulness", "cpr", "cmd", "edges_for_f80", "edges_for_f90", "method_seconds", ...}},
     "ground_truth": {"kept", "faithfulness"}, "v_full", "v_empty", ...}``. Methods with only a sweep of
     circuits (ACDC, SP) get one point per circuit under ``"points"``.
     """
@@ -360,7 +371,7 @@ def pareto(case_id: str, model: str | None = None, methods: Sequence[str] | None
     for spec in specs:
         log(f"pareto: {spec} on case {s.case} ({s.model})")
         sc = method_scores(s, spec, out_dir if cache else None)
-        row: dict[str, Any] = {"params": sc["params"], "seconds": sc["seconds"]}
+        row: dict[str, Any] = {"params": sc["params"], "method_seconds": sc["method_seconds"]}
         if sc["scores"] is not None:
             masks = circuit_masks(graph, sc["scores"], budgets, policy)
             ev = evaluate_masks(engine, masks, metric)
@@ -433,17 +444,18 @@ def agreement(case_id: str, model: str | None = None, methods: Sequence[str] | N
     specs = [m for m in _methods_with_reference(methods) if m != REFERENCE]
     _, s, problem = setting_problem(Setting(str(case_id), model, seed, n, ablation))
     ref = method_scores(s, REFERENCE, out_dir if cache else None)
-    doc = _base(s, problem, signed=signed, reference=REFERENCE, reference_seconds=ref["seconds"], methods={})
+    doc = _base(s, problem, signed=signed, reference=REFERENCE,
+                reference_method_seconds=ref["method_seconds"], methods={})
     scatter = {}
     for spec in specs:
         log(f"agreement: {spec} on case {s.case} ({s.model})")
         sc = method_scores(s, spec, out_dir if cache else None)
         if sc["signed"] is None:
             doc["methods"][spec] = {"reason": "the method gives no edge scores (circuits only)",
-                                    "seconds": sc["seconds"]}
+                                    "method_seconds": sc["method_seconds"]}
             continue
         row = score_agreement(sc["signed"], ref["signed"], signed=signed, **kw)
-        row.update(seconds=sc["seconds"], params=sc["params"])
+        row.update(method_seconds=sc["method_seconds"], params=sc["params"])
         doc["methods"][spec] = row
         scatter[spec] = sc["signed"]
     if write:
@@ -507,9 +519,10 @@ def ig_steps(case_id: str, model: str | None = None, steps: Sequence[int] = DEFA
     _, s, problem = setting_problem(Setting(str(case_id), model, seed, n, ablation))
     graph, engine = problem.graph, problem.engine()
     ref = method_scores(s, REFERENCE, out_dir if cache else None)
-    doc = _base(s, problem, variant=variant, policy=policy, metric=metric, reference_seconds=ref["seconds"], rows=[])
+    doc = _base(s, problem, variant=variant, policy=policy, metric=metric,
+                reference_method_seconds=ref["method_seconds"], rows=[])
     ref_mib = cpr_cmd(engine, graph, ref["scores"], policy, metric)
-    doc["reference"] = {"cpr": ref_mib["cpr"], "cmd": ref_mib["cmd"], "seconds": ref["seconds"]}
+    doc["reference"] = {"cpr": ref_mib["cpr"], "cmd": ref_mib["cmd"], "method_seconds": ref["method_seconds"]}
     for m in [0] + steps:
         spec = "eap" if m == 0 else f"eap-ig[ig_variant={variant!r},integrated_grad_steps={m}]"
         log(f"ig-steps: {spec} on case {s.case} ({s.model})")
@@ -517,7 +530,8 @@ def ig_steps(case_id: str, model: str | None = None, steps: Sequence[int] = DEFA
         ag = score_agreement(sc["signed"], ref["signed"])
         mib = cpr_cmd(engine, graph, sc["scores"], policy, metric)
         top5 = _bar_value(ag, "top5")
-        doc["rows"].append({"method": "eap" if m == 0 else "eap-ig", "steps": m, "seconds": sc["seconds"],
+        doc["rows"].append({"method": "eap" if m == 0 else "eap-ig", "steps": m,
+                            "method_seconds": sc["method_seconds"],
                             "pearson": ag["pearson"], "spearman": ag["spearman"], "kendall": ag["kendall"],
                             "topk_eff": ag["topk_eff"], "ao_eff": ag["ao_eff"], "k_eff": ag["k_eff"], "top5": top5,
                             "cpr": mib["cpr"], "cmd": mib["cmd"], "f": mib["f"], "reasons": ag["reasons"]})
@@ -556,10 +570,10 @@ def plot_ig_steps(doc: dict, path: Path) -> str:
     if ref.get("cpr") is not None:
         ax2.axhline(ref["cpr"], color="black", ls="--", lw=1, label="exact CPR")
     for r in rows:
-        ax2.annotate(f"{r['seconds']:.1f}s", (r["steps"], r["cpr"] if r["cpr"] is not None else 0), fontsize=6,
+        ax2.annotate(f"{r['method_seconds']:.1f}s", (r["steps"], r["cpr"] if r["cpr"] is not None else 0), fontsize=6,
                      textcoords="offset points", xytext=(0, 5))
     _step_axis(ax2, x)
-    ax2.set(xlabel="integrated-gradient steps", ylabel="area", title=f"CPR / CMD ({doc['policy']}, wall time)")
+    ax2.set(xlabel="integrated-gradient steps", ylabel="area", title=f"CPR / CMD ({doc['policy']}, method seconds)")
     ax2.legend(fontsize=7)
     return _save(fig, path)
 
@@ -718,7 +732,7 @@ def cmd_eval_pareto(args) -> int:
     lines = [f"case {doc['case']} ({doc['model']}), {doc['n_edges']} edges, {doc['policy']} selection"]
     for spec, r in doc["methods"].items():
         lines.append(f"  {spec:<40} CPR {_fmt(r.get('cpr'))}  CMD {_fmt(r.get('cmd'))}  edges for f>=0.8: "
-                     f"{r.get('edges_for_f80')}  f>=0.9: {r.get('edges_for_f90')}  ({r['seconds']:.1f}s)")
+                     f"{r.get('edges_for_f80')}  f>=0.9: {r.get('edges_for_f90')}  (method {r['method_seconds']:.1f}s)")
     gt = doc.get("ground_truth") or {}
     lines.append(f"  ground truth: {gt.get('kept')} edges, f = {_fmt(gt.get('faithfulness'))}")
     return _print(args, doc, lines)
@@ -728,7 +742,7 @@ def cmd_eval_agreement(args) -> int:
     case = _need_case(args, "agreement")
     doc = agreement(case, methods=getattr(args, "methods", None) or DEFAULT_METHODS, **_common(args))
     lines = [f"case {doc['case']} ({doc['model']}), {doc['n_edges']} edges, vs exact patching "
-             f"({doc['reference_seconds']:.1f}s)"]
+             f"(method {doc['reference_method_seconds']:.1f}s; set-up {doc['setup_seconds']:.1f}s)"]
     for spec, r in doc["methods"].items():
         if "pearson" not in r:
             lines.append(f"  {spec:<40} {r.get('reason')}")
@@ -748,7 +762,8 @@ def cmd_eval_ig_steps(args) -> int:
              f"{_fmt(doc['reference']['cpr'])} CMD {_fmt(doc['reference']['cmd'])}"]
     for r in doc["rows"]:
         lines.append(f"  steps {r['steps']:>3}  top-k_eff {_fmt(r['topk_eff'])}  Pearson {_fmt(r['pearson'])}  "
-                     f"Kendall {_fmt(r['kendall'])}  CPR {_fmt(r['cpr'])}  CMD {_fmt(r['cmd'])}  {r['seconds']:.2f}s")
+                     f"Kendall {_fmt(r['kendall'])}  CPR {_fmt(r['cpr'])}  CMD {_fmt(r['cmd'])}  "
+                     f"method {r['method_seconds']:.2f}s")
     return _print(args, doc, lines)
 
 

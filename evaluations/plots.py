@@ -34,35 +34,82 @@ def _fmt(x) -> str:
     return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
 
+# one style per curve (colour, line style and marker all change), so that curves lying on top of each other
+# stay visible: later curves of a tie are drawn thinner, with smaller markers, over the earlier ones
+LINE_STYLES = ("-", "--", "-.", ":")
+MARKERS = ("o", "s", "^", "v", "D", "x", "+", "*", "P", "h")
+
+
+def _style(i: int, tie_rank: int) -> dict[str, Any]:
+    return {"color": f"C{i % 10}", "ls": LINE_STYLES[i % len(LINE_STYLES)], "marker": MARKERS[i % len(MARKERS)],
+            "lw": max(0.8, 2.4 - 0.5 * tie_rank), "ms": max(2.5, 6.0 - 1.0 * tie_rank), "zorder": 2 + tie_rank}
+
+
+def _same(a, b) -> bool:
+    if len(a) != len(b):
+        return False
+    return all((math.isnan(x) and math.isnan(y)) or abs(x - y) <= 1e-12 for x, y in zip(a, b))
+
+
+def _ties(points: dict[str, tuple[list[float], list[float]]]) -> dict[str, list[str]]:
+    """For each curve, the earlier curves it coincides with (same points)."""
+    out: dict[str, list[str]] = {}
+    names = list(points)
+    for i, name in enumerate(names):
+        x, y = points[name]
+        out[name] = [o for o in names[:i] if x and _same(x, points[o][0]) and _same(y, points[o][1])]
+    return out
+
+
+def _tie_note(tied: list[str]) -> str:
+    return f", tied with {tied[0]}" if tied else ""  # the first of them: the others are equal to it too
+
+
+def _legend(ax) -> None:
+    """Below the axes, so that it never hides a curve however many there are."""
+    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.14), fontsize=7, frameon=False)
+
+
+def _floats(xs) -> list[float]:
+    return [math.nan if v is None else float(v) for v in xs]
+
+
 def plot_roc(curves: Mapping[str, Any], path: str | os.PathLike, title: str = "") -> Path:
-    """``curves``: method name -> RocCurve (or its JSON dict). One PNG with one line per method."""
+    """``curves``: label (a method variant, ``benchmark.variants``) -> RocCurve (or its JSON dict). One PNG
+    with one line per label; coinciding curves get distinct styles and "tied with X" in the legend."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1)
-    for name, c in curves.items():
-        fpr, tpr = _field(c, "fpr"), _field(c, "tpr")
-        label = f"{name} (AUROC {_fmt(_field(c, 'auroc'))})"
+    points = {name: (_floats(_field(c, "fpr") or []), _floats(_field(c, "tpr") or [])) for name, c in curves.items()}
+    ties = _ties(points)
+    for i, (name, c) in enumerate(curves.items()):
+        fpr, tpr = points[name]
+        label = f"{name} (AUROC {_fmt(_field(c, 'auroc'))}{_tie_note(ties[name])})"
         if fpr:
-            ax.plot(fpr, tpr, marker="o", ms=3, lw=1.5, label=label)
+            ax.plot(fpr, tpr, label=label, **_style(i, len(ties[name])))
         else:
-            ax.plot([], [], label=label + " - " + str(_field(c, "reason")))
+            ax.plot([], [], label=label + " - " + str(_field(c, "reason")), **_style(i, 0))
     ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel="FPR", ylabel="TPR", title=title or "ROC")
-    ax.legend(loc="lower right", fontsize=8)
+    _legend(ax)
     return _save(fig, path)
 
 
 def plot_faithfulness(curves: Mapping[str, Any], path: str | os.PathLike, title: str = "",
                       log_x: bool = True) -> Path:
-    """``curves``: method name -> FaithfulnessCurve (or its JSON dict). f against requested fraction."""
+    """``curves``: label (a method variant) -> FaithfulnessCurve (or its JSON dict). f against requested
+    fraction, one line per label; coinciding curves as in :func:`plot_roc`."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.axhline(1.0, ls=":", color="grey", lw=1)
     ax.axhline(0.0, ls=":", color="grey", lw=1)
-    for name, c in curves.items():
-        x, f = _field(c, "fractions"), [math.nan if v is None else v for v in _field(c, "faithfulness")]
-        ax.plot(x, f, marker="o", ms=3, label=f"{name} (CPR {_fmt(_field(c, 'cpr'))}, CMD {_fmt(_field(c, 'cmd'))})")
+    points = {name: (_floats(_field(c, "fractions")), _floats(_field(c, "faithfulness"))) for name, c in curves.items()}
+    ties = _ties(points)
+    for i, (name, c) in enumerate(curves.items()):
+        x, f = points[name]
+        ax.plot(x, f, label=f"{name} (CPR {_fmt(_field(c, 'cpr'))}, CMD {_fmt(_field(c, 'cmd'))}"
+                            f"{_tie_note(ties[name])})", **_style(i, len(ties[name])))
     if log_x:
         ax.set_xscale("log")
     ax.set(xlabel="fraction of edges (requested)", ylabel="faithfulness f", title=title or "Faithfulness")
-    ax.legend(fontsize=8)
+    _legend(ax)
     return _save(fig, path)

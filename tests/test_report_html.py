@@ -94,11 +94,12 @@ def test_html_leaderboard_is_self_contained_with_rows_and_plots(report):
     page = _parse(report / "leaderboard.html")
     assert page.external == []  # nothing fetched from anywhere: the page works offline, as one file
     methods = [row[1] for row in page.rows["leaderboard"]]
-    assert sorted(methods) == sorted(METHODS)  # one row per method (one model kind here)
+    assert sorted(methods) == sorted(METHODS)  # one row per method (one model kind, one variant each here)
+    assert [row[2] for row in page.rows["leaderboard"]] == methods  # variant label: the method's name
     assert sorted(row[2] for row in page.rows["runs"]) == sorted(METHODS)
-    assert all(row[3] == "ok" for row in page.rows["runs"])
+    assert all(row[5] == "ok" for row in page.rows["runs"])  # case, model, method, variant, params, status
     eap = next(row for row in page.rows["leaderboard"] if row[1] == "eap")
-    assert float(eap[3]) >= 0.99  # edge AUROC
+    assert float(eap[5]) >= 0.99  # edge AUROC (after model, method, variant, n_cases, n_runs)
 
     assert len(page.images) == 2
     for img in page.images:

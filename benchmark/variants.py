@@ -1,0 +1,228 @@
+"""Method variants: which runs of a result set measure the same method with the same settings.
+
+A *variant* is (model, method, the method's resolved hyper-parameters, ablation, metric), the model being
+its kind, with a weights prefix for a model the user trained or named by directory. Two things
+are not part of it: the data (seed, number of examples: runs of one variant on other seeds are repeated
+measurements of one thing) and the parameters that change only speed or memory (``SPEED_ONLY``). The
+leaderboard has one row per variant and the plots one curve per variant, so node SP and edge SP, or
+EAP-IG with other steps, are never averaged into one number or drawn as one line.
+
+A variant's label is the method's name, followed, when the result set holds several variants of that
+method, by the parameters whose values differ between them, in a short form for the built-in methods
+(``sp (node)``, ``sp (edge, 10 lambdas)``, ``eap-ig (inputs, 5 steps)``, ``acdc (21 tau)``,
+``acdc (tau=0.01)``) and as ``key=value`` otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+# parameters that change speed or memory only, never what the method computes
+SPEED_ONLY = {"sp": ("lambda_batch",), "acdc": ("min_window",), "exact": ("chunk", "restart")}
+# the result's ``data`` settings that are part of a variant (seed and n are data, not the method)
+SETTINGS = ("ablation", "metric")
+_SETTING_PREFIX = "@"
+_DEFAULT_SETTINGS = {"ablation": "corrupted", "metric": "faithfulness"}
+
+
+def _resolved_params(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The method's parameters with defaults filled in. An ``ok`` result records them resolved; a failed
+    run may record only what was typed, so a built-in method's constructor fills in the defaults (when
+    it accepts the values; otherwise the typed values are the variant)."""
+    params = dict(doc.get("params") or {})
+    if doc.get("status") == "ok":
+        return params
+    try:
+        from methods import _BUILTIN, get_method
+
+        if str(doc.get("method")) in _BUILTIN:  # never import a module named in a result file
+            return dict(get_method(str(doc["method"]), **params).params())
+    except Exception:  # noqa: BLE001 -- bad values (the reason the run failed) stay as typed
+        pass
+    return params
+
+
+def variant_of(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters that define ``doc``'s variant: resolved method parameters without the speed-only
+    ones, and the ablation and metric (as ``@ablation``, ``@metric``)."""
+    drop = set(SPEED_ONLY.get(str(doc.get("method")), ()))
+    out = {k: v for k, v in _resolved_params(doc).items() if k not in drop}
+    data = doc.get("data") or {}
+    for key in SETTINGS:
+        out[_SETTING_PREFIX + key] = data.get(key, _DEFAULT_SETTINGS[key])
+    return out
+
+
+def _canon(params: Mapping[str, Any]) -> str:
+    from core.results import dumps
+
+    return json.dumps(json.loads(dumps(dict(params), indent=None)), sort_keys=True, separators=(",", ":"))
+
+
+def model_label(doc: Mapping[str, Any]) -> str:
+    """The model column: the kind, plus the weights' sha256 prefix for a model the user named by directory
+    (source ``trained`` or ``path`` in the result's ``provenance.model``, as in the result path), so that
+    a locally trained model's runs never share a row with the shipped model's."""
+    prov = (doc.get("provenance") or {}).get("model") or {}
+    sha = prov.get("weights_sha256")
+    if prov.get("source") in ("trained", "path") and isinstance(sha, str) and sha:
+        return f"{doc.get('model')}-{sha[:8]}"
+    return str(doc.get("model"))
+
+
+def variant_key(doc: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(model label, method, canonical JSON of the variant's parameters)."""
+    return model_label(doc), str(doc.get("method")), _canon(variant_of(doc))
+
+
+# ---- labels ---------------------------------------------------------------------------------------------
+def _num(x: Any) -> str:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return str(x)
+    return f"{x:g}"
+
+
+def _value(x: Any, full: bool = False) -> str:
+    if isinstance(x, list):
+        if full or len(x) <= 3:
+            return "[" + ",".join(_num(v) for v in x) + "]"
+        return f"[{_num(x[0])}..{_num(x[-1])}] ({len(x)})"
+    return _num(x)
+
+
+def _sweep(p: Mapping[str, Any], many: str, one: str, word: str, symbol: str) -> str | None:
+    values = p.get(many)
+    if isinstance(values, list):
+        return f"{len(values)} {word}"
+    if one in p:
+        return f"{symbol}={_num(p[one])}"
+    return None
+
+
+def _human_parts(method: str, differing: set[str], p: Mapping[str, Any]) -> tuple[list[str], set[str]]:
+    """Short forms for the built-in methods' parameters: (parts, keys they cover)."""
+    parts: list[str | None] = []
+    done: set[str] = set()
+    if method == "sp":
+        if "edgewise" in differing:
+            parts.append("edge" if p.get("edgewise") else "node")
+        if differing & {"lambdas", "lambda_reg"}:
+            parts.append(_sweep(p, "lambdas", "lambda_reg", "lambdas", "lambda"))
+        if "epochs" in differing and "epochs" in p:
+            parts.append(f"{p['epochs']} epochs")
+        done = {"edgewise", "lambdas", "lambda_reg", "epochs"}
+    elif method == "acdc":
+        if differing & {"thresholds", "threshold"}:
+            parts.append(_sweep(p, "thresholds", "threshold", "tau", "tau"))
+        done = {"thresholds", "threshold"}
+    elif method == "eap-ig":
+        if "ig_variant" in differing and "ig_variant" in p:
+            parts.append(str(p["ig_variant"]))
+        # the step count goes with the IG variant: "eap-ig (inputs, 5 steps)", "eap-ig (clean-corrupted)"
+        if differing & {"ig_variant", "integrated_grad_steps"} and "integrated_grad_steps" in p:
+            parts.append(f"{p['integrated_grad_steps']} steps")
+        done = {"ig_variant", "integrated_grad_steps"}
+    for key in SETTINGS:
+        k = _SETTING_PREFIX + key
+        if k in differing and k in p:
+            parts.append(f"{p[k]} ablation" if key == "ablation" else f"metric {p[k]}")
+        done.add(k)
+    return [x for x in parts if x], done
+
+
+def _plain_parts(differing: set[str], p: Mapping[str, Any], full: bool = False) -> list[str]:
+    return [f"{k.lstrip(_SETTING_PREFIX)}={_value(p[k], full)}" for k in sorted(differing) if k in p]
+
+
+def _label(method: str, parts: list[str]) -> str:
+    return f"{method} ({', '.join(parts)})" if parts else method
+
+
+def _differing(found: Iterable[Mapping[str, Any]], missing_differs: bool) -> set[str]:
+    """Keys whose values differ between the variants: among those that have the key, or (when
+    ``missing_differs``) also counting a missing key as a value of its own."""
+    found = list(found)
+    out = set()
+    for k in set().union(*found):
+        vals = {json.dumps(p[k], sort_keys=True) if k in p else "\0missing" for p in found
+                if k in p or missing_differs}
+        if len(vals) > 1:
+            out.add(k)
+    return out
+
+
+def label_variants(variants: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], str]:
+    """A readable label for each variant key (see the module doc). Labels of different variants of one
+    method never coincide: a clash falls back to every differing ``key=value`` in full, then to a hash."""
+    by_method: dict[str, dict[str, dict[str, Any]]] = {}
+    keys = list(dict.fromkeys(variants))
+    for _, method, canon in keys:
+        by_method.setdefault(method, {})[canon] = json.loads(canon)
+    labels_of: dict[tuple[str, str], str] = {}
+    for method, found in by_method.items():
+        if len(found) == 1:
+            labels_of[(method, next(iter(found)))] = method
+            continue
+        differing = _differing(found.values(), missing_differs=False)
+        names: dict[str, str] = {}
+        for canon, p in found.items():
+            parts, done = _human_parts(method, differing, p)
+            names[canon] = _label(method, parts + _plain_parts(differing - done, p))
+        for level in ("plain", "hash"):
+            clash = {c for c in names if sum(names[c] == n for n in names.values()) > 1}
+            if not clash:
+                break
+            loose = _differing([found[c] for c in clash], missing_differs=True)
+            for c in clash:
+                p = found[c]
+                parts, _ = _human_parts(method, differing, p)
+                names[c] = (_label(method, parts + _plain_parts(loose, p, full=True)) if level == "plain" else
+                            f"{names[c]} #{hashlib.sha256(c.encode()).hexdigest()[:6]}")
+        labels_of.update({(method, c): n for c, n in names.items()})
+    return {k: labels_of[(k[1], k[2])] for k in keys}
+
+
+def describe(params: Mapping[str, Any]) -> str:
+    """A compact ``key=value; ...`` form of a result's parameters (for the per-run table)."""
+    return "; ".join(f"{k}={_value(v)}" for k, v in sorted(params.items()))
+
+
+# ---- curve labels -------------------------------------------------------------------------------------------
+def run_labels(docs: Iterable[tuple[Path | str, Mapping[str, Any]]]) -> dict[str, str]:
+    """``{str(path): label}`` for plots and tables of result documents: the variant label (named over all
+    of ``docs``), and, where two finished runs of one variant share a (case, model), what tells them apart
+    (the model's weights, seed, n, or the run id)."""
+    docs = list(docs)
+    keys = {str(path): variant_key(doc) for path, doc in docs}
+    names = label_variants(keys.values())
+    out = {p: names[k] for p, k in keys.items()}
+    groups: dict[tuple[str, str, str], list[tuple[str, Mapping[str, Any]]]] = {}
+    for path, doc in docs:
+        if doc.get("status") != "ok":  # only finished runs are drawn or tabled side by side
+            continue
+        groups.setdefault((str(doc.get("case")), str(doc.get("model")), out[str(path)]), []).append((str(path), doc))
+    for (_, _, label), items in groups.items():
+        if len(items) < 2:
+            continue
+        for field in ("model", "seed", "n", "run_id"):
+            vals = [_data(doc, field) for _, doc in items]
+            if len(set(map(str, vals))) == len(vals):
+                for (path, _), v in zip(items, vals):
+                    out[path] = f"{label} [{field}={v}]"
+                break
+        else:
+            for i, (path, _) in enumerate(items):
+                out[path] = f"{label} [#{i + 1}]"
+    return out
+
+
+def _data(doc: Mapping[str, Any], field: str) -> Any:
+    if field == "model":
+        return model_label(doc)
+    if field == "run_id":
+        return doc.get("run_id")
+    data = doc.get("data") or {}
+    return data.get(field, doc.get(field))
