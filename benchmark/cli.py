@@ -171,7 +171,7 @@ def method_help(method_name: str, cls) -> str:
             flag += f" {typ.__name__.upper()}{' ...' if is_list else ''}"
         default = "required" if param.default is inspect.Parameter.empty else f"default {param.default!r}"
         lines.append(f"  {flag:<42} {default}")
-    sweep = cls.default_sweep()
+    sweep = cls.default_sweep() if hasattr(cls, "default_sweep") else {}
     if sweep:
         lines += ["", "default sweep (used by both `run` and `benchmark` unless you give the parameter or "
                       + ", ".join(f"--{v.replace('_', '-')}" for v in cls.sweep_single.values()) + "):"]
@@ -390,7 +390,14 @@ def cmd_cases_show(args) -> int:
             emit(info, out)
         else:
             for k, v in info.items():
-                print(f"{k}: {v}", file=out)
+                if k == "model_files":
+                    print("model files:", file=out)
+                    for kind, where in v.items():
+                        sha = (where.get("weights_sha256") or "")[:12]
+                        print(f"  {kind}: {where.get('source', 'error')} {where.get('directory') or where.get('error', '')}"
+                              + (f" (sha256 {sha})" if sha else ""), file=out)
+                else:
+                    print(f"{k}: {v}", file=out)
     return 0
 
 
@@ -481,7 +488,6 @@ def cmd_run(args, extra: Sequence[str]) -> int:
               n=args.n or DEFAULT_N, ablation=args.ablation, metric=args.metric, device=args.device, out=args.out,
               model_dir=args.model_dir)
     check_jobs([job])  # every method value and the model, before anything is built
-    log(f"case {case.id}: {job.model_ref().describe()}")
     _setup_torch(args.device)
     tracker = None
     if args.wandb_project:
@@ -503,8 +509,10 @@ def _run_help(method: str | None) -> int:
     text = subs["run"].format_help()
     if method:
         from methods import method_class
+        from methods.directions import direction_method_class, is_direction_method
 
-        text += "\n" + method_help(method, method_class(method))
+        cls = direction_method_class(method) if is_direction_method(method) else method_class(method)
+        text += "\n" + method_help(method, cls)
     else:
         from methods import method_names
 

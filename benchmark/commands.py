@@ -114,9 +114,7 @@ def cmd_benchmark(args) -> int:
             for cid in cases for m in args.methods]
     from benchmark.cli import check_jobs
 
-    check_jobs(jobs)  # every job's model and parameters, before any job runs
-    for cid in dict.fromkeys(cases):
-        log(f"case {cid}: {next(j for j in jobs if j.case == cid).model_ref().describe()}")
+    check_jobs(jobs)  # every job's model and parameters, before any job runs (build_problem logs the model)
     _setup_torch(args.device)
 
     def done(doc):  # called in this process as each job finishes (any executor)
@@ -363,7 +361,6 @@ def _engine_for(doc: dict, ablation: str | None, n: int | None):
     if n:
         job.n = n
     case = get_case(job.case)
-    log(f"case {case.id}: {job.model_ref().describe()}")
     problem = build_problem(job, case, doc["model"])
     problem.truth = job_ground_truth(job, case, doc["model"])
     return case, problem, problem.engine()
@@ -415,7 +412,6 @@ def _case_engine(args, ablation: str):
     _setup_torch()
     job = Job(case=str(case.id), method="none", model=model, seed=args.seed, n=args.n or DEFAULT_N, ablation=ablation,
               model_dir=model_dir)
-    log(f"case {case.id}: {job.model_ref().describe()}")
     problem = build_problem(job, case, model)
     problem.truth = job_ground_truth(job, case, model)
     return case, model, problem

@@ -211,6 +211,9 @@ def build_problem(job: Job, case, model_kind: str):
     from core.graph import Graph
     from core.protocols import Problem
 
+    import sys
+
+    print(f"case {case.id}: {job.model_ref().describe()}", file=sys.stderr, flush=True)  # which model, always
     model, _ = load_model_and_truth(job, case, model_kind)
     data = case.dataset(n=job.n, seed=job.seed, model=model_kind).to(job.device)
     graph = Graph.from_model(model, **GRAPH_OPTIONS)

@@ -145,6 +145,10 @@ def test_cases_show_lists_models_and_where(local_models, capsys):
     assert {files[k]["source"] for k in ("tracr", "siit", "iit", "natural")} == {"shipped"}
     assert files["siit"]["directory"] == str(registry.model_dir("3", "siit").resolve())
     assert files["siit (trained, --model-dir)"]["directory"] == str(local_models / "3" / "siit")
+    assert main(["cases", "show", "3"]) == 0
+    text = capsys.readouterr().out
+    assert f"  siit: shipped {registry.model_dir('3', 'siit').resolve()} (sha256 " in text
+    assert f"  siit (trained, --model-dir): trained {local_models / '3' / 'siit'}" in text
 
 
 def test_train_writes_to_the_user_data_directory(monkeypatch):
@@ -214,6 +218,8 @@ def test_run_method_help_lists_its_flags_defaults_and_sweep(capsys):
     assert main(["run", "eap-ig", "-h"]) == 0
     text = capsys.readouterr().out
     assert "--ig-variant STR" in text and "default 'inputs'" in text and "default sweep: none" in text
+    assert main(["run", "das", "--help"]) == 0  # direction methods too
+    assert "--steps INT" in capsys.readouterr().out
 
 
 # ---- validate before work -------------------------------------------------------------------------------
