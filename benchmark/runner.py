@@ -201,7 +201,15 @@ def load_model_and_truth(job: Job, case, model_kind: str):
 
 
 def job_ground_truth(job: Job, case, model_kind: str):
+    """The ground truth of a job's model: its ``--model-dir``'s ``ground_truth.json``, else the case's."""
     if job.model_dir is not None:
+        import json
+
+        from core.circuit import Circuit
+
+        truth = Path(job.model_dir) / "ground_truth.json"
+        if truth.is_file():  # every model directory has one (checked before the job runs)
+            return Circuit.from_json(json.loads(truth.read_text()))
         return case.load_dir(job.model_dir)[1]
     return case.ground_truth(model_kind)
 
