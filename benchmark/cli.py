@@ -95,6 +95,19 @@ def _setup_torch(device: str = "cpu") -> None:
         torch.set_num_threads(int(os.environ["CIRCUIT_BENCH_THREADS"]))
     elif os.environ.get("OMP_NUM_THREADS") == "1":
         torch.set_num_threads(1)
+    quiet_transformer_lens()
+
+
+def quiet_transformer_lens() -> None:
+    """TransformerLens prints "Moving model to device: cpu" on stdout for every model it moves: send its
+    prints to stderr, so stdout carries only what the command outputs."""
+    from transformer_lens.utilities import devices
+
+    def to_stderr(*args, **kwargs):
+        kwargs["file"] = sys.stderr
+        print(*args, **kwargs)
+
+    devices.print = to_stderr
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -143,6 +156,44 @@ def method_parser(method_name: str, cls) -> Parser:
     return p
 
 
+def method_help(method_name: str, cls) -> str:
+    """``run METHOD --help``: the method's own flags with their defaults, and its default sweep."""
+    doc = (inspect.getdoc(cls) or "").split("\n\n")[0].replace("\n", " ")
+    lines = [f"method {method_name} ({cls.__module__}:{cls.__qualname__}): {doc}".rstrip(), "", "method flags:"]
+    for name, param in inspect.signature(cls.__init__).parameters.items():
+        if name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD) or name == "truth":
+            continue
+        typ, is_list = _annotation_kind(param)
+        flag = f"--{name.replace('_', '-')}"
+        if typ is bool and not is_list:
+            flag += f" / --no-{name.replace('_', '-')}"
+        else:
+            flag += f" {typ.__name__.upper()}{' ...' if is_list else ''}"
+        default = "required" if param.default is inspect.Parameter.empty else f"default {param.default!r}"
+        lines.append(f"  {flag:<42} {default}")
+    sweep = cls.default_sweep() if hasattr(cls, "default_sweep") else {}
+    if sweep:
+        lines += ["", "default sweep (used by both `run` and `benchmark` unless you give the parameter or "
+                      + ", ".join(f"--{v.replace('_', '-')}" for v in cls.sweep_single.values()) + "):"]
+        for k, v in sweep.items():
+            vals = ", ".join(f"{x:g}" for x in v) if isinstance(v, list) else repr(v)
+            lines.append(f"  {k} ({len(v) if isinstance(v, list) else 1} values): {vals}")
+    else:
+        lines += ["", "default sweep: none (one run with the defaults above)"]
+    return "\n".join(lines) + "\n"
+
+
+def check_jobs(jobs) -> None:
+    """Validate before work: resolve every job's model and method parameters (ValueError / TypeError /
+    FileNotFoundError from a constructor or a model directory become one-line usage errors, exit 2)."""
+    from benchmark.runner import validate_jobs
+
+    try:
+        validate_jobs(jobs)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        raise UsageError(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
+
+
 def parse_method_flags(method_name: str, extra: Sequence[str]) -> tuple[str, dict[str, Any]]:
     from methods import method_class
 
@@ -189,7 +240,8 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     cases = sub.add_parser("cases", help="list, show and build cases")
     csub = cases.add_subparsers(dest="cases_command", metavar="{list,show,build}", parser_class=Parser)
     p = csub.add_parser("list", help="list the cases")
-    p.add_argument("--kind", choices=["tracr", "siit", "ioi", "toy", "direction"])
+    p.add_argument("--kind", choices=["tracr", "siit", "ioi", "toy", "direction"],
+                   help="siit: the Tracr cases with shipped SIIT models")
     p.add_argument("--json", action="store_true")
     subs["cases list"] = p
     p = csub.add_parser("show", help="show one case")
@@ -202,7 +254,8 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     subs["cases build"] = p
     subs["cases"] = cases
 
-    p = sub.add_parser("run", help="run a discovery method on a case")
+    p = sub.add_parser("run", help="run a discovery method on a case (run METHOD --help: its flags)", add_help=False)
+    p.add_argument("-h", "--help", action="store_true", help="show this help (with METHOD: its flags and defaults)")
     p.add_argument("method", nargs="?", help="acdc, sp, eap, eap-ig, exact, random, or pkg.module:Class")
     p.add_argument("--method", dest="method_opt", metavar="METHOD", help="same as the positional METHOD")
     _job_flags(p)
@@ -217,13 +270,16 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
                                     "pareto", "agreement", "ig-steps", "overlap", "direction"])
     p.add_argument("paths", nargs="*", help="result.json files or result directories (roc, faithfulness)")
     p.add_argument("-i", "--case", dest="case", help="case id (node_realism, gt_node_realism, iit)")
-    p.add_argument("--model", help="model kind (tracr, siit, natural, ...)")
+    p.add_argument("--model", help="model kind (tracr, siit, natural, ...): the shipped model of that kind")
+    p.add_argument("--model-dir", default=None, metavar="DIR",
+                   help="a trained model directory (e.g. from `train iit`) instead of the shipped model")
     p.add_argument("--nodes", nargs="+", help="hypothesis nodes (node_realism)")
     p.add_argument("--ablation", default=None, choices=["corrupted", "mean", "zero"])
     p.add_argument("--policy", default=None, choices=["topk-abs", "topk-signed", "greedy"],
                    help="edge selection: faithfulness defaults to topk-abs (MIB), the studies to greedy (EAP-IG paper)")
-    p.add_argument("--methods", nargs="+", default=["eap", "eap-ig"],
-                   help="pareto/agreement: methods compared with exact patching (NAME or NAME[k=v,...])")
+    p.add_argument("--methods", nargs="+", default=None,
+                   help="pareto/agreement: methods compared with exact patching (NAME or NAME[k=v,...]; default "
+                        "eap eap-ig); overlap: one method (default eap-ig)")
     p.add_argument("--steps", nargs="+", type=int, default=[1, 2, 5, 10, 20, 50], help="ig-steps: IG step counts")
     p.add_argument("--ig-variant", default="inputs", choices=["inputs", "activations", "clean-corrupted"])
     p.add_argument("--cases", nargs="+", default=None, help="overlap: settings CASE[:MODEL][@SEED]")
@@ -238,13 +294,16 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
 
     p = sub.add_parser("train", help="train SIIT / IOI / direction models (train iit --help, train ioi --help, "
                                      "train direction --help)", add_help=False)
-    p.add_argument("what", choices=["iit", "ioi", "direction"])
+    p.add_argument("what", nargs="?", choices=["iit", "ioi", "direction"])
     subs["train"] = p
 
     p = sub.add_parser("benchmark", help="run methods over cases (sweeps, resume) and write results")
     p.add_argument("--cases", nargs="+", default=None, help="case ids (default: every non-trivial Tracr case)")
-    p.add_argument("--methods", nargs="+", default=["eap", "eap-ig", "acdc", "sp"])
-    p.add_argument("--model", default=None)
+    p.add_argument("--methods", nargs="+", default=["eap", "eap-ig", "acdc", "sp"],
+                   help="methods, each with its default sweep (see run METHOD --help)")
+    p.add_argument("--model", default=None, help="model kind: the shipped model of that kind")
+    p.add_argument("--model-dir", default=None, metavar="DIR",
+                   help="a trained model directory instead of the shipped model (one case only)")
     p.add_argument("--out", default="results")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
@@ -286,8 +345,11 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
 
 
 def _job_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-i", "--case", dest="case", required=True, help="case id (see `cases list`)")
-    p.add_argument("--model", default=None, help="model kind: tracr (compiled), siit, natural, ...")
+    p.add_argument("-i", "--case", dest="case", help="case id (see `cases list`; required)")
+    p.add_argument("--model", default=None, help="model kind: tracr (compiled), siit, natural, ...: always the "
+                                                 "shipped model of that kind")
+    p.add_argument("--model-dir", default=None, metavar="DIR",
+                   help="a trained model directory (e.g. from `train iit`) instead of the shipped model")
     p.add_argument("--out", default="results", help="results directory (default: results/)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-n", "--n-examples", dest="n", type=int, default=None, help="dataset size (default 200)")
@@ -306,18 +368,29 @@ def cmd_cases_list(args) -> int:
     from cases import case_ids, get_case
 
     rows = []
-    for cid in case_ids(args.kind):
+    siit = args.kind == "siit"  # the Tracr cases with a shipped SIIT model
+    for cid in case_ids("tracr" if siit else args.kind):
         c = get_case(cid)
+        if siit and "siit" not in c.models:
+            continue
         rows.append({"id": c.id, "kind": c.kind, "output_type": c.output_type, "models": list(c.models),
                      "flags": dict(c.flags), "description": c.description})
     with json_stdout(args.json) as out:
         if args.json:
             emit(rows, out)
         else:
-            for r in rows:
-                flags = f" [{', '.join(r['flags'])}]" if r["flags"] else ""
-                print(f"{r['id']:>5}  {r['kind']:<6} {r['output_type']:<11} {r['description'][:70]}{flags}", file=out)
+            print(case_table(rows), file=out)
     return 0
+
+
+def case_table(rows: list[dict]) -> str:
+    """``cases list``: a header and aligned columns (id, kind, output, models, description [flags])."""
+    head = ("id", "kind", "output", "models", "description [flags]")
+    body = [(str(r["id"]), r["kind"], r["output_type"], ",".join(r["models"]),
+             r["description"][:70] + (f" [{', '.join(r['flags'])}]" if r["flags"] else "")) for r in rows]
+    widths = [max(len(x[i]) for x in [head, *body]) for i in range(4)]
+    fmt = lambda x: "  ".join([v.ljust(w) for v, w in zip(x[:4], widths)] + [x[4]])  # noqa: E731
+    return "\n".join(fmt(x).rstrip() for x in [head, *body])
 
 
 def cmd_cases_show(args) -> int:
@@ -326,12 +399,44 @@ def cmd_cases_show(args) -> int:
     case = get_case(args.id)
     with json_stdout(args.json) as out:
         info = case.info()
+        info["model_files"] = model_locations(case)
         if args.json:
             emit(info, out)
         else:
             for k, v in info.items():
-                print(f"{k}: {v}", file=out)
+                if k == "model_files":
+                    print("model files:", file=out)
+                    for kind, where in v.items():
+                        sha = (where.get("weights_sha256") or "")[:12]
+                        print(f"  {kind}: {where.get('source', 'error')} {where.get('directory') or where.get('error', '')}"
+                              + (f" (sha256 {sha})" if sha else ""), file=out)
+                else:
+                    print(f"{k}: {v}", file=out)
     return 0
+
+
+def model_locations(case) -> dict[str, dict]:
+    """Which models of a case exist and where: each shipped kind (source, directory, sha256 prefix) and
+    the locally trained directories (``train``'s default output), which load only with ``--model-dir``."""
+    out: dict[str, dict] = {}
+    for kind in case.models:
+        try:
+            ref = case.model_ref(kind)
+        except Exception as err:  # noqa: BLE001 -- show what is wrong instead of failing `cases show`
+            out[kind] = {"error": f"{type(err).__name__}: {err}"}
+            continue
+        out[kind] = {"source": ref.source, "directory": ref.directory, "weights_sha256": ref.sha256}
+    if case.kind == "tracr":
+        from cases.siit.registry import trained_models
+
+        for kind, d in trained_models(case.id).items():
+            out[f"{kind} (trained, --model-dir)"] = {"source": "trained", "directory": d}
+    elif case.kind == "ioi":
+        from cases.ioi.case import _trained
+
+        for kind, d in _trained().items():
+            out[f"{kind} (trained, --model-dir)"] = {"source": "trained", "directory": d}
+    return out
 
 
 def cmd_cases_build(args) -> int:
@@ -375,6 +480,10 @@ def cmd_run(args, extra: Sequence[str]) -> int:
     from cases import get_case
 
     method = args.method_opt or args.method
+    if args.help:
+        return _run_help(method)
+    if not args.case:
+        raise UsageError("run needs a case: -i ID (see `cases list`)")
     if not method:
         raise UsageError("run needs a METHOD (acdc, sp, eap, eap-ig, exact, random, or pkg.module:Class)")
     if args.method and args.method_opt and args.method != args.method_opt:
@@ -385,11 +494,15 @@ def cmd_run(args, extra: Sequence[str]) -> int:
     if is_direction_method(method) or is_direction_case(args.case):  # direction methods and cases (issue 11)
         return cmd_run_direction(args, method, extra)
     case = get_case(args.case)
-    case.resolve_model(args.model) if args.model else None
     method, params = parse_method_flags(method, extra)
-    _setup_torch(args.device)
+    from methods import method_class
+
+    params = method_class(method).with_default_sweep(params)  # the same defaults as `benchmark`
     job = Job(case=str(case.id), method=method, model=args.model, params=params, seed=args.seed,
-              n=args.n or DEFAULT_N, ablation=args.ablation, metric=args.metric, device=args.device, out=args.out)
+              n=args.n or DEFAULT_N, ablation=args.ablation, metric=args.metric, device=args.device, out=args.out,
+              model_dir=args.model_dir)
+    check_jobs([job])  # every method value and the model, before anything is built
+    _setup_torch(args.device)
     tracker = None
     if args.wandb_project:
         from benchmark.tracking import WandbTracker
@@ -405,8 +518,27 @@ def cmd_run(args, extra: Sequence[str]) -> int:
     return 0 if doc.get("status") == "ok" else EXIT_FAILED
 
 
+def _run_help(method: str | None) -> int:
+    _, subs = build_parser()
+    text = subs["run"].format_help()
+    if method:
+        from methods import method_class
+        from methods.directions import direction_method_class, is_direction_method
+
+        cls = direction_method_class(method) if is_direction_method(method) else method_class(method)
+        text += "\n" + method_help(method, cls)
+    else:
+        from methods import method_names
+
+        text += "\nmethods: " + ", ".join(method_names()) + " (run METHOD --help: the method's flags)\n"
+    sys.stdout.write(text)
+    return 0
+
+
 def summary_line(doc: dict) -> str:
     where = doc.get("path", "")
+    if doc.get("skipped"):
+        return f"case {doc['case']} / {doc.get('model')} / {doc['method']}: skipped (finished) -> {where}"
     if doc.get("status") != "ok":
         return f"case {doc['case']} / {doc.get('model')} / {doc['method']}: ERROR {doc.get('error')} -> {where}"
     roc = doc.get("roc") or {}
@@ -420,6 +552,16 @@ def summary_line(doc: dict) -> str:
 
 def cmd_train(args, extra: Sequence[str]) -> int:
     """``train iit`` (SIIT on a Tracr case) and ``train ioi``: flags parsed by the trainers' own parsers."""
+    if args.what is None:
+        if any(a in ("-h", "--help") for a in extra):
+            _, subs = build_parser()
+            sys.stdout.write(subs["train"].format_help() + "\nwhat:\n  iit        SIIT / IIT / natural models of a "
+                             "Tracr case (train iit --help)\n  ioi        the IOI models (train ioi --help)\n"
+                             "  direction  the known-direction sentiment model (train direction --help)\n"
+                             "Models go to the user data directory unless --out says otherwise; they are used only "
+                             "when named with --model-dir.\n")
+            return 0
+        raise UsageError("train needs what to train: iit, ioi or direction (train --help)")
     p = Parser(prog=f"circuit-bench train {args.what}")
     if args.what == "iit":
         from benchmark.train import add_train_iit_arguments, run_train_iit

@@ -72,13 +72,11 @@ def default_cases() -> list[str]:
 
 
 def sweep_params(method: str) -> dict:
-    """Default hyper-parameter grids for methods that output circuits (so ROC curves have points)."""
-    if method == "acdc":
-        from methods.acdc import default_thresholds
-        return {"thresholds": default_thresholds()}
-    if method == "sp":
-        return {"lambdas": [round(10 ** (-3 + 3 * i / 10), 6) for i in range(11)]}  # 10^linspace(-3, 0, 11)
-    return {}
+    """The method's own default sweep (``Method.default_sweep``: ACDC's 21 taus, SP's 11 lambdas), the
+    same grid ``run METHOD`` uses, so a method name means one thing in every command."""
+    from methods import method_class
+
+    return method_class(method).default_sweep()
 
 
 def cmd_benchmark(args) -> int:
@@ -115,13 +113,18 @@ def cmd_benchmark(args) -> int:
         from benchmark.tracking import WandbTracker
 
         tracker = WandbTracker(args.wandb_project, out=args.out)  # imports wandb; fails before any work
-    _setup_torch(args.device)
+    if getattr(args, "model_dir", None) and len(cases) != 1:
+        raise UsageError(f"--model-dir is one trained model, of one case; got --cases {' '.join(cases)}")
     seeds = list(dict.fromkeys(args.seeds)) if args.seeds else [args.seed]
     if min(seeds) < 0:
         raise UsageError(f"seeds must be >= 0 (got {min(seeds)})")
     jobs = [Job(case=cid, method=m, model=args.model, params=sweep_params(m), seed=seed, n=args.n or DEFAULT_N,
-                ablation=args.ablation, device=args.device, out=args.out)
+                ablation=args.ablation, device=args.device, out=args.out, model_dir=getattr(args, "model_dir", None))
             for cid in cases for seed in seeds for m in args.methods]
+    from benchmark.cli import check_jobs
+
+    check_jobs(jobs)  # every job's model and parameters, before any job runs (build_problem logs the model)
+    _setup_torch(args.device)
 
     def done(doc):  # called in this process as each job finishes (any executor)
         if tracker is not None:
@@ -144,14 +147,18 @@ def cmd_benchmark(args) -> int:
 def _report_jobs(docs: list[dict], args, summary_line, out) -> int:
     """One summary line per job on stderr, the totals (or JSON) on ``out``; exit 1 if any job failed."""
     failed = [d for d in docs if d.get("status") != "ok"]
+    skipped = sum(1 for d in docs if d.get("skipped"))
     for d in docs:
         log(summary_line(d))
+    if args.resume:
+        log(f"--resume: {skipped} of {len(docs)} jobs skipped (finished results kept), {len(docs) - skipped} run")
     if args.json:
-        emit({"jobs": len(docs), "failed": len(failed), "results": [
+        emit({"jobs": len(docs), "failed": len(failed), "skipped": skipped, "results": [
             {k: d.get(k) for k in ("case", "model", "method", "status", "error", "path", "skipped")} for d in docs]},
             out)
     else:
-        print(f"{len(docs) - len(failed)}/{len(docs)} jobs ok; results in {args.out}", file=out)
+        extra = f" ({skipped} skipped: finished before)" if skipped else ""
+        print(f"{len(docs) - len(failed)}/{len(docs)} jobs ok{extra}; results in {args.out}", file=out)
     return EXIT_FAILED if failed else 0
 
 
@@ -245,17 +252,21 @@ def result_docs(paths: Sequence[str], name: str = results.RESULT,
 
 
 def _by_case(docs):
+    from benchmark.runner import model_label
+
     groups: dict[tuple[str, str], list[tuple[Path, dict]]] = {}
     for path, doc in docs:
         if doc.get("status") == "ok":
-            groups.setdefault((str(doc["case"]), str(doc["model"])), []).append((path, doc))
+            groups.setdefault((str(doc["case"]), model_label(doc)), []).append((path, doc))
     return groups
 
 
 def _plot_dir(args, path: Path, doc: dict) -> Path:
     """Plots go next to the results: OUT/<case>/<model>/ (the directory above the method folders)."""
+    from benchmark.runner import model_label
+
     if args.out:
-        return Path(args.out) / results.safe_component(doc["case"]) / results.safe_component(doc["model"])
+        return Path(args.out) / results.safe_component(doc["case"]) / results.safe_component(model_label(doc))
     return path.parent.parent.parent
 
 
@@ -270,15 +281,16 @@ def _labels(docs) -> dict[str, str]:
 def recompute_roc(path: Path, doc: dict) -> dict:
     """Recompute a result's ROC against the case's current ground truth and rewrite it atomically
     (ground truths can be revised; the method's scores and sweeps stay as they were)."""
-    from benchmark.runner import method_roc
+    from benchmark.runner import job_from_result, job_ground_truth, load_model_and_truth, method_roc
     from cases import get_case
     from core.circuit import Circuit
     from core.graph import Graph
     from core.protocols import MethodOutput
 
     case = get_case(doc["case"])
-    truth = case.ground_truth(doc["model"])
-    graph = Graph.from_model(case.load_model(doc["model"]))
+    job = job_from_result(doc)
+    truth = job_ground_truth(job, case, doc["model"])
+    graph = Graph.from_model(load_model_and_truth(job, case, doc["model"])[0])
     sweep = [(s["param"], Circuit(frozenset(s["nodes"]), frozenset(s["edges"]))) for s in doc.get("sweep") or []]
     scores = doc.get("scores") or {}
     output = MethodOutput(edge_scores=scores.get("edges"), node_scores=scores.get("nodes"), sweep=sweep or None,
@@ -293,6 +305,9 @@ def cmd_eval_roc(args) -> int:
 
     docs = result_docs(args.paths)
     if args.recompute:
+        from benchmark.cli import _setup_torch
+
+        _setup_torch()
         docs = [(p, recompute_roc(p, d) if d.get("status") == "ok" else d) for p, d in docs]
     out_doc = {"cases": []}
     labels = _labels(docs)
@@ -329,7 +344,7 @@ def _f(x) -> str:
 
 
 def _engine_for(doc: dict, ablation: str | None, n: int | None):
-    from benchmark.runner import build_problem, job_from_result
+    from benchmark.runner import build_problem, job_from_result, job_ground_truth
     from cases import get_case
 
     job = job_from_result(doc)
@@ -339,6 +354,7 @@ def _engine_for(doc: dict, ablation: str | None, n: int | None):
         job.n = n
     case = get_case(job.case)
     problem = build_problem(job, case, doc["model"])
+    problem.truth = job_ground_truth(job, case, doc["model"])
     return case, problem, problem.engine()
 
 
@@ -361,7 +377,7 @@ def cmd_eval_faithfulness(args) -> int:
             case, problem, engine = _engine_for(doc, args.ablation, args.n)
             curve = faithfulness_curve(engine, problem.graph, scores, policy=args.policy or "topk-abs",
                                        prune=not args.no_prune)
-            gt = case.ground_truth(doc["model"])
+            gt = problem.truth
             gt_f = circuit_faithfulness(engine, problem.graph.mask_for(gt))
             doc_f = {"schema": results.SCHEMA, "result": str(path), "case": case_id, "model": model,
                      "method": doc["method"], "curve": curve.to_json(), "ground_truth_faithfulness": gt_f}
@@ -379,16 +395,19 @@ def cmd_eval_faithfulness(args) -> int:
 
 def _case_engine(args, ablation: str):
     from benchmark.cli import _setup_torch
-    from benchmark.runner import DEFAULT_N, Job, build_problem
+    from benchmark.runner import DEFAULT_N, Job, build_problem, job_ground_truth
     from cases import get_case
 
     if not args.case:
         raise UsageError(f"eval {args.what} needs a case: -i ID")
     case = get_case(args.case)
-    model = case.resolve_model(args.model)
+    model_dir = getattr(args, "model_dir", None)
+    model = case.model_ref(args.model, model_dir).kind
     _setup_torch()
-    job = Job(case=str(case.id), method="none", model=model, seed=args.seed, n=args.n or DEFAULT_N, ablation=ablation)
+    job = Job(case=str(case.id), method="none", model=model, seed=args.seed, n=args.n or DEFAULT_N, ablation=ablation,
+              model_dir=model_dir)
     problem = build_problem(job, case, model)
+    problem.truth = job_ground_truth(job, case, model)
     return case, model, problem
 
 
@@ -399,7 +418,7 @@ def cmd_eval_realism(args) -> int:
     case, model, problem = _case_engine(args, ablation)
     engine = problem.engine()
     if args.what == "gt_node_realism":
-        rows = [gt_node_realism(engine, case.ground_truth(model))]
+        rows = [gt_node_realism(engine, problem.truth)]
     else:
         if not args.nodes:
             raise UsageError("eval node_realism needs --nodes (the hypothesis' heads/MLPs, e.g. a0.h0 m1)")
@@ -422,14 +441,14 @@ def cmd_eval_iit(args) -> int:
     from evaluations.iit import iit_report, to_csv, to_json
 
     case, model, problem = _case_engine(args, "corrupted")
-    report = iit_report(problem.model, problem.graph, problem.data, case.output_type, case.ground_truth(model),
+    report = iit_report(problem.model, problem.graph, problem.data, case.output_type, problem.truth,
                         engines={"corrupted": problem.engine()})
     if model != "tracr" and case.kind == "tracr":
         # a trained model has a high-level model: IIA and strict accuracy come from interchange
         # interventions on its held-out test split (the node effects above stay ablation-based)
         from cases.siit.evaluate import evaluate_trained
 
-        _, m = evaluate_trained(case, model)
+        _, m = evaluate_trained(case, model, directory=getattr(args, "model_dir", None))
         report.summary.update({"iia": m["iia"], "strict_accuracy": m["strict_accuracy"],
                                "strict_accuracy_joint": m["strict_accuracy_joint"],
                                "iit_accuracy": m["accuracy"], "iia_per_node": m.get("iia_per_node"),
@@ -450,7 +469,44 @@ def cmd_eval_iit(args) -> int:
     return 0
 
 
+def check_eval_args(args) -> None:
+    """Evaluation arguments checked before any model or data is built (one-line usage errors)."""
+    if args.n is not None and args.n < 1:
+        raise UsageError(f"-n must be at least 1 (got {args.n})")
+    if args.what == "ig-steps" and any(s < 1 for s in args.steps):
+        raise UsageError(f"--steps needs positive integers (got {' '.join(map(str, args.steps))})")
+    if args.what == "overlap" and args.methods and len(args.methods) != 1:
+        raise UsageError(f"eval overlap takes one method, got {len(args.methods)}: {' '.join(args.methods)}")
+    if args.nodes:
+        from core import naming
+
+        bad = [node for node in args.nodes if not naming.is_node(node)]
+        if bad:
+            raise UsageError(f"--nodes: not node names: {' '.join(bad)} (heads a0.h1, MLPs m1, input, logits)")
+    if getattr(args, "model_dir", None):
+        if args.what not in ("node_realism", "gt_node_realism", "iit"):
+            raise UsageError(f"eval {args.what} does not take --model-dir (roc and faithfulness read the model "
+                             "from each result's provenance)")
+        if not args.case:
+            raise UsageError(f"eval {args.what} needs a case: -i ID")
+        from cases import get_case
+
+        try:
+            get_case(args.case).model_ref(args.model, args.model_dir)
+        except (ValueError, FileNotFoundError) as err:
+            raise UsageError(str(err)) from None
+    if args.case and args.what not in ("direction", "roc", "faithfulness"):
+        from benchmark.direction import is_direction_case
+
+        if is_direction_case(args.case):
+            raise UsageError(f"eval {args.what} is for circuit cases; {args.case} is a direction case "
+                             f"(run a direction method on it, then: eval direction RESULTS...)")
+
+
 def cmd_eval(args) -> int:
+    check_eval_args(args)
+    if args.what in ("pareto", "agreement") and not args.methods:
+        args.methods = ["eap", "eap-ig"]
     if args.what == "direction":  # direction methods against known directions (issue 11)
         from benchmark.direction import cmd_eval_direction
         return cmd_eval_direction(args)

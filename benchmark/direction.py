@@ -40,8 +40,14 @@ class DirectionJob:
     n_test: int = DEFAULT_N_TEST
     out: str = "results"
 
+    def model_ref(self):
+        from cases import get_case
+
+        return get_case(self.case).model_ref(self.model)
+
     def config(self) -> dict[str, Any]:
-        return {"kind": "direction", "case": self.case, "model": self.model, "method": self.method,
+        model = self.model_ref().identity()  # kind and weights sha256: a retrained model never shares an id
+        return {"kind": "direction", "case": self.case, "model": model, "method": self.method,
                 "params": dict(sorted((self.params or {}).items())), "seed": self.seed, "n_fit": self.n_fit,
                 "n_test": self.n_test}
 
@@ -144,6 +150,8 @@ def run_direction(job: DirectionJob, log=None) -> dict[str, Any]:
     metrics = score_direction(patch_site(case, model), test.tokens, test.labels, pairs, vec, ds.vector, seed=job.seed)
     eval_seconds = time.perf_counter() - t2
     doc = {"schema": SCHEMA, "kind": "direction", "status": "ok", "case": job.case, "model": model,
+           "provenance": {"model": job.model_ref().to_json(),
+                          "data": {"n_fit": job.n_fit, "n_test": job.n_test, "seed": job.seed}},
            "method": job.method, "params": dict(job.params or {}), "seed": job.seed, "n_fit": job.n_fit,
            "n_test": job.n_test, "run_id": rid, "path": str(path),
            "site": {"hook_name": ds.hook_name, "layer": ds.layer, "position": ds.position},
@@ -188,9 +196,18 @@ def cmd_run_direction(args, method: str, extra: Sequence[str]) -> int:
                          f"{_hint(p, 'unrecognized arguments: ' + ' '.join(rest))}")
     if args.device != "cpu":
         raise UsageError("direction runs are CPU-only (tiny models): drop --device")
-    _setup_torch(args.device)
+    if getattr(args, "model_dir", None):
+        raise UsageError(f"case {args.case}: direction cases load their shipped model only (no --model-dir)")
     job = DirectionJob(case=str(args.case), method=method, model=args.model, params=vars(ns), seed=args.seed,
                        n_fit=args.n or DEFAULT_N_FIT, out=args.out)
+    try:
+        from methods.directions import get_direction_method
+
+        get_direction_method(method, **vars(ns))  # a bad value: exit 2 before any model is built
+        log(f"case {args.case}: {job.model_ref().describe()}")
+    except (ValueError, TypeError) as err:
+        raise UsageError(str(err)) from None
+    _setup_torch(args.device)
     with json_stdout(args.json) as out:
         doc = run_direction(job, log=log)
         if args.json:

@@ -120,11 +120,10 @@ class Progress:
 
 def _finished(job) -> dict | None:
     """The finished result of a job under its ``out`` (for ``--resume``, checked on the driver)."""
-    from cases import get_case
     from core import results
 
     try:
-        kind = get_case(job.case).resolve_model(job.model)
+        kind = job.model_ref().kind
     except Exception:  # noqa: BLE001 -- the job runs and records the error
         return None
     path = job.path(kind)

@@ -16,6 +16,7 @@ from core import results
 from core.results import versions
 
 DEFAULT_N = 200
+GRAPH_OPTIONS = {"split_qkv": True, "separate_pos": False}  # how build_problem builds every graph
 
 
 @dataclass
@@ -30,37 +31,70 @@ class Job:
     metric: str = "faithfulness"
     device: str = "cpu"
     out: str = "results"
+    model_dir: str | None = None  # an explicit model directory (--model-dir): never a silent fallback
+
+    def model_ref(self):
+        """The resolved model (``core.provenance.ModelRef``: kind, source, weights sha256), from files
+        only (file hashes are memoised); raises ValueError / FileNotFoundError for a kind or directory
+        the case does not have."""
+        from cases import get_case
+        from core.protocols import Case
+
+        case = get_case(self.case)
+        if not hasattr(case, "model_ref"):  # a duck-typed plug-in case: what the Case protocol does by default
+            return Case.model_ref(case, self.model, self.model_dir)
+        return case.model_ref(self.model, self.model_dir)
 
     def resolved_params(self) -> dict[str, Any]:
-        """The method's full hyper-parameters (defaults filled in), so equal configurations share an id."""
+        """The method's full hyper-parameters (defaults filled in), so equal configurations share an id.
+        Builds the method, so a bad value raises here (ValueError / TypeError), before any work."""
         from methods import get_method
 
         if self.method == "oracle":
             return {}
-        try:
-            return get_method(self.method, **self.params).params()
-        except Exception:  # noqa: BLE001 -- a bad method/param is reported when the job runs
-            return dict(self.params)
+        return get_method(self.method, **self.params).params()
+
+    def data_spec(self) -> dict[str, Any]:
+        """The data of the run: size, seed and the case's corruption (recorded and part of the id)."""
+        from cases import get_case
+
+        spec = getattr(get_case(self.case), "data_spec", None)
+        return {"n": self.n, "seed": self.seed, **(spec(self.model_ref().kind) if spec else {})}
 
     def config(self) -> dict[str, Any]:
-        """What determines the run (and so its id); the output directory and device do not."""
-        return {"case": str(self.case), "model": self.model, "method": self.method,
-                "params": self.resolved_params(), "seed": self.seed, "n": self.n, "ablation": self.ablation,
-                "metric": self.metric}
+        """What determines the run (and so its id): the resolved model (kind and weights sha256), every
+        method hyper-parameter with its default, data, ablation, metric, graph options and the result
+        schema. The output directory, device and how things were spelled do not."""
+        return {"schema": results.SCHEMA, "case": str(self.case), "model": self.model_ref().identity(),
+                "method": self.method, "params": self.resolved_params(), "seed": self.seed, "n": self.n,
+                "data": self.data_spec(), "ablation": self.ablation, "metric": self.metric, "graph": GRAPH_OPTIONS}
 
     @property
     def run_id(self) -> str:
         return results.run_id(self.config())
 
     def path(self, model_kind: str | None = None) -> Path:
-        return results.result_path(self.out, str(self.case), model_kind or self.model or "default", self.method,
-                                   self.run_id)
+        try:
+            label = self.model_ref().label
+        except Exception:  # noqa: BLE001 -- an unresolvable model: its error result goes under the name given
+            label = model_kind or self.model or "default"
+        try:
+            rid = self.run_id
+        except Exception:  # noqa: BLE001 -- bad parameters (validated by the CLI before any job runs)
+            rid = results.run_id({"unresolved": {k: v for k, v in vars(self).items() if k != "out"}})
+        return results.result_path(self.out, str(self.case), label, self.method, rid)
 
 
 def resolve_model_kind(job: Job) -> str:
-    from cases import get_case
+    return job.model_ref().kind
 
-    return get_case(job.case).resolve_model(job.model)
+
+def validate_jobs(jobs: Iterable[Job]) -> None:
+    """Resolve every job's model and method parameters (raises ValueError / TypeError / FileNotFoundError
+    naming the problem), so that a bad value stops a command before any job runs."""
+    for job in jobs:
+        job.model_ref()
+        job.resolved_params()
 
 
 class ProblemCache:
@@ -78,7 +112,7 @@ class ProblemCache:
         self.hits = 0
 
     def get(self, job: Job, case, model_kind: str):
-        key = (str(case.id), model_kind, job.n, job.seed, job.ablation, job.metric, job.device)
+        key = (str(case.id), model_kind, job.model_dir, job.n, job.seed, job.ablation, job.metric, job.device)
         if key == self._key:
             self.hits += 1
             self._problem.model.zero_grad(set_to_none=True)
@@ -111,7 +145,8 @@ def case_groups(jobs: list[Job]) -> list[list[Job]]:
     """Consecutive jobs of the same (case, model) setting, in order (one task per group for pools)."""
     groups: list[list[Job]] = []
     for job in jobs:
-        if groups and (groups[-1][0].case, groups[-1][0].model) == (job.case, job.model):
+        if groups and (groups[-1][0].case, groups[-1][0].model, groups[-1][0].model_dir) == \
+                (job.case, job.model, job.model_dir):
             groups[-1].append(job)
         else:
             groups.append([job])
@@ -136,14 +171,17 @@ def run_job(job: Job, resume: bool = False, log=None, cache: ProblemCache | None
         from cases import get_case
 
         case = get_case(job.case)
-        model_kind = case.resolve_model(job.model)
+        ref = job.model_ref()
+        model_kind = ref.kind
         doc["model"] = model_kind
+        doc["provenance"] = {"model": ref.to_json(), "data": job.data_spec(), "graph": dict(GRAPH_OPTIONS)}
         doc["run_id"] = job.run_id
         path = job.path(model_kind)
         if resume and results.is_finished(path):
             log(f"skip (finished): {path}")
             out = results.load_result(path)
             out["skipped"] = True
+            out["path"] = str(path)
             return out
     except Exception as err:  # noqa: BLE001 -- recorded, the sweep goes on
         doc["error"] = f"{type(err).__name__}: {err}"
@@ -167,14 +205,38 @@ def run_job(job: Job, resume: bool = False, log=None, cache: ProblemCache | None
     return doc
 
 
+def load_model_and_truth(job: Job, case, model_kind: str):
+    """(model, ground truth) of a job: from its ``--model-dir`` when it has one, else the case's kind."""
+    if job.model_dir is not None:
+        return case.load_dir(job.model_dir, device=job.device)
+    return case.load_model(model_kind, device=job.device), None
+
+
+def job_ground_truth(job: Job, case, model_kind: str):
+    """The ground truth of a job's model: its ``--model-dir``'s ``ground_truth.json``, else the case's."""
+    if job.model_dir is not None:
+        import json
+
+        from core.circuit import Circuit
+
+        truth = Path(job.model_dir) / "ground_truth.json"
+        if truth.is_file():  # every model directory has one (checked before the job runs)
+            return Circuit.from_json(json.loads(truth.read_text()))
+        return case.load_dir(job.model_dir)[1]
+    return case.ground_truth(model_kind)
+
+
 def build_problem(job: Job, case, model_kind: str):
     """Model, data, graph and the Problem a method solves, for a job."""
     from core.graph import Graph
     from core.protocols import Problem
 
-    model = case.load_model(model_kind, device=job.device)
+    import sys
+
+    print(f"case {case.id}: {job.model_ref().describe()}", file=sys.stderr, flush=True)  # which model, always
+    model, _ = load_model_and_truth(job, case, model_kind)
     data = case.dataset(n=job.n, seed=job.seed, model=model_kind).to(job.device)
-    graph = Graph.from_model(model)
+    graph = Graph.from_model(model, **GRAPH_OPTIONS)
     return Problem(model=model, graph=graph, data=data, output_type=case.output_type, ablation=job.ablation,
                    device=job.device, seed=job.seed, case_id=str(case.id), metric=job.metric)
 
@@ -189,11 +251,12 @@ def _execute(job: Job, case, model_kind: str, log, cache: ProblemCache | None = 
         problem, reused = build_problem(job, case, model_kind), False
     else:
         problem, reused = cache.get(job, case, model_kind)
-    truth = case.ground_truth(model_kind)
+    truth = job_ground_truth(job, case, model_kind)
     params = dict(job.params)
     if job.method == "oracle":
         params["truth"] = truth
     method = get_method(job.method, **params)
+    problem.engine()  # its clean/ablated activations are set-up, not the first method's time
     torch.manual_seed(job.seed)
     log(f"{job.method} on case {case.id} ({model_kind}): {problem.graph.n_edges} edges, {len(problem.data)} examples")
     t_method = time.perf_counter()
@@ -236,12 +299,25 @@ def method_roc(output, truth, graph) -> dict[str, Any]:
     return roc
 
 
+def model_label(doc: dict[str, Any]) -> str:
+    """The model a result ran on, as a label that tells a user's model from the shipped one: the kind,
+    or ``kind-<sha256 prefix>`` for a ``--model-dir`` model (the result path's model component)."""
+    model = (doc.get("provenance") or {}).get("model")
+    if model and model.get("kind"):
+        from core.provenance import ModelRef
+
+        return ModelRef.from_json(model).label
+    return str(doc.get("model"))
+
+
 def job_from_result(doc: dict[str, Any], out: str = "results") -> Job:
     """The job that produced a result (to rebuild its model and data, e.g. for faithfulness)."""
     data = doc.get("data", {})
+    model = ((doc.get("provenance") or {}).get("model") or {})  # schema 2; older results: the kind only
+    model_dir = model.get("directory") if model.get("source") in ("trained", "path") else None
     return Job(case=doc["case"], method=doc["method"], model=doc.get("model"), params=doc.get("params", {}),
                seed=doc.get("seed", 0), n=data.get("n", DEFAULT_N), ablation=data.get("ablation", "corrupted"),
-               metric=data.get("metric", "faithfulness"), out=out)
+               metric=data.get("metric", "faithfulness"), out=out, model_dir=model_dir)
 
 
 def job_dict(job: Job) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """``python main.py train iit``: SIIT training for Tracr cases (flags compatible with InterpBench's).
 
-Writes one model directory per case, ``OUT/<case>/<kind>/`` (default OUT: ``trained/``, which the
-case registry reads), checkpoints there every epoch (``checkpoint.pt``, removed when the run finishes
+Writes one model directory per case, ``OUT/<case>/<kind>/`` (default OUT: ``$CIRCUIT_BENCH_MODELS``, else
+the user data directory's ``models/``; never read in place of a shipped model: run it with
+``--model-dir OUT/<case>/<kind>``), checkpoints there every epoch (``checkpoint.pt``, removed when the run finishes
 unless ``--keep-checkpoint``), and continues an interrupted run with ``--resume``.
 
 ``--model-kind`` picks the defaults of the loss weights: ``siit`` (-iit 1 -s 0.4 -b 1), ``iit``
@@ -70,7 +71,8 @@ def add_train_iit_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentPars
     p.add_argument("--compression-ratio", type=float, default=None, help="override the LL width ratio")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--out", "--output-dir", dest="out", default=None,
-                   help="root of the model directories (default: trained/, or $CIRCUIT_BENCH_MODELS)")
+                   help="root of the model directories (default: $CIRCUIT_BENCH_MODELS, else circuit-bench's user "
+                        "data directory, e.g. ~/.local/share/circuit-bench/models); load one with --model-dir")
     p.add_argument("--resume", action="store_true", help="continue from OUT/<case>/<kind>/checkpoint.pt")
     p.add_argument("--keep-checkpoint", action="store_true")
     p.add_argument("--no-restore-best", dest="restore_best", action="store_false",
@@ -184,6 +186,7 @@ def train_case(case_id: str, args, log) -> dict:
         ckpt.unlink(missing_ok=True)
     log(f"case {case.id}: test IIA {test['iia']:.4f}, accuracy {test['accuracy']:.4f}, strict accuracy "
         f"{test['strict_accuracy']:.4f} (all non-circuit nodes at once {test['strict_accuracy_joint']:.4f}) after {summary['epochs']} epochs ({summary['train_seconds']:.0f}s) -> {out_dir}")
+    log(f"case {case.id}: use it with --model-dir {out_dir} (--model {args.model_kind} is the shipped model)")
     return meta
 
 

@@ -70,6 +70,23 @@ class ToyCase(Case):
         m.load_state_dict(_weights())
         return m.to(device).eval()
 
+    def model_ref(self, model=None, model_dir=None):
+        """The built-in model: its weights' sha256 is that of its state dict (safetensors bytes)."""
+        import hashlib
+
+        from safetensors.torch import save
+
+        from core.provenance import ModelRef
+
+        if model_dir is not None:
+            raise ValueError("case toy has one built-in model; it does not take --model-dir")
+        kind = self.resolve_model(model)
+        state = {k: v.contiguous() for k, v in sorted(_weights().items())}
+        return ModelRef(kind=kind, source="builtin", files={"state": hashlib.sha256(save(state)).hexdigest()})
+
+    def data_spec(self, model=None) -> dict:
+        return {"corruption": "independent uniform random tokens (never equal to the clean row)"}
+
     def ground_truth(self, model=None) -> Circuit:
         self.resolve_model(model)
         g = Graph(2, 2)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from core.circuit import Circuit
 from core.data import CaseData, OutputType
+from core.provenance import ModelRef
 
 if TYPE_CHECKING:  # heavy imports stay lazy
     from transformer_lens import HookedTransformer
@@ -54,6 +55,22 @@ class Case(abc.ABC):
         if model not in self.models:
             raise ValueError(f"case {self.id} has no model {model!r}; it has {', '.join(self.models)}")
         return model
+
+    def model_ref(self, model: str | None = None, model_dir: str | None = None) -> ModelRef:
+        """Where the model of ``model`` (a kind) comes from, with its weights' sha256, resolved from files
+        without building it. Cases that ship or train models override this; the default knows nothing
+        of the model but its kind."""
+        if model_dir is not None:
+            raise ValueError(f"case {self.id} does not load models from a directory (--model-dir)")
+        return ModelRef(kind=self.resolve_model(model), source="case")
+
+    def load_dir(self, directory, device: str = "cpu") -> tuple["HookedTransformer", Circuit]:
+        """(model, ground truth) from a model directory (``--model-dir``), for cases that support it."""
+        raise ValueError(f"case {self.id} does not load models from a directory (--model-dir)")
+
+    def data_spec(self, model: str | None = None) -> dict[str, Any]:
+        """How :meth:`dataset` builds its clean/corrupted pairs (the corruption), recorded in results."""
+        return {}
 
 
 @dataclass
@@ -110,9 +127,28 @@ class Method(abc.ABC):
     """A circuit-discovery method. Hyper-parameters are constructor arguments with defaults."""
 
     name: ClassVar[str]
+    #: a single-value hyper-parameter that replaces a sweep: ``{"thresholds": "threshold"}`` means a user's
+    #: ``threshold`` (or ``thresholds``) replaces the default grid of ``thresholds``
+    sweep_single: ClassVar[dict[str, str]] = {}
 
     @abc.abstractmethod
     def discover(self, problem: Problem) -> MethodOutput: ...
+
+    @classmethod
+    def default_sweep(cls) -> dict[str, Any]:
+        """The hyper-parameter grid that ``run`` and ``benchmark`` both use when the user gives none
+        (``{}``: one run with the constructor's defaults)."""
+        return {}
+
+    @classmethod
+    def with_default_sweep(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` plus the default sweep's grids that the user did not replace (by the grid itself
+        or by its single-value parameter, :attr:`sweep_single`)."""
+        out = dict(params)
+        for key, grid in cls.default_sweep().items():
+            if key not in out and cls.sweep_single.get(key) not in out:
+                out[key] = grid
+        return out
 
     def params(self) -> dict[str, Any]:
         """Hyper-parameters as recorded in result files (defaults to the instance's public attributes)."""

@@ -1,8 +1,11 @@
 """Result files: ``OUT/<case>/<model>/<method>/<run-id>/result.json``, written atomically.
 
-The run id is a hash of everything that determines the run (method, its parameters, seed, data size,
-ablation, metric), so re-running the same configuration finds the same directory: ``--resume`` skips
-it when its result is ``ok``; without ``--resume`` the result is recomputed and replaced atomically.
+The run id is a hash of the *resolved* configuration (``benchmark.runner.Job.config``: case, model kind
+and weights sha256, every method hyper-parameter with its default, data size, seed and corruption,
+ablation, metric, graph options, and :data:`SCHEMA`), so however a run is spelled, re-running the same
+configuration finds the same directory: ``--resume`` skips it when its result is ``ok``; without
+``--resume`` the result is recomputed and replaced atomically. Files are written with the mode the
+user's umask gives new files (0644 by default), not ``mkstemp``'s 0600.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-SCHEMA = 1
+SCHEMA = 2  # 2: run ids hash the resolved configuration; results carry a provenance block
 RESULT = "result.json"
 
 
@@ -40,12 +43,22 @@ def dumps(doc: Any, indent: int | None = 1) -> str:
     return json.dumps(_jsonable(doc), indent=indent, allow_nan=False)
 
 
+def file_mode() -> int:
+    """The mode a new file gets under the current umask (0o644 for the usual 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_atomic(path: str | os.PathLike, text: str | bytes) -> Path:
-    """Write to a temporary file in the same directory, fsync, then rename over ``path``."""
+    """Write to a temporary file in the same directory, fsync, then rename over ``path``. The file gets
+    the umask's mode (mkstemp's 0600 would hide results from other users, e.g. a host user reading a
+    Docker volume)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(text.encode() if isinstance(text, str) else text)
             f.flush()

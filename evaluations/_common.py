@@ -28,13 +28,17 @@ def trapezoid(x: Sequence[float], y: Sequence[float]) -> float:
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` on a temporary file next to ``path``, then rename it into place."""
+    """Call ``write(tmp_path)`` on a temporary file next to ``path``, then rename it into place, with the
+    mode the umask gives new files (0644 by default; mkstemp's own 0600 would hide it from others)."""
+    from core.results import file_mode
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -32,10 +32,29 @@ _BUILTIN = {
 }
 
 
+def import_from_cwd(module: str):
+    """Import ``module``; if it is not importable, look in the current working directory too (a plug-in
+    next to where the user runs ``circuit-bench``, as ``python -m`` would find it). The directory is
+    appended to ``sys.path``, so it never shadows an installed package."""
+    import os
+    import sys
+
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        cwd = os.getcwd()
+        top = module.split(".")[0]
+        if err.name is None or err.name.split(".")[0] != top or cwd in sys.path or "" in sys.path:
+            raise
+        sys.path.append(cwd)
+        importlib.invalidate_caches()
+        return importlib.import_module(module)
+
+
 def _load(spec: str) -> type[Method]:
     module, _, attr = spec.partition(":")
     try:
-        obj = getattr(importlib.import_module(module), attr)
+        obj = getattr(import_from_cwd(module), attr)
     except (ImportError, AttributeError) as err:
         raise UnknownNameError("method", spec, []) if ":" not in spec else ImportError(
             f"cannot load method {spec!r}: {err}") from err

@@ -57,6 +57,7 @@ import torch
 
 from core import naming
 from core.protocols import Method, MethodOutput, Problem
+from methods import _checks
 
 DEFAULT_THRESHOLD = 0.01
 ORDERS = ("reverse-topological",)
@@ -109,11 +110,19 @@ class ACDC(Method):
             raise ValueError(f"unknown order {order!r}; expected one of {', '.join(ORDERS)}")
         if threshold is not None and thresholds is not None:
             raise ValueError("give either threshold or thresholds, not both")
-        self.threshold = DEFAULT_THRESHOLD if threshold is None and thresholds is None else threshold
-        self.thresholds = None if thresholds is None else sorted(float(t) for t in thresholds)
+        self.threshold = DEFAULT_THRESHOLD if threshold is None and thresholds is None else \
+            (None if threshold is None else _checks.number("threshold", threshold, low=0))
+        self.thresholds = None if thresholds is None else _checks.grid("thresholds", thresholds, low=0)
         self.abs_value_threshold = abs_value_threshold
         self.order = order
-        self.min_window = max(1, int(min_window))  # speed only: fewest trials per speculative batch
+        self.min_window = _checks.integer("min_window", min_window)  # speed only: fewest trials per batch
+
+    sweep_single = {"thresholds": "threshold"}
+
+    @classmethod
+    def default_sweep(cls) -> dict:
+        """``thresholds``: :func:`default_thresholds` (21 taus), for ``run acdc`` and ``benchmark`` alike."""
+        return {"thresholds": default_thresholds()}
 
     # ---- the algorithm ----------------------------------------------------------------------------
     def discover(self, problem: Problem) -> MethodOutput:

@@ -29,6 +29,7 @@ import torch
 
 from core import metrics, naming
 from core.protocols import Method, MethodOutput, Problem
+from methods import _checks
 
 ATTRIBUTION_METRICS = ("auto", "ce", "kl", "mse", "logit")
 IG_VARIANTS = ("inputs", "activations", "clean-corrupted")
@@ -238,9 +239,7 @@ class EAPIG(_Attribution):
         variant = str(ig_variant).replace("_", "-")
         if variant not in IG_VARIANTS:
             raise ValueError(f"unknown ig_variant {ig_variant!r}; expected one of {', '.join(IG_VARIANTS)}")
-        steps = int(integrated_grad_steps)
-        if steps < 1 or steps != integrated_grad_steps:
-            raise ValueError(f"integrated_grad_steps must be a positive integer, got {integrated_grad_steps!r}")
+        steps = _checks.integer("integrated_grad_steps", integrated_grad_steps)
         self.ig_variant = variant
         self.integrated_grad_steps = steps
 
@@ -332,10 +331,8 @@ class ExactPatching(Method):
 
     def __init__(self, absolute: bool = True, chunk: int | None = None, node_scores: bool = True,
                  attribution_metric: str = "auto", restart: bool = True):
-        if chunk is not None and int(chunk) < 1:
-            raise ValueError(f"chunk must be a positive integer or None, got {chunk!r}")
         self.absolute = bool(absolute)
-        self.chunk = None if chunk is None else int(chunk)
+        self.chunk = None if chunk is None else _checks.integer("chunk (a positive integer or None)", chunk)
         self.node_scores = bool(node_scores)
         self.attribution_metric = _check_metric(attribution_metric)
         self.restart = bool(restart)  # False: every patched run from the embeddings (the reference)

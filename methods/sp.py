@@ -45,6 +45,7 @@ import torch
 from core import naming
 from core.circuit import Circuit
 from core.protocols import Method, MethodOutput, Problem
+from methods import _checks
 
 BETA, GAMMA, ZETA = 2 / 3, -0.1, 1.1
 EPS = 1e-6
@@ -78,17 +79,24 @@ class SubnetworkProbing(Method):
     def __init__(self, lambda_reg: float = 1.0, lambdas: list[float] | None = None, edgewise: bool = False,
                  epochs: int = 200, lr: float = 0.1, n_samples: int = 1, mask_p: float = 0.9,
                  lambda_batch: int = 0):
-        if epochs < 1 or n_samples < 1:
-            raise ValueError("epochs and n_samples must be >= 1")
-        if lambda_batch < 0:
-            raise ValueError(f"lambda_batch must be >= 0 (0 = every lambda in one pass), got {lambda_batch}")
-        if not 0 < mask_p < 1:
+        epochs, n_samples = _checks.integer("epochs", epochs), _checks.integer("n_samples", n_samples)
+        lambda_batch = _checks.integer("lambda_batch (0 = every lambda in one pass)", lambda_batch, low=0)
+        mask_p = _checks.number("mask_p", mask_p, low=0, low_open=True)
+        if not mask_p < 1:
             raise ValueError(f"mask_p must be in (0, 1), got {mask_p}")
-        self.lambda_reg = lambda_reg
-        self.lambdas = None if lambdas is None else sorted(float(x) for x in lambdas)
+        self.lambda_reg = _checks.number("lambda_reg", lambda_reg, low=0)
+        self.lambdas = None if lambdas is None else _checks.grid("lambdas", lambdas, low=0)
         self.edgewise = edgewise
-        self.epochs, self.lr, self.n_samples, self.mask_p = epochs, lr, n_samples, mask_p
+        self.epochs, self.lr, self.n_samples, self.mask_p = epochs, _checks.number("lr", lr, low=0, low_open=True), \
+            n_samples, mask_p
         self.lambda_batch = lambda_batch
+
+    sweep_single = {"lambdas": "lambda_reg"}
+
+    @classmethod
+    def default_sweep(cls) -> dict:
+        """``lambdas``: 10^linspace(-3, 0, 11), for ``run sp`` and ``benchmark`` alike."""
+        return {"lambdas": [round(10 ** (-3 + 3 * i / 10), 6) for i in range(11)]}
 
     def discover(self, problem: Problem) -> MethodOutput:
         graph = problem.graph

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from core.circuit import Circuit
+from core.provenance import sha256_file
 from cases.siit import model_files, registry
 from cases.siit.correspondence import Correspondence, NodeLoc, ll_size, tracr_correspondence
 from cases.siit.trainer import (SIITData, SIITTrainer, Split, TrainConfig, combine_losses, epoch_pairs,
@@ -386,15 +387,23 @@ def test_hub_push_pull_with_fake_api(setup3, tmp_path):
 
 
 def test_registry_local_dir(setup3, tmp_path, monkeypatch):
+    """A locally trained model (in train's default output) is listed and loads by directory only: a kind
+    (``--model natural``) never picks it up in place of a shipped model (issue 18)."""
     monkeypatch.setenv(registry.LOCAL_ENV, str(tmp_path / "local"))
     from cases.siit.tracr_setup import build_ll
-    model_files.save_model_dir(tmp_path / "local" / "toy-x" / "natural", build_ll(setup3.ll_config),
-                               ground_truth=setup3.ll_truth, metadata={})
-    assert registry.available_models("toy-x") == ["natural"]
-    model, gt = registry.load_trained("toy-x", "natural")
+    d = tmp_path / "local" / "toy-x" / "natural"
+    model_files.save_model_dir(d, build_ll(setup3.ll_config), ground_truth=setup3.ll_truth, metadata={})
+    assert registry.available_models("toy-x") == []
+    assert registry.trained_models("toy-x") == {"natural": str(d)}
+    model, gt = registry.load_trained("toy-x", "natural", directory=d)
     assert gt == setup3.ll_truth
+    with pytest.raises(FileNotFoundError, match="has no trained 'natural'"):
+        registry.load_trained("toy-x", "natural")
     with pytest.raises(FileNotFoundError, match="has no trained 'siit'"):
         registry.load_trained("toy-x", "siit")
+    ref = registry.explicit_ref("toy-x", d, "natural")
+    assert ref.source == "trained" and ref.sha256 == sha256_file(d / "model.safetensors")
+    assert ref.label == f"natural-{ref.sha256[:8]}"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -459,7 +468,7 @@ def test_cli_defined_positions_recorded_and_read_back(tmp_path, monkeypatch):
                                "--use-single-loss", "--epochs", "1", "--scored-positions", "defined")) == 0
     meta = model_files.read_metadata(tmp_path / "13" / "siit")
     assert meta["data"]["scored"] == "defined"
-    trainer, m = evaluate_trained(_case("13"), "siit", max_pairs=64, per_node=False)
+    trainer, m = evaluate_trained(_case("13"), "siit", max_pairs=64, per_node=False, directory=tmp_path / "13" / "siit")
     assert trainer.data.pair_masked and m["iia"] == pytest.approx(meta["metrics"]["test"]["iia"])
 
 # ---------------------------------------------------------------------------------------------------

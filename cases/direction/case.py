@@ -130,6 +130,16 @@ class SentimentDirectionCase:
     def model_dir(self, model: str | None = None) -> Path:
         return self.models_dir / self.resolve_model(model)
 
+    def model_ref(self, model: str | None = None, model_dir: str | None = None):
+        """The shipped model directory with its weights, direction and tokenizer hashed (nothing loaded)."""
+        from cases.siit.registry import directory_ref
+
+        if model_dir is not None:
+            raise ValueError(f"case {self.id}: direction cases load their shipped model only (no --model-dir)")
+        kind = self.resolve_model(model)
+        return directory_ref(self.model_dir(kind), kind, "shipped",
+                             ("model.safetensors", DIRECTION_FILE, TOKENIZER_FILE))
+
     def _load(self, model: str | None):
         name = self.resolve_model(model)
         if name not in self._loaded:

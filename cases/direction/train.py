@@ -283,7 +283,8 @@ def feature_geometry(model, data: SentimentData, cfg: DirectionTrainConfig, dirs
 
 def add_train_direction_arguments(parser: argparse.ArgumentParser) -> None:
     d = DirectionTrainConfig()
-    parser.add_argument("--out", default=None, help="model directory (default trained/direction/siit)")
+    parser.add_argument("--out", default=None, help="model directory (default: the user data directory's "
+                                                     "models/direction/siit)")
     for name in ("n_layers", "d_model", "n_heads", "d_mlp", "layer", "steps", "batch_size", "n_train", "n_eval",
                  "eval_every", "seed"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
@@ -298,7 +299,9 @@ def run_train_direction(args: argparse.Namespace) -> int:
     fields = DirectionTrainConfig.__dataclass_fields__
     cfg = DirectionTrainConfig(**{k: getattr(args, k) for k in fields})
     cfg.validate()
-    out = args.out or str(Path("trained") / "direction" / "siit")
+    from cases.siit.registry import local_dir
+
+    out = args.out or str(local_dir() / "direction" / "siit")
     argv = sys.argv[1:]
     cmd = ("python main.py train direction " + " ".join(shlex.quote(a) for a in argv[2:])).strip() \
         if argv[:2] == ["train", "direction"] else None

@@ -10,8 +10,8 @@ with ``corruption="resample"`` the corrupted prompt's own IO). ``meta["wrong"]``
 (the other side of the logit difference) in the same layout. ``mask`` = the last position only.
 
 Metrics (``metrics``): ``logit_diff`` (IO - S), ``accuracy`` (argmax = IO) and ``kl`` (to the clean
-model). The model loads from ``trained/ioi/KIND`` when one was trained locally, else from the shipped
-``cases/ioi/models/KIND``.
+model). ``--model KIND`` loads the shipped ``cases/ioi/models/KIND``; a locally trained model (``train ioi``
+writes to the user data directory) only when named with ``--model-dir DIR``.
 """
 
 from __future__ import annotations
@@ -52,12 +52,22 @@ class IOICase(Case):
     # ---- models ---------------------------------------------------------------------------------
     @staticmethod
     def model_dir(kind: str) -> Path:
-        """Where the model of ``kind`` is loaded from: a local training run first, then the shipped one."""
-        from cases.siit.model_files import is_model_dir
-        from cases.siit.registry import local_dir
+        """Where the model of ``kind`` is loaded from: the shipped directory (never a local training run)."""
+        return SHIPPED / kind
 
-        local = local_dir() / "ioi" / kind
-        return local if is_model_dir(local) else SHIPPED / kind
+    def model_ref(self, model: str | None = None, model_dir: str | None = None):
+        """The shipped model of ``model`` (a kind), or the directory ``model_dir``; weights and tokenizer hashed."""
+        from cases.siit import registry
+        from cases.siit.model_files import WEIGHTS
+
+        weights = (WEIGHTS, TOKENIZER_FILE)
+        if model_dir is not None:
+            return registry.explicit_ref(self.id, model_dir, model, weights=weights)
+        kind = self.resolve_model(model)
+        return registry.directory_ref(self.model_dir(kind), kind, "shipped", weights)
+
+    def data_spec(self, model: str | None = None) -> dict[str, Any]:
+        return {"corruption": "abc", "split": "test"}
 
     @staticmethod
     def load_dir(directory: str | Path, device: str = "cpu") -> tuple["HookedTransformer", Circuit]:
@@ -123,8 +133,17 @@ class IOICase(Case):
                     "template_families": dict(FAMILIES), "corruptions": list(CORRUPTIONS),
                     "hl_graph": ioi_circuit.hl_graph(), "correspondence": dict(ioi_circuit.CIRCUIT_NODES),
                     "ground_truth": self.ground_truth().to_json(),
-                    "model_dirs": {k: str(self.model_dir(k)) for k in self.models}})
+                    "model_dirs": {k: str(self.model_dir(k)) for k in self.models}, "trained_models": _trained()})
         return out
+
+
+def _trained() -> dict[str, str]:
+    """Locally trained IOI models (``train ioi``'s default output), loaded only with ``--model-dir``."""
+    from cases.siit.model_files import is_model_dir
+    from cases.siit.registry import local_dir
+
+    root = local_dir() / "ioi"
+    return {k: str(root / k) for k in IOICase.models if is_model_dir(root / k)}
 
 
 def _item(x: torch.Tensor):

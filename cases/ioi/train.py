@@ -172,7 +172,8 @@ def add_train_ioi_arguments(parser: argparse.ArgumentParser) -> None:
     d = DEFAULTS
     parser.add_argument("--kind", "--model-kind", dest="kind", default="siit", choices=KINDS,
                         help="siit (SIIT against the HL model) or natural (behaviour only)")
-    parser.add_argument("--out", default=None, help="model directory (default trained/ioi/KIND)")
+    parser.add_argument("--out", default=None, help="model directory (default: the user data directory's "
+                                                     "models/ioi/KIND; load it with --model-dir)")
     parser.add_argument("--n-layers", type=int, default=d["n_layers"])
     parser.add_argument("--n-heads", type=int, default=d["n_heads"])
     parser.add_argument("--d-model", type=int, default=d["d_model"])
@@ -211,7 +212,9 @@ def run_train_ioi(args: argparse.Namespace) -> int:
         from benchmark.cli import UsageError
     except ImportError:  # pragma: no cover - the CLI package is always there in the repo
         UsageError = ValueError  # noqa: N806
-    out = args.out or str(Path("trained") / "ioi" / args.kind)
+    from cases.siit.registry import local_dir
+
+    out = args.out or str(local_dir() / "ioi" / args.kind)
     cmd = "python main.py train ioi " + " ".join(shlex.quote(a) for a in sys.argv[3:]) if sys.argv[1:3] == ["train", "ioi"] else None
     kwargs = dict(kind=args.kind, n_layers=args.n_layers, n_heads=args.n_heads, d_model=args.d_model,
                   d_mlp=args.d_mlp, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,

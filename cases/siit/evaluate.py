@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 
-def evaluate_trained(case, kind: str = "siit", max_pairs: int = 512, per_node: bool = True):
+def evaluate_trained(case, kind: str = "siit", max_pairs: int = 512, per_node: bool = True, directory=None):
     """(trainer, metrics): IIA, accuracy and strict accuracy of the trained model ``kind`` of a Tracr
-    ``case`` on the test split its training used (rebuilt from its metadata, so disjoint from training)."""
+    ``case`` (the shipped one, or the model in ``directory``) on the test split its training used
+    (rebuilt from its metadata, so disjoint from training)."""
     from cases.siit import model_files, registry
     from cases.siit.tracr_setup import tracr_data, tracr_setup
     from cases.siit.trainer import SIITTrainer, TrainConfig
 
-    d = registry.model_dir(str(case.id), kind)
+    d = Path(directory) if directory is not None else registry.model_dir(str(case.id), kind)
     if d is None:
         raise FileNotFoundError(f"case {case.id} has no {kind} model (train one: python main.py train iit -i {case.id})")
     meta = model_files.read_metadata(d)

@@ -1,10 +1,13 @@
 """On-disk cache of compiled Tracr programs. Never imports tracr.compiler or JAX.
 
 Key: sha256 of a canonical description of the program graph (every expression's type, name,
-encoding, children, and for Maps / SequenceMaps the function's bytecode, constants, defaults,
-closure values and referenced globals, for Selects the comparison or predicate), the sorted
-vocabulary, max_seq_len, causal, BOS / PAD, mlp_exactness, the tracr-pypi version and our converter
-version.
+encoding, children, and for Maps / SequenceMaps the function's *source text* (the lines of its
+code), argument names, defaults, closure values and referenced globals, for Selects the comparison
+or predicate), the sorted vocabulary, max_seq_len, causal, BOS / PAD, mlp_exactness, the
+tracr-pypi version and our converter version. The key never depends on the Python version's
+bytecode, so the shipped cache serves every supported Python; only a function without source (built
+by ``exec`` or typed at a prompt) is described by its bytecode (valid on that Python only).
+:func:`legacy_cache_key` is the previous, bytecode-based key (:func:`rekey` renames such entries).
 
 Expressions are described by their *name* and their position in tracr's BFS order, not by their
 label: a label is ``name_{id}`` with a process-global id, so the same program built in two
@@ -12,9 +15,11 @@ processes gets different labels. A cached model is renamed to the caller's label
 (``CompiledModel.relabelled``). The residual layout of a cached model is that of the process that
 compiled it (tracr sorts residual directions by label); it computes the same function.
 
-Location: ``$CIRCUIT_BENCH_CACHE`` if set, else ``cases/tracr/cache/`` inside the repository (so a
-populated cache can be shipped). One directory per key; writes are atomic (temporary directory,
-then rename).
+Location: ``$CIRCUIT_BENCH_CACHE`` if set (read and written; nothing else is searched). Otherwise
+entries are looked up in the user cache directory (platformdirs' ``user_cache_dir``, ``.../tracr``),
+then in the cache shipped inside the package (``cases/tracr/cache/``, read-only: new compilations go
+to the user cache, never into the installed package). One directory per key; writes are atomic
+(temporary directory, then rename).
 """
 
 from __future__ import annotations
@@ -39,9 +44,35 @@ ENV_VAR = "CIRCUIT_BENCH_CACHE"
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
+SHIPPED_CACHE = Path(__file__).resolve().parent / "cache"
+
+
+def user_cache_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("circuit-bench", appauthor=False)) / "tracr"
+
+
 def default_cache_dir() -> Path:
+    """Where new compilations are stored: ``$CIRCUIT_BENCH_CACHE``, else the user cache directory."""
     env = os.environ.get(ENV_VAR)
-    return Path(env) if env else Path(__file__).resolve().parent / "cache"
+    return Path(env) if env else user_cache_dir()
+
+
+def search_dirs() -> list[Path]:
+    """Where entries are looked up, in order: ``$CIRCUIT_BENCH_CACHE`` alone, else the user cache and
+    the shipped cache."""
+    env = os.environ.get(ENV_VAR)
+    return [Path(env)] if env else [user_cache_dir(), SHIPPED_CACHE]
+
+
+def find_entry(key: str, cache_dir: str | Path | None = None) -> Path | None:
+    """The directory of the entry for ``key`` (in ``cache_dir``, or the first of :func:`search_dirs`)."""
+    _entry(key, cache_dir)
+    for root in ([Path(cache_dir)] if cache_dir is not None else search_dirs()):
+        if (root / key / META_FILE).is_file():
+            return root / key
+    return None
 
 
 @functools.lru_cache(maxsize=1)
@@ -82,11 +113,29 @@ def _canon(v: Any, seen: frozenset = frozenset()) -> Any:
     return [type(v).__module__ + "." + type(v).__qualname__, _ADDRESS.sub("", repr(v))]
 
 
+_LEGACY = False  # True while legacy_cache_key runs: describe code by bytecode, as keys did before
+
+
+def _source_lines(code: types.CodeType) -> list[str] | None:
+    """The stripped source lines of a code object (its first line to the last line its code covers)."""
+    import linecache
+
+    lines = linecache.getlines(code.co_filename)
+    last = max((ln for _, _, ln in code.co_lines() if ln is not None), default=code.co_firstlineno)
+    if not lines or last > len(lines) or code.co_firstlineno < 1:
+        return None
+    return [line.strip() for line in lines[code.co_firstlineno - 1:last]]
+
+
 def _code(code: types.CodeType, seen: frozenset) -> list:
     if code in seen:
         return ["recursive", code.co_name]
     seen = seen | {code}
-    return ["code", code.co_code.hex(), [_canon(c, seen) for c in code.co_consts], list(code.co_names)]
+    source = None if _LEGACY else _source_lines(code)
+    if source is None:  # no source file (exec, a prompt), or the legacy key: bytecode (this Python only)
+        return ["code", code.co_code.hex(), [_canon(c, seen) for c in code.co_consts], list(code.co_names)]
+    n_args = code.co_argcount + code.co_kwonlyargcount
+    return ["source", code.co_name, list(code.co_varnames[:n_args]), source]
 
 
 def function_fingerprint(f, seen: frozenset = frozenset()) -> list:
@@ -187,8 +236,24 @@ def cache_key(program, vocab, max_seq_len: int, *, causal: bool, compiler_bos: A
     return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def legacy_cache_key(program, vocab, max_seq_len: int, **kwargs) -> str:
+    """The key before source-text fingerprints (bytecode-based: it differs between Python versions)."""
+    global _LEGACY
+    _LEGACY = True
+    try:
+        return cache_key(program, vocab, max_seq_len, **kwargs)
+    finally:
+        _LEGACY = False
+
+
 # ---------------------------------------------------------------------------------------------
 # Storage.
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
 
 def _entry(key: str, cache_dir: str | Path | None) -> Path:
     if not re.fullmatch(r"[0-9a-f]{64}", key):
@@ -197,9 +262,10 @@ def _entry(key: str, cache_dir: str | Path | None) -> Path:
 
 
 def load_cached(key: str, cache_dir: str | Path | None = None, device: str = "cpu") -> CompiledModel | None:
-    """The cached model for ``key``, or None. A corrupt entry is treated as missing."""
-    path = _entry(key, cache_dir) / key
-    if not (path / META_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
+    """The cached model for ``key`` (in ``cache_dir``, else the first of :func:`search_dirs` that has
+    it), or None. A corrupt entry is treated as missing."""
+    path = find_entry(key, cache_dir)
+    if path is None or not (path / WEIGHTS_FILE).is_file():
         return None
     try:
         return CompiledModel.load(path, device=device)
@@ -208,13 +274,15 @@ def load_cached(key: str, cache_dir: str | Path | None = None, device: str = "cp
 
 
 def store(compiled: CompiledModel, key: str, cache_dir: str | Path | None = None) -> Path:
-    """Write ``compiled`` under ``key`` atomically; an entry that already exists is kept."""
+    """Write ``compiled`` under ``key`` atomically (in ``cache_dir``, else :func:`default_cache_dir`,
+    never the shipped cache unless ``$CIRCUIT_BENCH_CACHE`` names it); an existing entry is kept."""
     root = _entry(key, cache_dir)
     root.mkdir(parents=True, exist_ok=True)
     final = root / key
     tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=root))
     try:
         compiled.save(tmp)
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700: readable like any other directory
         try:
             os.rename(tmp, final)
         except OSError:
@@ -226,3 +294,53 @@ def store(compiled: CompiledModel, key: str, cache_dir: str | Path | None = None
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def rekey(cache_dir: str | Path, log=print) -> int:
+    """Move the entries of ``cache_dir`` stored under a case's legacy (bytecode) key to its current key
+    (e.g. entries built by older code, then merged). Returns how many entries were written."""
+    from cases.tracr.case import all_tracr_cases
+
+    root, written, moved = Path(cache_dir), 0, set()
+    for case in all_tracr_cases():
+        kw = case.compile_kwargs()
+        new = case.cache_key()
+        old = legacy_cache_key(case.program, kw["vocab"], kw["max_seq_len"], causal=kw["causal"],
+                               compiler_bos=kw["compiler_bos"], compiler_pad=kw["compiler_pad"])
+        if old != new and (root / old / META_FILE).is_file():
+            moved.add(old)
+            if not (root / new).exists():
+                shutil.copytree(root / old, root / new)
+                written += 1
+                log(f"case {case.id}: {old[:12]} -> {new[:12]}")
+    for old in moved - {c.cache_key() for c in all_tracr_cases()}:
+        shutil.rmtree(root / old)
+    return written
+
+
+def prune(cache_dir: str | Path, log=print) -> int:
+    """Remove the entries of ``cache_dir`` that no Tracr case uses (e.g. after a program changed)."""
+    from cases.tracr.case import all_tracr_cases
+
+    used = {c.cache_key() for c in all_tracr_cases()}
+    gone = 0
+    for d in sorted(Path(cache_dir).iterdir()):
+        if d.is_dir() and re.fullmatch(r"[0-9a-f]{64}", d.name) and d.name not in used:
+            shutil.rmtree(d)
+            gone += 1
+            log(f"removed unused entry {d.name[:12]}")
+    return gone
+
+
+if __name__ == "__main__":  # python -m cases.tracr.cache --rekey [--prune] [DIR]
+    import sys
+
+    args = sys.argv[1:]
+    flags = {a for a in args if a.startswith("--")}
+    dirs = [a for a in args if not a.startswith("--")]
+    if "--rekey" not in flags or flags - {"--rekey", "--prune"} or len(dirs) > 1:
+        sys.exit("usage: python -m cases.tracr.cache --rekey [--prune] [DIR] (default DIR: the shipped cache)")
+    target = dirs[0] if dirs else SHIPPED_CACHE
+    print(f"rekeyed {rekey(target)} entries")
+    if "--prune" in flags:
+        print(f"removed {prune(target)} unused entries")

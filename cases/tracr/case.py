@@ -221,10 +221,45 @@ class TracrCase(Case):
 
     @property
     def models(self) -> tuple[str, ...]:
-        """``tracr`` (compiled) plus every trained kind (siit, iit, natural) with a model directory."""
+        """``tracr`` (compiled) plus every trained kind (siit, iit, natural) shipped for this case."""
         from cases.siit.registry import available_models
 
         return ("tracr", *available_models(self.id))
+
+    def model_ref(self, model: str | None = None, model_dir: str | None = None):
+        """Where the model comes from and its weights' sha256, from files only (compiles nothing):
+        the cache entry for ``tracr``, the shipped directory for a trained kind, or ``model_dir``."""
+        from cases.siit import registry
+        from core.provenance import ModelRef, hash_files
+
+        if model_dir is not None:
+            return registry.explicit_ref(self.id, model_dir, model)
+        kind = self.resolve_model(model)
+        if kind != "tracr":
+            return registry.shipped_ref(self.id, kind)
+        from cases.tracr import cache as cache_mod
+        from cases.tracr.compiled import PLAIN_WEIGHTS_FILE, WEIGHTS_FILE
+
+        key = self.cache_key()
+        entry = cache_mod.find_entry(key)
+        if entry is None:  # compiled on first use: identified by its cache key until then
+            return ModelRef(kind="tracr", source="compiled", extra={"cache_key": key})
+        shipped = entry.parent.resolve() == cache_mod.SHIPPED_CACHE.resolve()
+        return ModelRef(kind="tracr", source="shipped" if shipped else "compiled", directory=str(entry),
+                        files=hash_files(entry, (WEIGHTS_FILE, PLAIN_WEIGHTS_FILE)), extra={"cache_key": key})
+
+    def load_dir(self, directory, device: str = "cpu"):
+        """(model, ground truth) of a trained model directory of this case (``--model-dir``)."""
+        from cases.siit.registry import load_trained
+
+        return load_trained(self.id, device=device, directory=directory)
+
+    def data_spec(self, model: str | None = None) -> dict[str, Any]:
+        """How :meth:`dataset` makes its pairs (recorded in results and run ids)."""
+        scramble = (model or "tracr") == "tracr"
+        return {"corruption": "resample", "sampler": self.spec.sampler,
+                "sampler_params": dict(self.spec.sampler_params), "lengths": list(self.spec.lengths),
+                "position_scrambling": scramble}
 
     def __init__(self, spec: TracrCaseSpec | str):
         if isinstance(spec, str):
@@ -353,8 +388,9 @@ class TracrCase(Case):
             from cases.tracr.compiled import META_FILE
 
             flags = dict(self.spec.flags)
-            meta = cache_mod.default_cache_dir() / self.cache_key() / META_FILE
-            if meta.is_file():
+            entry = cache_mod.find_entry(self.cache_key())
+            meta = entry / META_FILE if entry is not None else None
+            if meta is not None and meta.is_file():
                 for d in json.loads(meta.read_text()).get("defects", []):
                     flags.setdefault(f"tracr:{d['code']}", d["message"])
             self._flags = flags
