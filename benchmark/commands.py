@@ -90,6 +90,8 @@ def cmd_benchmark(args) -> int:
     from benchmark.direction import is_direction_case
     from methods.directions import is_direction_method
 
+    from benchmark.cli import case_metric
+
     cases = args.cases or default_cases()
     for cid in cases:
         get_case(cid)
@@ -109,9 +111,11 @@ def cmd_benchmark(args) -> int:
         from benchmark.tracking import WandbTracker
 
         tracker = WandbTracker(args.wandb_project, out=args.out)  # imports wandb; fails before any work
+    metrics = {cid: case_metric(get_case(cid), getattr(args, "metric", None)) for cid in cases}
     _setup_torch(args.device)
     jobs = [Job(case=cid, method=m, model=args.model, params=sweep_params(m), seed=args.seed, n=args.n or DEFAULT_N,
-                ablation=args.ablation, device=args.device, out=args.out) for cid in cases for m in args.methods]
+                ablation=args.ablation, metric=metrics[cid], device=args.device, out=args.out)
+            for cid in cases for m in args.methods]
 
     def done(doc):  # called in this process as each job finishes (any executor)
         if tracker is not None:
@@ -286,6 +290,9 @@ def recompute_roc(path: Path, doc: dict) -> dict:
 
     case = get_case(doc["case"])
     truth = case.ground_truth(doc["model"])
+    if truth is None:
+        log(f"skip {path}: case {case.id} has no ground truth (ROC skipped)")
+        return doc
     graph = Graph.from_model(case.load_model(doc["model"]))
     sweep = [(s["param"], Circuit(frozenset(s["nodes"]), frozenset(s["edges"]))) for s in doc.get("sweep") or []]
     scores = doc.get("scores") or {}
@@ -305,6 +312,12 @@ def cmd_eval_roc(args) -> int:
     out_doc = {"cases": []}
     for (case, model), items in sorted(_by_case(docs).items()):
         curves, rows = {}, []
+        skipped = [(p, d) for p, d in items if (d.get("roc") or {}).get("skipped")]
+        for path, doc in skipped:
+            log(f"skip {path}: {doc['roc']['skipped']}")
+        items = [it for it in items if it not in skipped]
+        if not items:
+            continue
         for path, doc in items:
             roc = doc.get("roc") or {}
             curves[_label(doc)] = roc.get("edges")
@@ -367,7 +380,7 @@ def cmd_eval_faithfulness(args) -> int:
             curve = faithfulness_curve(engine, problem.graph, scores, policy=args.policy or "topk-abs",
                                        prune=not args.no_prune)
             gt = case.ground_truth(doc["model"])
-            gt_f = circuit_faithfulness(engine, problem.graph.mask_for(gt))
+            gt_f = None if gt is None else circuit_faithfulness(engine, problem.graph.mask_for(gt))
             doc_f = {"schema": results.SCHEMA, "result": str(path), "case": case_id, "model": model,
                      "method": doc["method"], "curve": curve.to_json(), "ground_truth_faithfulness": gt_f}
             results.write_json_atomic(path.parent / "faithfulness.json", doc_f)
@@ -404,6 +417,8 @@ def cmd_eval_realism(args) -> int:
     case, model, problem = _case_engine(args, ablation)
     engine = problem.engine()
     if args.what == "gt_node_realism":
+        if case.ground_truth(model) is None:
+            raise UsageError(f"case {case.id} has no ground truth: use eval node_realism --nodes ...")
         rows = [gt_node_realism(engine, case.ground_truth(model))]
     else:
         if not args.nodes:
@@ -427,6 +442,8 @@ def cmd_eval_iit(args) -> int:
     from evaluations.iit import iit_report, to_csv, to_json
 
     case, model, problem = _case_engine(args, "corrupted")
+    if case.ground_truth(model) is None:
+        raise UsageError(f"case {case.id} has no ground truth: eval iit needs one")
     report = iit_report(problem.model, problem.graph, problem.data, case.output_type, case.ground_truth(model),
                         engines={"corrupted": problem.engine()})
     if model != "tracr" and case.kind == "tracr":
