@@ -93,8 +93,7 @@ def cmd_benchmark(args) -> int:
     from benchmark.cli import case_metric
 
     cases = args.cases or default_cases()
-    for cid in cases:
-        get_case(cid)
+    cases = [str(get_case(cid).id) for cid in cases]  # plug-ins and case files by their resolvable id
     direction_cases = [c for c in cases if is_direction_case(c)]
     if direction_cases:  # direction methods on known-direction cases (issue 11)
         return _benchmark_directions(args, cases, direction_cases)

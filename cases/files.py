@@ -74,10 +74,17 @@ LINE_KEYS = {"clean", "corrupted", "answer", "wrong", "labels", "mask", "corrupt
              "corrupted_pos"}
 
 
+def _short(err: BaseException, limit: int = 300) -> str:
+    """A library's error message on one line, cut to ``limit`` characters."""
+    text = " ".join(str(err).split())
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
 class CaseFileError(ValueError):
     """A malformed case file: ``FILE: FIELD: what was expected``."""
 
     def __init__(self, file: str | Path, field: str, expected: str):
+        expected = " ".join(str(expected).split())  # always one line
         super().__init__(f"{file}: {field}: {expected}")
         self.file, self.field, self.expected = str(file), field, expected
 
@@ -302,7 +309,7 @@ class FileCase(Case):
             return HookedTransformerConfig(**cfg)
         except Exception as err:  # noqa: BLE001 -- TransformerLens' own consistency checks
             raise CaseFileError(self.config_file, "(config)", f"TransformerLens rejects it: "
-                                                              f"{type(err).__name__}: {err}") from None
+                                                              f"{type(err).__name__}: {_short(err)}") from None
 
     def _check_weights(self) -> None:
         """The safetensors header against the shapes the config implies (no weights are read)."""
@@ -316,7 +323,7 @@ class FileCase(Case):
             with safe_open(str(self.weights_file), framework="pt") as sf:
                 found = {k: tuple(sf.get_slice(k).get_shape()) for k in sf.keys()}
         except Exception as err:  # noqa: BLE001 -- any unreadable header
-            raise CaseFileError(self.weights_file, "(file)", f"not a readable safetensors file ({err})") from None
+            raise CaseFileError(self.weights_file, "(file)", f"not a readable safetensors file ({_short(err)})") from None
         for k, shape in expected.items():
             if k not in found:
                 if k.endswith(("IGNORE", ".mask")):  # buffers TransformerLens rebuilds
@@ -340,7 +347,7 @@ class FileCase(Case):
         try:
             hf = AutoConfig.from_pretrained(str(self.hf_dir), local_files_only=True)
         except Exception as err:  # noqa: BLE001
-            raise CaseFileError(self.hf_dir / "config.json", "(file)", f"not a Hugging Face config: {err}") from None
+            raise CaseFileError(self.hf_dir / "config.json", "(file)", f"not a Hugging Face config: {_short(err)}") from None
         n_layers = getattr(hf, "num_hidden_layers", None) or getattr(hf, "n_layer", None)
         n_heads = getattr(hf, "num_attention_heads", None) or getattr(hf, "n_head", None)
         if not n_layers or not n_heads:
@@ -361,14 +368,11 @@ class FileCase(Case):
             expected = {k: tuple(v.shape) for k, v in AutoModelForCausalLM.from_config(hf_config).state_dict().items()}
         with safe_open(str(weights), framework="pt") as sf:
             found = {k: tuple(sf.get_slice(k).get_shape()) for k in sf.keys()}
-        prefixed = {k: v for k, v in expected.items()}
-        for k, shape in found.items():
-            match = next((e for e in (k, k.split(".", 1)[-1]) if e in prefixed), None)
-            candidates = [e for e in prefixed if e.endswith("." + k) or e == k]
-            key = match or (candidates[0] if candidates else None)
-            if key is not None and prefixed[key] != shape:
-                raise CaseFileError(weights, k, f"has shape {list(shape)}, but {self.hf_dir / 'config.json'} "
-                                                f"implies {list(prefixed[key])}")
+        for k, shape in expected.items():  # in the model's order: the embedding first
+            name = k if k in found else k.split(".", 1)[-1]  # checkpoints saved without the base prefix
+            if name in found and found[name] != shape:
+                raise CaseFileError(weights, name, f"has shape {list(found[name])}, but "
+                                                   f"{self.hf_dir / 'config.json'} implies {list(shape)}")
 
     def _load_tokenizer(self):
         src = self.tokenizer_dir or self.hf_dir
@@ -384,7 +388,7 @@ class FileCase(Case):
         try:
             return AutoTokenizer.from_pretrained(str(src), local_files_only=True, trust_remote_code=False)
         except Exception as err:  # noqa: BLE001
-            raise CaseFileError(src, "(tokenizer)", f"cannot load it offline: {type(err).__name__}: {err}") from None
+            raise CaseFileError(src, "(tokenizer)", f"cannot load it offline: {type(err).__name__}: {_short(err)}") from None
 
     @property
     def d_vocab(self) -> int | None:
@@ -407,13 +411,25 @@ class FileCase(Case):
         from transformer_lens import HookedTransformer
         from transformers import AutoModelForCausalLM
 
+        from transformer_lens import loading_from_pretrained as loading
+
+        # TransformerLens' own loaders, given the local folder (its HookedTransformer.from_pretrained
+        # accepts only official hub names, and would fetch their configs): config from the folder's
+        # config.json, weights from the model loaded with local files only, no weight processing (the
+        # model computes exactly what the checkpoint does).
+        path = str(self.hf_dir.resolve())
         try:
-            hf = AutoModelForCausalLM.from_pretrained(str(self.hf_dir), local_files_only=True, trust_remote_code=False)
-            model = HookedTransformer.from_pretrained_no_processing(
-                str(self.hf_dir), hf_model=hf, tokenizer=self._tokenizer, device=device, local_files_only=True)
+            hf = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+            cfg = loading.get_pretrained_model_config(path, hf_cfg=hf.config.to_dict(), fold_ln=False, device=device,
+                                                      local_files_only=True)
+            state = loading.get_pretrained_state_dict(path, cfg, hf)
+            model = HookedTransformer(cfg, self._tokenizer, move_to_device=False)
+            model.load_and_process_state_dict(state, fold_ln=False, center_writing_weights=False, center_unembed=False,
+                                              fold_value_biases=False, refactor_factored_attn_matrices=False)
+            model.move_model_modules_to_device()
         except Exception as err:  # noqa: BLE001 -- the user's checkpoint: one line
             raise CaseFileError(self.hf_dir, "(checkpoint)", f"TransformerLens cannot load it offline: "
-                                                             f"{type(err).__name__}: {err}") from None
+                                                             f"{type(err).__name__}: {_short(err)}") from None
         model.set_use_attn_result(True)
         model.set_use_split_qkv_input(True)
         if not model.cfg.attn_only:

@@ -95,8 +95,7 @@ def _from_object(obj: Any, spec: str, target: str) -> Case:
         raise TypeError(f"{target!r} is not a circuit-bench Case, a function returning one, or a function "
                         "returning a tracr RASP program")
     _check_case(case, target)
-    if getattr(case, "id", None) in (None, ""):
-        case.id = spec
+    case.id = spec  # results name the case by the spec that resolves back to it
     return case
 
 
