@@ -202,24 +202,14 @@ def _str(table: dict, key: str, file: Path, where: str, required: bool = False) 
     return v
 
 
-_FILE_CASES: dict[tuple, "FileCase"] = {}
-
-
 def load_case_file(spec: str | Path) -> "FileCase":
-    """The case a TOML file (or a folder with ``case.toml``) describes; re-read when a file changed."""
+    """The case a TOML file (or a folder with ``case.toml``) describes, read and validated now."""
     path = Path(spec).expanduser()
     if path.is_dir():
         path = path / CASE_FILE
     if not path.is_file():
         raise CaseFileError(path, "(file)", "no such case file (expected a case.toml, or a folder holding one)")
-    path = path.resolve()
-    case = FileCase(path)
-    key = case.fingerprint()
-    if key in _FILE_CASES:
-        return _FILE_CASES[key]
-    _FILE_CASES.clear()  # one at a time: a case holds its data
-    _FILE_CASES[key] = case
-    return case
+    return FileCase(path.resolve())
 
 
 class FileCase(Case):
@@ -353,6 +343,10 @@ class FileCase(Case):
         if not n_layers or not n_heads:
             raise CaseFileError(self.hf_dir / "config.json", "num_hidden_layers", "expected layer and head counts")
         self._hf_vocab = getattr(hf, "vocab_size", None)
+        if getattr(hf, "model_type", None) == "gpt2" and "n_ctx" not in _read_json(self.hf_dir / "config.json", "(file)"):
+            raise CaseFileError(self.hf_dir / "config.json", "n_ctx", "missing (TransformerLens reads it for GPT-2 "
+                                f"models; set it to n_positions = {getattr(hf, 'n_positions', '?')}, as the hub's "
+                                "GPT-2 configs do)")
         self._check_hf_weights(hf)
         return int(n_layers), int(n_heads), False, True
 
@@ -670,10 +664,6 @@ class FileCase(Case):
         return self.truth
 
     # ---- info -----------------------------------------------------------------------------------
-    def fingerprint(self) -> tuple:
-        files = [self.path, self.config_file, self.weights_file, getattr(self, "data_file", None)]
-        return tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files if p is not None)
-
     def info(self) -> dict[str, Any]:
         d = super().info()
         model = ({"hf_checkpoint": str(self.hf_dir)} if self.hf_dir is not None else

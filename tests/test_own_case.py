@@ -324,6 +324,9 @@ def test_hf_weights_that_do_not_match_their_config(tmp_path, capsys, monkeypatch
     assert rc == 2
     assert re.search(r"model\.safetensors: transformer\.wte\.weight: has shape \[15, 16\], but .*config\.json "
                      r"implies \[15, 32\]", one_line_error(err))
+    _edit_json(ckpt / "config.json", lambda c: c.pop("n_ctx"))
+    rc, _, err = cli(capsys, "run", "eap", "-i", toml, "--out", tmp_path / "res")
+    assert rc == 2 and re.search(r"config\.json: n_ctx: missing \(TransformerLens reads it", one_line_error(err))
 
 
 # ---- plug-ins: the README's examples, and an entry point -------------------------------------------
