@@ -116,6 +116,10 @@ def test_toy_exported_to_files_gives_the_same_scores(tmp_path, capsys):
             for level in ("edges", "nodes", "nodes_no_endpoints"):
                 assert doc["roc"][level]["auroc"] == pytest.approx(ref["roc"][level]["auroc"])
     assert docs["exact", "toy"]["roc"]["edges"]["auroc"] == 1.0  # the planted circuit is found
+    rc, o, err = cli(capsys, "cases", "show", toml.parent, "--json")
+    info = json.loads(o)
+    assert rc == 0 and info["kind"] == "file" and info["models"] == ["file"] and info["data"]["rows"] == 32
+    assert info["ground_truth"] == docs["exact", "toy"]["ground_truth"] and len(info["model"]["weights_sha256"]) == 64
 
 
 # ---- a local GPT-2 checkpoint through run, benchmark, eval faithfulness and leaderboard ---------------
