@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -48,9 +49,46 @@ def resolve(spec: str) -> Case | None:
         from cases.files import load_case_file
 
         return load_case_file(spec)
+    m = PARAMS.match(spec)
+    if m and ":" in m["target"]:  # a RASP builder with its settings in the spec: pkg.mod:fn[vocab=a,b;max_seq_len=4]
+        builder = _load(m["target"])
+        if not callable(builder):
+            raise TypeError(f"{m['target']!r} is not a function returning a RASP program")
+        return ProgramCase(spec, builder, overrides=parse_params(m["params"], spec))
     if ":" in spec:
         return _from_object(_load(spec), spec, spec)
     return None
+
+
+PARAMS = re.compile(r"^(?P<target>[^\[\]]+)\[(?P<params>[^\[\]]*)\]$")
+PARAM_KEYS = ("vocab", "max_seq_len", "causal", "min_len", "sampler")
+
+
+def _value(text: str):
+    text = text.strip()
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def parse_params(text: str, spec: str) -> dict[str, Any]:
+    """``vocab=a,b,c;max_seq_len=4;causal=true`` -> settings of a RASP case (ints where they parse)."""
+    out: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        key, eq, value = part.partition("=")
+        key = key.strip()
+        if not eq or key not in PARAM_KEYS:
+            raise ValueError(f"RASP case {spec!r}: {part!r} is not KEY=VALUE with KEY one of {', '.join(PARAM_KEYS)}")
+        if key == "vocab":
+            out[key] = {_value(v) for v in value.split(",") if v.strip()}
+        elif key == "causal":
+            if value.strip().lower() not in ("true", "false"):
+                raise ValueError(f"RASP case {spec!r}: causal must be true or false, got {value!r}")
+            out[key] = value.strip().lower() == "true"
+        else:
+            out[key] = _value(value)
+    return out
 
 
 def _load(target: str) -> Any:
@@ -128,12 +166,13 @@ def user_cache_dir() -> Path:
     return Path(base) / "circuit-bench" / "tracr"
 
 
-def program_spec(spec: str, builder, program=None):
+def program_spec(spec: str, builder, program=None, overrides: dict | None = None):
     """A :class:`~cases.tracr.table.TracrCaseSpec` for a user's RASP program builder. ``vocab`` and
     ``max_seq_len`` (BOS excluded) are attributes of the function or of the program it returns;
     optional ones: ``causal`` (default False, tracr's default), ``sampler`` (a name of
     ``cases.tracr.case.SAMPLERS``, default uniform), ``sampler_params``, ``min_len``,
-    ``variable_length``, ``description``, ``flags``."""
+    ``variable_length``, ``description``, ``flags``. ``overrides`` (from the spec's ``[k=v;...]``)
+    win over both."""
     from types import MappingProxyType
 
     from cases.tracr.case import SAMPLERS
@@ -141,10 +180,13 @@ def program_spec(spec: str, builder, program=None):
     from cases.tracr.table import TracrCaseSpec
     from cases.tracr import rasp
 
-    if program is None and not _has_program_attrs(builder):
+    overrides = overrides or {}
+    if program is None and not (_has_program_attrs(builder) or all(a in overrides for a in PROGRAM_ATTRS)):
         program = build(builder)
 
     def attr(name, default=None):
+        if name in overrides:
+            return overrides[name]
         for src in (builder, program):
             if src is not None and hasattr(src, name):
                 return getattr(src, name)
@@ -153,7 +195,8 @@ def program_spec(spec: str, builder, program=None):
     missing = [a for a in PROGRAM_ATTRS if attr(a) is None]
     if missing:
         raise ValueError(f"RASP case {spec!r}: set {' and '.join(missing)} on the function "
-                         f"(e.g. make_program.vocab = {{1, 2, 3}}; make_program.max_seq_len = 5)")
+                         f"(e.g. make_program.vocab = {{1, 2, 3}}; make_program.max_seq_len = 5) or in the spec "
+                         f"({spec.split('[')[0]}[vocab=1,2,3;max_seq_len=5])")
     try:
         vocab = tuple(sorted(attr("vocab")))
     except TypeError:
@@ -188,8 +231,8 @@ class ProgramCase(TracrCase):
 
     kind = "rasp"
 
-    def __init__(self, spec: str, builder, program=None):
-        super().__init__(program_spec(spec, builder, program))
+    def __init__(self, spec: str, builder, program=None, overrides: dict | None = None):
+        super().__init__(program_spec(spec, builder, program, overrides))
         self.cache_dir = str(user_cache_dir())
 
     @property

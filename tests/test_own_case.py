@@ -83,6 +83,19 @@ def test_rasp_program_without_vocab_is_a_usage_error(capsys):
     assert rc == 2 and "vocab and max_seq_len" in one_line_error(err)
 
 
+def test_rasp_settings_in_the_spec(capsys):
+    from cases import get_case
+
+    case = get_case("tests.test_own_case:no_vocab_program[vocab=a,b,c;max_seq_len=3;causal=true]")
+    assert case.kind == "rasp" and case.vocab == ("a", "b", "c") and case.max_seq_len == 3 and case.spec.causal
+    assert case.output_type == "categorical" and len(case.cache_key()) == 64  # no compile needed for these
+    ints = get_case("tests.test_own_case:make_program[max_seq_len=5]")  # the spec overrides the attribute
+    assert ints.vocab == (0, 1, 2) and ints.max_seq_len == 5 and ints.cache_key() != get_case(
+        "tests.test_own_case:make_program").cache_key()
+    rc, _, err = cli(capsys, "run", "eap", "-i", "tests.test_own_case:no_vocab_program[colour=red]")
+    assert rc == 2 and "'colour=red' is not KEY=VALUE" in one_line_error(err)
+
+
 def test_unknown_plugin_is_a_usage_error(capsys):
     rc, _, err = cli(capsys, "run", "eap", "-i", "tests.test_own_case:nothing_here")
     assert rc == 2 and "has no attribute 'nothing_here'" in one_line_error(err)
