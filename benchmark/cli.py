@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
+METRIC_CHOICES = ["faithfulness", "task", "logit-diff", "kl", "ce", "mse"]  # core.protocols.METRICS + aliases
 
 
 class UsageError(Exception):
@@ -311,6 +312,8 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
                         "--seed); the leaderboard then reports the spread over seeds and bootstraps over both")
     p.add_argument("-n", "--n-examples", dest="n", type=int, default=None)
     p.add_argument("--ablation", default="corrupted", choices=["corrupted", "mean", "zero"])
+    p.add_argument("--metric", default=None, choices=METRIC_CHOICES,
+                   help="loss methods minimise (see run --help); default: each case's own")
     p.add_argument("--workers", type=int, default=1,
                    help="parallel jobs: processes (local executor) or CPUs of the local Ray instance (ray)")
     p.add_argument("--executor", default="local", choices=["local", "ray"],
@@ -354,8 +357,10 @@ def _job_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-n", "--n-examples", dest="n", type=int, default=None, help="dataset size (default 200)")
     p.add_argument("--ablation", default="corrupted", choices=["corrupted", "mean", "zero"])
-    p.add_argument("--metric", default="faithfulness", choices=["faithfulness", "task"],
-                   help="loss methods minimise: KL/MSE to the model (faithfulness) or CE/MSE to labels (task)")
+    p.add_argument("--metric", default=None, choices=METRIC_CHOICES,
+                   help="loss methods minimise: KL/MSE to the model (faithfulness, kl), CE/MSE to labels (task, ce, "
+                        "mse) or minus the answer-vs-wrong-answer logit difference (logit-diff); default: the "
+                        "case's own (faithfulness for built-in cases)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--json", action="store_true", help="print the result document as JSON on stdout")
 
@@ -494,12 +499,13 @@ def cmd_run(args, extra: Sequence[str]) -> int:
     if is_direction_method(method) or is_direction_case(args.case):  # direction methods and cases (issue 11)
         return cmd_run_direction(args, method, extra)
     case = get_case(args.case)
+    metric = case_metric(case, args.metric)
     method, params = parse_method_flags(method, extra)
     from methods import method_class
 
     params = method_class(method).with_default_sweep(params)  # the same defaults as `benchmark`
     job = Job(case=str(case.id), method=method, model=args.model, params=params, seed=args.seed,
-              n=args.n or DEFAULT_N, ablation=args.ablation, metric=args.metric, device=args.device, out=args.out,
+              n=args.n or DEFAULT_N, ablation=args.ablation, metric=metric, device=args.device, out=args.out,
               model_dir=args.model_dir)
     check_jobs([job])  # every method value and the model, before anything is built
     _setup_torch(args.device)
@@ -533,6 +539,12 @@ def _run_help(method: str | None) -> int:
         text += "\nmethods: " + ", ".join(method_names()) + " (run METHOD --help: the method's flags)\n"
     sys.stdout.write(text)
     return 0
+def case_metric(case, metric: str | None) -> str:
+    """The canonical metric of a run (``--metric`` or the case's default), or a usage error before any work."""
+    try:
+        return case.check_metric(metric)
+    except ValueError as err:
+        raise UsageError(f"--metric: {err}") from None
 
 
 def summary_line(doc: dict) -> str:
@@ -546,6 +558,9 @@ def summary_line(doc: dict) -> str:
     def fmt(x):
         return "nan" if x is None else f"{x:.3f}"
     e, n = roc.get("edges") or {}, roc.get("nodes") or {}
+    if roc.get("skipped"):
+        return (f"case {doc['case']} / {doc['model']} / {doc['method']}: {roc['skipped']}, "
+                f"{doc['timing']['seconds']:.2f}s -> {where}")
     return (f"case {doc['case']} / {doc['model']} / {doc['method']}: edge AUROC {fmt(e.get('auroc'))}, "
             f"node AUROC {fmt(n.get('auroc'))}, {doc['timing']['seconds']:.2f}s -> {where}")
 

@@ -88,9 +88,10 @@ def cmd_benchmark(args) -> int:
     from benchmark.direction import is_direction_case
     from methods.directions import is_direction_method
 
+    from benchmark.cli import case_metric
+
     cases = args.cases or default_cases()
-    for cid in cases:
-        get_case(cid)
+    cases = [str(get_case(cid).id) for cid in cases]  # plug-ins and case files by their resolvable id
     direction_cases = [c for c in cases if is_direction_case(c)]
     if direction_cases:  # direction methods on known-direction cases (issue 11)
         return _benchmark_directions(args, cases, direction_cases)
@@ -115,11 +116,13 @@ def cmd_benchmark(args) -> int:
         tracker = WandbTracker(args.wandb_project, out=args.out)  # imports wandb; fails before any work
     if getattr(args, "model_dir", None) and len(cases) != 1:
         raise UsageError(f"--model-dir is one trained model, of one case; got --cases {' '.join(cases)}")
+    metrics = {cid: case_metric(get_case(cid), getattr(args, "metric", None)) for cid in cases}
     seeds = list(dict.fromkeys(args.seeds)) if args.seeds else [args.seed]
     if min(seeds) < 0:
         raise UsageError(f"seeds must be >= 0 (got {min(seeds)})")
     jobs = [Job(case=cid, method=m, model=args.model, params=sweep_params(m), seed=seed, n=args.n or DEFAULT_N,
-                ablation=args.ablation, device=args.device, out=args.out, model_dir=getattr(args, "model_dir", None))
+                ablation=args.ablation, metric=metrics[cid], device=args.device, out=args.out,
+                model_dir=getattr(args, "model_dir", None))
             for cid in cases for seed in seeds for m in args.methods]
     from benchmark.cli import check_jobs
 
@@ -290,6 +293,9 @@ def recompute_roc(path: Path, doc: dict) -> dict:
     case = get_case(doc["case"])
     job = job_from_result(doc)
     truth = job_ground_truth(job, case, doc["model"])
+    if truth is None:
+        log(f"skip {path}: case {case.id} has no ground truth (ROC skipped)")
+        return doc
     graph = Graph.from_model(load_model_and_truth(job, case, doc["model"])[0])
     sweep = [(s["param"], Circuit(frozenset(s["nodes"]), frozenset(s["edges"]))) for s in doc.get("sweep") or []]
     scores = doc.get("scores") or {}
@@ -313,6 +319,12 @@ def cmd_eval_roc(args) -> int:
     labels = _labels(docs)
     for (case, model), items in sorted(_by_case(docs).items()):
         curves, rows = {}, []
+        skipped = [(p, d) for p, d in items if (d.get("roc") or {}).get("skipped")]
+        for path, doc in skipped:
+            log(f"skip {path}: {doc['roc']['skipped']}")
+        items = [it for it in items if it not in skipped]
+        if not items:
+            continue
         for path, doc in items:
             roc = doc.get("roc") or {}
             curves[labels[str(path)]] = roc.get("edges")
@@ -378,7 +390,7 @@ def cmd_eval_faithfulness(args) -> int:
             curve = faithfulness_curve(engine, problem.graph, scores, policy=args.policy or "topk-abs",
                                        prune=not args.no_prune)
             gt = problem.truth
-            gt_f = circuit_faithfulness(engine, problem.graph.mask_for(gt))
+            gt_f = None if gt is None else circuit_faithfulness(engine, problem.graph.mask_for(gt))
             doc_f = {"schema": results.SCHEMA, "result": str(path), "case": case_id, "model": model,
                      "method": doc["method"], "curve": curve.to_json(), "ground_truth_faithfulness": gt_f}
             results.write_json_atomic(path.parent / "faithfulness.json", doc_f)
@@ -418,6 +430,8 @@ def cmd_eval_realism(args) -> int:
     case, model, problem = _case_engine(args, ablation)
     engine = problem.engine()
     if args.what == "gt_node_realism":
+        if problem.truth is None:
+            raise UsageError(f"case {case.id} has no ground truth: use eval node_realism --nodes ...")
         rows = [gt_node_realism(engine, problem.truth)]
     else:
         if not args.nodes:
@@ -441,6 +455,8 @@ def cmd_eval_iit(args) -> int:
     from evaluations.iit import iit_report, to_csv, to_json
 
     case, model, problem = _case_engine(args, "corrupted")
+    if problem.truth is None:
+        raise UsageError(f"case {case.id} has no ground truth: eval iit needs one")
     report = iit_report(problem.model, problem.graph, problem.data, case.output_type, problem.truth,
                         engines={"corrupted": problem.engine()})
     if model != "tracr" and case.kind == "tracr":

@@ -266,10 +266,10 @@ def _execute(job: Job, case, model_kind: str, log, cache: ProblemCache | None = 
         "params": method.params(),
         "graph": {"n_nodes": problem.graph.n_nodes, "n_edges": problem.graph.n_edges,
                   "split_qkv": problem.graph.split_qkv},
-        "ground_truth": truth.to_json(),
+        "ground_truth": None if truth is None else truth.to_json(),
         "scores": {"edges": output.edge_scores, "nodes": output.node_scores},
         "method_info": output.info,
-        "roc": method_roc(output, truth, problem.graph),
+        "roc": no_truth_roc(case.id) if truth is None else method_roc(output, truth, problem.graph),
         "timing": {"setup_seconds": t_method - t_setup, "method_seconds": t_done - t_method,
                    "problem_reused": reused},
     }
@@ -278,9 +278,14 @@ def _execute(job: Job, case, model_kind: str, log, cache: ProblemCache | None = 
 
         graph = problem.graph
         doc["sweep"] = [{"param": p, "edges": sorted(c.edges), "nodes": sorted(c.nodes),
-                         "vs_ground_truth": compare(c, truth, graph.nodes, graph.edges).to_json()}
+                         "vs_ground_truth": None if truth is None else compare(c, truth, graph.nodes, graph.edges).to_json()}
                         for p, c in output.sweep]
     return doc
+
+
+def no_truth_roc(case_id: str) -> dict[str, Any]:
+    """The ``roc`` block of a case without a ground truth (its faithfulness evaluations still work)."""
+    return {"skipped": f"case {case_id} has no ground truth: ROC skipped (faithfulness evaluations still work)"}
 
 
 def method_roc(output, truth, graph) -> dict[str, Any]:

@@ -39,12 +39,23 @@ def case_ids(kind: str | None = None) -> list[str]:
 
 
 def get_case(case_id: str | int) -> Case:
+    """A built-in case by id, else a plug-in (``cases.plugins``): an entry point of the group
+    ``circuit_bench.cases``, ``pkg.module:Object`` (a Case class, instance or factory, or a function
+    returning a tracr RASP program) or a case file (``path/case.toml`` or its directory)."""
     cid = str(case_id)
     if cid not in _CACHE:
         factories = _factories()
-        if cid not in factories:
-            raise UnknownNameError("case", cid, sorted(factories, key=_sort_key))
-        _CACHE[cid] = factories[cid][1]()
+        if cid in factories:
+            _CACHE[cid] = factories[cid][1]()
+        else:
+            from cases.plugins import resolve
+
+            case = resolve(cid)
+            if case is None:
+                raise UnknownNameError("case", cid, sorted(factories, key=_sort_key))
+            if cid.endswith(".toml") or "/" in cid:
+                return case  # files can change between calls: read them each time
+            _CACHE[cid] = case
     return _CACHE[cid]
 
 

@@ -21,8 +21,36 @@ if TYPE_CHECKING:  # heavy imports stay lazy
     from core.graph import Graph
 
 
+# The losses a run can minimise (``--metric``). ``faithfulness``: KL (categorical) / MSE (numerical) to
+# the clean model's output; ``task``: cross-entropy / MSE to the labels; ``logit-diff``: minus the mean
+# logit difference label - wrong answer (MIB's metric; needs ``CaseData.wrong_labels``).
+METRICS = ("faithfulness", "task", "logit-diff")
+# Spellings a user may give for the same losses (``--metric kl``, ``metric = "ce"`` in a case file):
+# alias -> (metric, the output type it needs).
+METRIC_ALIASES = {"kl": ("faithfulness", "categorical"), "ce": ("task", "categorical"),
+                  "mse": ("task", "numerical")}
+
+
+def resolve_metric(metric: str, output_type: str) -> str:
+    """A metric name or alias -> one of :data:`METRICS`; a ValueError names what was expected."""
+    if metric in METRICS:
+        return metric
+    if metric in METRIC_ALIASES:
+        canonical, needs = METRIC_ALIASES[metric]
+        if output_type != needs:
+            raise ValueError(f"metric {metric!r} needs {needs} outputs; this case's are {output_type}")
+        return canonical
+    raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS + tuple(METRIC_ALIASES))}")
+
+
 class Case(abc.ABC):
-    """A benchmark case. Subclasses set the attributes and implement the four methods."""
+    """A benchmark case. Subclasses set the attributes and implement the four methods.
+
+    Optional attributes: ``wrong_answers`` (True when the datasets carry ``wrong_labels``, so that
+    ``--metric logit-diff`` works), ``default_metric`` (the metric a run uses without ``--metric``).
+    ``ground_truth`` may return None (a case without a known circuit: ROC is skipped, faithfulness
+    evaluations still work).
+    """
 
     id: str
     kind: str  # "tracr" | "siit" | "ioi" | "toy" | ...
@@ -30,6 +58,8 @@ class Case(abc.ABC):
     output_type: OutputType
     models: tuple[str, ...] = ("tracr",)  # model kinds this case can load; the first is the default
     flags: dict[str, str]  # flag -> reason, e.g. {"trivial": "a single component"}
+    wrong_answers: bool = False  # datasets carry wrong_labels (logit-diff works)
+    default_metric: str = "faithfulness"
 
     @abc.abstractmethod
     def load_model(self, model: str | None = None, device: str = "cpu") -> "HookedTransformer":
@@ -44,6 +74,15 @@ class Case(abc.ABC):
         """Deterministic clean/corrupted pairs with labels: the same (n, seed, model) gives the same data.
         ``model`` (a model kind) lets a case tailor the corrupted run to the model: Tracr cases scramble
         positions for compiled models only (a trained model would see off-distribution activations)."""
+
+    def check_metric(self, metric: str | None) -> str:
+        """The canonical metric a run of this case uses (``None``: the case's default); a ValueError
+        (one line) when the case cannot compute it, so the CLI stops before any work."""
+        metric = resolve_metric(metric or self.default_metric, self.output_type)
+        if metric == "logit-diff" and not self.wrong_answers:
+            raise ValueError(f"case {self.id} has no answer/wrong-answer tokens, which --metric logit-diff needs "
+                             "(a file case's data gives 'answer' and 'wrong' on each line); use faithfulness or task")
+        return metric
 
     def info(self) -> dict[str, Any]:
         """What ``cases show`` prints. Subclasses extend it."""
@@ -85,7 +124,8 @@ class Problem:
     device: str = "cpu"
     seed: int = 0
     case_id: str = ""
-    metric: str = "faithfulness"  # "faithfulness": KL/MSE to the clean model; "task": CE/MSE to the labels
+    metric: str = "faithfulness"  # "faithfulness": KL/MSE to the clean model; "task": CE/MSE to the labels;
+    # "logit-diff": -(logit[label] - logit[wrong answer]) (METRICS)
 
     def loss_fn(self):
         """The loss methods minimise, ``logits [K, n, seq, vocab] -> [K]`` (lower = closer to the model)."""
@@ -99,7 +139,14 @@ class Problem:
             if self.output_type == "numerical":
                 return lambda logits: metrics.mse(logits, labels, mask)
             return lambda logits: metrics.cross_entropy(logits, labels, mask)
-        raise ValueError(f"unknown metric {self.metric!r}; expected faithfulness or task")
+        if self.metric == "logit-diff":
+            if self.data.wrong_labels is None or self.output_type != "categorical":
+                raise ValueError(f"case {self.case_id or '?'}: metric logit-diff needs categorical outputs and "
+                                 "wrong-answer labels (CaseData.wrong_labels)")
+            labels, mask = self.data.clean_labels.to(eng.device), eng.mask
+            wrong = self.data.wrong_labels.to(eng.device)
+            return lambda logits: -metrics.logit_diff(logits, labels, wrong, mask)
+        raise ValueError(f"unknown metric {self.metric!r}; expected one of {', '.join(METRICS)}")
 
     def engine(self):
         """The patching engine for this problem (built once, cached)."""

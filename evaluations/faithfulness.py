@@ -39,7 +39,8 @@ def task_metric(engine, name: str = "loss") -> Callable[[torch.Tensor], torch.Te
 
     ``loss``: the engine's default loss (KL / MSE to the clean model). ``accuracy``: argmax accuracy
     against the clean labels (numerical: within 0.05). ``logit_diff``: logit of the clean label minus
-    logit of the corrupted label, on positions where they differ (categorical only).
+    logit of the case's wrong answer (``CaseData.wrong_labels``) where the case has one, else of the
+    corrupted label, on positions where they differ (categorical only).
     """
     labels = engine.data.clean_labels.to(engine.device)
     if name == "loss":
@@ -51,8 +52,11 @@ def task_metric(engine, name: str = "loss") -> Callable[[torch.Tensor], torch.Te
     if name == "logit_diff":
         if engine.output_type != "categorical":
             raise ValueError("logit_diff needs a categorical output")
-        wrong = engine.data.corrupted_labels.to(engine.device).clone()
-        wrong[wrong == labels] = metrics.IGNORE
+        if engine.data.wrong_labels is not None:  # the case's own wrong answers (IOI's S, a file case's 'wrong')
+            wrong = engine.data.wrong_labels.to(engine.device)
+        else:
+            wrong = engine.data.corrupted_labels.to(engine.device).clone()
+            wrong[wrong == labels] = metrics.IGNORE
         return lambda logits: metrics.logit_diff(logits, labels, wrong, engine.mask)
     raise ValueError(f"unknown metric {name!r}; expected one of {', '.join(TASK_METRICS)}")
 

@@ -43,7 +43,7 @@ LossFn = Callable[[torch.Tensor], torch.Tensor]
 @dataclass(frozen=True)
 class AttributionLoss:
     fn: LossFn          # logits [K, n, pos, vocab] -> [K]
-    name: str           # the resolved metric ("ce", "kl", "mse", "logit", "task-ce", "task-mse")
+    name: str           # the resolved metric ("ce", "kl", "mse", "logit", "task-ce", "task-mse", "logit-diff")
     description: str
 
 
@@ -71,7 +71,8 @@ def _ablated_logits(engine) -> torch.Tensor:
 def attribution_loss(problem: Problem, metric: str = "auto") -> AttributionLoss:
     """The loss the methods of this file attribute, ``logits -> [K]``, lower = closer to the clean model.
 
-    ``auto``: the problem's own loss when ``problem.metric == "task"`` (CE / MSE to the labels);
+    ``auto``: the problem's own loss when ``problem.metric`` is ``task`` (CE / MSE to the labels) or
+    ``logit-diff`` (minus the answer-vs-wrong-answer logit difference);
     otherwise ``ce`` for categorical and ``logit`` for numerical outputs.
     ``ce``: mean -log p(target) over scored positions; target = the label for the task metric, the clean
     model's argmax otherwise. ``kl`` / ``mse``: KL / squared error to the clean output (the faithfulness
@@ -86,6 +87,9 @@ def attribution_loss(problem: Problem, metric: str = "auto") -> AttributionLoss:
     mask, clean = engine.mask, engine.clean_logits
     categorical = problem.output_type == "categorical"
     if metric == "auto":
+        if problem.metric == "logit-diff":
+            return AttributionLoss(problem.loss_fn(), "logit-diff",
+                                   "-(logit[answer] - logit[wrong answer]), mean over scored positions (MIB's metric)")
         if problem.metric == "task":
             kind = "ce" if categorical else "mse"
             return AttributionLoss(problem.loss_fn(), f"task-{kind}",

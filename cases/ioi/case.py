@@ -43,6 +43,7 @@ class IOICase(Case):
                    "ball to' -> B): SIIT-trained 6-layer model with duplicate (a1.h1), S-inhibition (a2.h1) and "
                    "name-mover (a4.h1) heads and MLP0 as token encoder; ABC-corrupted counterfactuals.")
     output_type = "categorical"
+    wrong_answers = True  # datasets carry the S token as wrong_labels: --metric logit-diff (IO - S)
     models = ("siit", "natural")
 
     def __init__(self):
@@ -115,7 +116,7 @@ class IOICase(Case):
         }
         mask = torch.zeros(n, SEQ_LEN, dtype=torch.bool)
         mask[:, -1] = True
-        return CaseData(clean.tokens, bad.tokens, c_labels, x_labels, mask, seed, meta)
+        return CaseData(clean.tokens, bad.tokens, c_labels, x_labels, mask, seed, meta, wrong_labels=meta["wrong"])
 
     # ---- metrics ---------------------------------------------------------------------------------
     def metrics(self, logits: torch.Tensor, data: CaseData, clean_logits: torch.Tensor | None = None) -> dict[str, float]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import math
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
@@ -218,6 +219,7 @@ class TracrCase(Case):
     """A Tracr case from :data:`cases.tracr.table.TRACR_CASES`."""
 
     kind = "tracr"
+    cache_dir: str | None = None  # compiled-model cache (None: cases.tracr.cache.default_cache_dir())
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -372,7 +374,8 @@ class TracrCase(Case):
         """The tracr-compiled model (from the on-disk cache after the first compile)."""
         if self._compiled is None:
             from cases.tracr import compile_rasp_to_model
-            self._compiled = compile_rasp_to_model(self.program, cache=cache, **self.compile_kwargs())
+            self._compiled = compile_rasp_to_model(self.program, cache=cache, cache_dir=self.cache_dir,
+                                                   **self.compile_kwargs())
             for k in ("input_encoder", "output_encoder"):  # from now on the model's own encoders
                 self.__dict__.pop(k, None)
         return self._compiled
@@ -388,7 +391,7 @@ class TracrCase(Case):
             from cases.tracr.compiled import META_FILE
 
             flags = dict(self.spec.flags)
-            entry = cache_mod.find_entry(self.cache_key())
+            entry = cache_mod.find_entry(self.cache_key(), self.cache_dir)
             meta = entry / META_FILE if entry is not None else None
             if meta is not None and meta.is_file():
                 for d in json.loads(meta.read_text()).get("defects", []):
@@ -414,7 +417,7 @@ class TracrCase(Case):
             return self._compiled
         from cases.tracr import cache as cache_mod
 
-        return cache_mod.load_cached(self.cache_key())
+        return cache_mod.load_cached(self.cache_key(), self.cache_dir)
 
     def load_model(self, model: str | None = None, device: str = "cpu") -> "HookedTransformer":
         model = self.resolve_model(model)
