@@ -390,6 +390,30 @@ class FileCase(Case):
             return int(self.tl_config["d_vocab"])
         return self._hf_vocab
 
+    def model_ref(self, model: str | None = None, model_dir: str | None = None):
+        """The user's model with the sha256 of its files (weights and config), so that changing them in
+        place gives other run ids; the case file and the data file enter through :meth:`data_spec`."""
+        from core.provenance import ModelRef, sha256_file
+
+        if model_dir is not None:
+            raise ValueError(f"case {self.id} names its model in its case file; --model-dir does not apply")
+        if self.hf_dir is not None:
+            paths = [q for q in sorted(self.hf_dir.iterdir()) if q.is_file() and q.suffix in (".safetensors", ".bin", ".json")]
+            where = self.hf_dir
+        else:
+            paths, where = [self.config_file, self.weights_file], self.weights_file.parent
+        return ModelRef(kind=self.resolve_model(model), source="case file", directory=str(where),
+                        files={q.name: sha256_file(q) for q in paths})
+
+    def data_spec(self, model: str | None = None) -> dict:
+        """The data is the file's lines (no sampling, no seed): recorded with the case file's and the data
+        file's sha256."""
+        from core.provenance import sha256_file
+
+        return {"source": "case file", "case_file_sha256": sha256_file(self.path),
+                "data_file": str(self.data_file), "data_file_sha256": sha256_file(self.data_file),
+                "seeded": False}
+
     def load_model(self, model: str | None = None, device: str = "cpu"):
         self.resolve_model(model)
         if self.config_file is not None:

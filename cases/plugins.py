@@ -157,13 +157,11 @@ def _has_program_attrs(fn) -> bool:
 
 
 def user_cache_dir() -> Path:
-    """Where plug-in programs' compiled models go (never inside the package): ``$CIRCUIT_BENCH_CACHE``
-    if set, else ``$XDG_CACHE_HOME/circuit-bench/tracr`` (``~/.cache/circuit-bench/tracr``)."""
-    env = os.environ.get("CIRCUIT_BENCH_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "circuit-bench" / "tracr"
+    """Where plug-in programs' compiled models go (never inside the package): the Tracr cache's own
+    write location, ``$CIRCUIT_BENCH_CACHE`` if set, else the user cache directory."""
+    from cases.tracr.cache import default_cache_dir
+
+    return default_cache_dir()
 
 
 def program_spec(spec: str, builder, program=None, overrides: dict | None = None):

@@ -51,7 +51,7 @@ def test_rasp_program_runs_as_a_case(tmp_path, capsys, monkeypatch):
 
     monkeypatch.delenv("CIRCUIT_BENCH_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    package_cache = sorted(p.name for p in cache_mod.default_cache_dir().iterdir())
+    package_cache = sorted(p.name for p in cache_mod.SHIPPED_CACHE.iterdir())
     spec = "tests.test_own_case:make_program"
     rc, out, err = cli(capsys, "run", "exact", "-i", spec, "-n", 64, "--out", tmp_path / "res", "--json")
     assert rc == 0, err
@@ -66,7 +66,7 @@ def test_rasp_program_runs_as_a_case(tmp_path, capsys, monkeypatch):
     # compiled into the user cache, never into the package's cache
     entries = list((tmp_path / "xdg" / "circuit-bench" / "tracr").iterdir())
     assert len(entries) == 1 and (entries[0] / "compiled.json").is_file()
-    assert sorted(p.name for p in cache_mod.default_cache_dir().iterdir()) == package_cache
+    assert sorted(p.name for p in cache_mod.SHIPPED_CACHE.iterdir()) == package_cache
     case = get_case(spec)
     assert case.kind == "rasp" and case.models == ("tracr",) and case.cache_key() == entries[0].name
     # the compiled model agrees with the RASP evaluator; defects are flagged as for the built-in cases
@@ -386,3 +386,32 @@ def test_readme_examples_run(readme_pkg, capsys):
     assert json.loads(o)["results"][0]["case"] == "first"
     rc, o, err = cli(capsys, "leaderboard", "--out", out, "--json")
     assert rc == 0 and {r["model"] for r in json.loads(o)["summary"]} >= {"random"}
+
+
+def test_a_file_case_run_id_follows_its_files_contents(toy_files):
+    """Weights or data changed in place give another run id (the model's and the data's sha256 are in it)."""
+    from benchmark.runner import Job
+    from cases.files import FileCase
+
+    case_file = toy_files / "case.toml" if (toy_files / "case.toml").exists() else toy_files
+
+    def rid():
+        job = Job(case=str(case_file), method="random", n=4)
+        return job.run_id, job.model_ref().sha256
+
+    first, sha = rid()
+    assert sha is not None and rid() == (first, sha)
+    case = FileCase(case_file)
+    weights = case.weights_file
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(weights))
+    name = next(k for k in state if k.endswith("W_O"))
+    state[name] = state[name] + 1.0
+    save_file(state, str(weights))
+    second, sha2 = rid()
+    assert sha2 != sha and second != first
+    data = case.data_file
+    data.write_text(data.read_text().splitlines()[0] + "\n")
+    third, _ = rid()
+    assert third != second
