@@ -84,10 +84,63 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _int_at_least(lo: int):
+    """An argparse type: an integer >= ``lo`` (a bad value is a one-line usage error at parse time)."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}")
+        return v
+    parse.__name__ = f"integer >= {lo}"
+    return parse
+
+
+POSITIVE_INT = _int_at_least(1)
+SEED = _int_at_least(0)
+
+
+def finite_float(text: str) -> float:
+    """An argparse type: a finite number (no nan, no inf)."""
+    import math
+
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return v
+
+
+def check_out_dir(out, flag: str = "--out") -> None:
+    """``out`` is (or can be made) a directory this process can write: checked before any work by
+    creating it and a probe file in it. A one-line usage error otherwise."""
+    import tempfile
+    from pathlib import Path
+
+    d = Path(out)
+    if d.exists() and not d.is_dir():
+        raise UsageError(f"{flag} {out}: exists and is not a directory")
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=d, prefix=".circuit-bench-probe.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise UsageError(f"{flag} {out}: not a writable directory ({err.strerror or err})") from None
+
+
 def _setup_torch(device: str = "cpu") -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import re
+
     import torch
 
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", str(device)):
+        raise UsageError(f"--device {device}: expected cpu, cuda or cuda:N")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {device}: this torch build or machine has no CUDA device (use --device cpu)")
 
@@ -131,6 +184,7 @@ def method_parser(method_name: str, cls) -> Parser:
         if name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD) or name == "truth":
             continue
         typ, is_list = _annotation_kind(param)
+        typ = finite_float if typ is float else typ  # thresholds, lambdas, ...: finite at parse time
         flags = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
         default = argparse.SUPPRESS  # only flags the user gave are passed; the method keeps its defaults
         if typ is bool and not is_list:  # --flag, --flag true|false, --no-flag
@@ -224,14 +278,14 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
                    help="edge selection: faithfulness defaults to topk-abs (MIB), the studies to greedy (EAP-IG paper)")
     p.add_argument("--methods", nargs="+", default=["eap", "eap-ig"],
                    help="pareto/agreement: methods compared with exact patching (NAME or NAME[k=v,...])")
-    p.add_argument("--steps", nargs="+", type=int, default=[1, 2, 5, 10, 20, 50], help="ig-steps: IG step counts")
+    p.add_argument("--steps", nargs="+", type=POSITIVE_INT, default=[1, 2, 5, 10, 20, 50], help="ig-steps: IG step counts")
     p.add_argument("--ig-variant", default="inputs", choices=["inputs", "activations", "clean-corrupted"])
     p.add_argument("--cases", nargs="+", default=None, help="overlap: settings CASE[:MODEL][@SEED]")
     p.add_argument("--no-prune", action="store_true", help="faithfulness: keep dangling edges")
     p.add_argument("--recompute", action="store_true",
                    help="roc: recompute against the case's current ground truth and update the result files")
-    p.add_argument("-n", "--n-examples", dest="n", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-n", "--n-examples", dest="n", type=POSITIVE_INT, default=None)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", default=None, help="where to write plots/CSV (default: next to the results)")
     p.add_argument("--json", action="store_true")
     subs["eval"] = p
@@ -246,10 +300,10 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     p.add_argument("--methods", nargs="+", default=["eap", "eap-ig", "acdc", "sp"])
     p.add_argument("--model", default=None)
     p.add_argument("--out", default="results")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-n", "--n-examples", dest="n", type=int, default=None)
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("-n", "--n-examples", dest="n", type=POSITIVE_INT, default=None)
     p.add_argument("--ablation", default="corrupted", choices=["corrupted", "mean", "zero"])
-    p.add_argument("--workers", type=int, default=1,
+    p.add_argument("--workers", type=POSITIVE_INT, default=1,
                    help="parallel jobs: processes (local executor) or CPUs of the local Ray instance (ray)")
     p.add_argument("--executor", default="local", choices=["local", "ray"],
                    help="local (in-process, or a process pool with --workers N) or ray (a local Ray instance; "
@@ -275,8 +329,8 @@ def _job_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-i", "--case", dest="case", required=True, help="case id (see `cases list`)")
     p.add_argument("--model", default=None, help="model kind: tracr (compiled), siit, natural, ...")
     p.add_argument("--out", default="results", help="results directory (default: results/)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-n", "--n-examples", dest="n", type=int, default=None, help="dataset size (default 200)")
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("-n", "--n-examples", dest="n", type=POSITIVE_INT, default=None, help="dataset size (default 200)")
     p.add_argument("--ablation", default="corrupted", choices=["corrupted", "mean", "zero"])
     p.add_argument("--metric", default="faithfulness", choices=["faithfulness", "task"],
                    help="loss methods minimise: KL/MSE to the model (faithfulness) or CE/MSE to labels (task)")
@@ -374,6 +428,7 @@ def cmd_run(args, extra: Sequence[str]) -> int:
     case.resolve_model(args.model) if args.model else None
     method, params = parse_method_flags(method, extra)
     _setup_torch(args.device)
+    check_out_dir(args.out)
     job = Job(case=str(case.id), method=method, model=args.model, params=params, seed=args.seed,
               n=args.n or DEFAULT_N, ablation=args.ablation, metric=args.metric, device=args.device, out=args.out)
     tracker = None
@@ -388,11 +443,15 @@ def cmd_run(args, extra: Sequence[str]) -> int:
             emit(doc, out)
         else:
             print(summary_line(doc), file=out)
-    return 0 if doc.get("status") == "ok" else EXIT_FAILED
+    return 0 if doc.get("status") in ("ok", "claimed") else EXIT_FAILED
 
 
 def summary_line(doc: dict) -> str:
     where = doc.get("path", "")
+    if doc.get("status") == "claimed":
+        o = doc.get("claimed_by") or {}
+        return (f"case {doc['case']} / {doc.get('model')} / {doc['method']}: claimed by another run (pid "
+                f"{o.get('pid', '?')} on {o.get('host', '?')}); left to it -> {where}")
     if doc.get("status") != "ok":
         return f"case {doc['case']} / {doc.get('model')} / {doc['method']}: ERROR {doc.get('error')} -> {where}"
     roc = doc.get("roc") or {}
@@ -420,7 +479,11 @@ def cmd_train(args, extra: Sequence[str]) -> int:
         add_train_ioi_arguments(p)
         run = run_train_ioi
     ns = p.parse_args(list(extra))
-    _setup_torch()
+    if getattr(ns, "seed", 0) is not None and getattr(ns, "seed", 0) < 0:
+        raise UsageError(f"--seed must be >= 0, got {ns.seed}")
+    _setup_torch(getattr(ns, "device", None) or "cpu")  # -d cuda without CUDA: exit 2, like run/benchmark
+    if getattr(ns, "out", None):
+        check_out_dir(ns.out)
     with json_stdout(getattr(ns, "json", False)) as out:
         if getattr(ns, "json", False):
             real, sys.stdout = sys.stdout, out
@@ -440,6 +503,9 @@ def dispatch(args, extra: Sequence[str], subs: dict[str, Parser]) -> int:
     if cmd == "train":
         return cmd_train(args, extra)
     key = f"cases {args.cases_command}" if cmd == "cases" and args.cases_command else cmd
+    if cmd == "eval":  # `eval roc --recompute FILE`: paths after a flag are paths too
+        args.paths = list(args.paths) + [e for e in extra if not e.startswith("-")]
+        extra = [e for e in extra if e.startswith("-")]
     if extra:
         subs[key].error(f"unrecognized arguments: {' '.join(extra)}")
     if cmd == "cases":

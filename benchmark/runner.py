@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from benchmark.safety import JobLock
 from core import results
 from core.results import versions
 
@@ -130,29 +131,51 @@ def run_job(job: Job, resume: bool = False, log=None, cache: ProblemCache | None
         doc["model"] = model_kind
         doc["run_id"] = job.run_id
         path = job.path(model_kind)
+        results.check_no_links(job.out, path)
         if resume and results.is_finished(path):
-            log(f"skip (finished): {path}")
-            out = results.load_result(path)
-            out["skipped"] = True
-            return out
+            return _finished(path, log)
+        lock = JobLock(path.parent)
+        if not lock.acquire():  # another run on this --out is computing this job: leave it to that run
+            log(f"skip (claimed by {lock.describe()}): {path}")
+            return {**doc, "status": "claimed", "claimed_by": lock.owner, "skipped": True, "path": str(path),
+                    "timing": {"seconds": time.perf_counter() - t0}}
     except Exception as err:  # noqa: BLE001 -- recorded, the sweep goes on
         doc["error"] = f"{type(err).__name__}: {err}"
         doc["timing"] = {"seconds": time.perf_counter() - t0}
         path = job.path()
-        results.write_json_atomic(path, doc)
-        doc["path"] = str(path)
+        try:
+            results.write_json_atomic(results.check_no_links(job.out, path), doc)
+            doc["path"] = str(path)
+        except ValueError:  # a link in the way: nothing is written, the error is reported
+            doc["path"] = None
         return doc
     try:
-        doc.update(_execute(job, case, model_kind, log, cache))
-        doc["status"] = "ok"
-    except Exception as err:  # noqa: BLE001
-        doc["error"] = f"{type(err).__name__}: {err}"
-        doc["traceback"] = traceback.format_exc(limit=8)
-        log(f"error in {job.case}/{job.method}: {doc['error']}")
-    doc["timing"] = {"seconds": time.perf_counter() - t0, **doc.get("timing", {})}
-    results.write_json_atomic(path, doc)
+        if resume and results.is_finished(path):  # finished by another run while we waited for the lock
+            return _finished(path, log)
+        try:
+            doc.update(_execute(job, case, model_kind, log, cache))
+            doc["status"] = "ok"
+        except Exception as err:  # noqa: BLE001
+            doc["error"] = f"{type(err).__name__}: {err}"
+            doc["traceback"] = traceback.format_exc(limit=8)
+            log(f"error in {job.case}/{job.method}: {doc['error']}")
+        except SystemExit as err:  # a plug-in calling sys.exit() fails its run, not the whole command
+            doc["error"] = f"SystemExit: the method called sys.exit({err.code!r})"
+            doc["traceback"] = traceback.format_exc(limit=8)
+            log(f"error in {job.case}/{job.method}: {doc['error']}")
+        doc["timing"] = {"seconds": time.perf_counter() - t0, **doc.get("timing", {})}
+        results.write_json_atomic(path, doc)
+    finally:
+        lock.release()
     doc["path"] = str(path)
     return doc
+
+
+def _finished(path: Path, log) -> dict[str, Any]:
+    log(f"skip (finished): {path}")
+    out = results.load_result(path)
+    out["skipped"] = True
+    return out
 
 
 def build_problem(job: Job, case, model_kind: str):
@@ -187,6 +210,7 @@ def _execute(job: Job, case, model_kind: str, log, cache: ProblemCache | None = 
     t_method = time.perf_counter()
     output = method.discover(problem)
     t_done = time.perf_counter()
+    check_output(output, job.method)
     doc: dict[str, Any] = {
         "params": method.params(),
         "graph": {"n_nodes": problem.graph.n_nodes, "n_edges": problem.graph.n_edges,
@@ -206,6 +230,31 @@ def _execute(job: Job, case, model_kind: str, log, cache: ProblemCache | None = 
                          "vs_ground_truth": compare(c, truth, graph.nodes, graph.edges).to_json()}
                         for p, c in output.sweep]
     return doc
+
+
+def check_output(output, method: str) -> None:
+    """A method's scores must be finite numbers (unknown names fail later, in the ROC): a NaN or infinite
+    score fails the run (a ``ValueError`` naming the method) instead of ranking as 'missing' and
+    scoring an AUROC of 0.5."""
+    import math
+
+    for level, scores in (("edge", output.edge_scores), ("node", output.node_scores)):
+        if scores is None:
+            continue
+        if not isinstance(scores, dict):
+            raise ValueError(f"method {method} returned {level} scores as a {type(scores).__name__}, not a dict")
+        bad = []
+        for name, v in scores.items():
+            try:
+                ok = math.isfinite(float(v))
+            except (TypeError, ValueError, OverflowError):
+                ok = False
+            if not ok:
+                bad.append((name, v))
+        if bad:
+            name, v = bad[0]
+            raise ValueError(f"method {method} returned non-finite or non-numeric {level} scores for {len(bad)} of "
+                             f"{len(scores)} {level}s (e.g. {name!r}: {v!r:.30}); scores must be finite numbers")
 
 
 def method_roc(output, truth, graph) -> dict[str, Any]:

@@ -24,7 +24,7 @@ torch.set_num_threads(1)
 
 def cli(*argv, cwd=None, env=None, timeout=600):
     """``python main.py ARGV`` in a subprocess: (exit status, stdout, stderr)."""
-    e = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", **(env or {}))
+    e = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env or {})}
     p = subprocess.run([sys.executable, str(ROOT / "main.py"), *map(str, argv)], capture_output=True, text=True,
                        cwd=cwd, env=e, timeout=timeout)
     return p.returncode, p.stdout, p.stderr
@@ -218,3 +218,353 @@ def test_direction_and_tracr_configs_checked(tmp_path):
     (tmp_path / "tr" / META_FILE).write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="tokenizer_name"):
         CompiledModel.load(tmp_path / "tr")
+
+
+# ---------------------------------------------------------------------------------------------------
+# 2. killing the parent kills its workers; nothing written after it is gone
+# ---------------------------------------------------------------------------------------------------
+
+def _session_processes(sid: int) -> list[int]:
+    """Live (non-zombie) processes of session ``sid``."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text.rsplit(")", 1)[1].split()
+        if int(fields[3]) == sid and fields[0] not in ("Z", "X"):
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def _results_under(out: Path) -> set[str]:
+    return {str(p) for p in out.rglob("result.json")} if out.exists() else set()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux) to list the session")
+def test_sigkill_parent_kills_workers(tmp_path):
+    out = tmp_path / "res"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", HOSTILE_SLEEP="4")
+    p = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "benchmark", "--cases", "toy", "3", "4", "6", "7",
+                          "12", "--methods", "tests.hostile_methods:Slow", "--workers", "2", "--out", str(out),
+                          "-n", "8"], cwd=ROOT, env=env, start_new_session=True,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 240
+        while not _results_under(out) and time.time() < deadline and p.poll() is None:
+            time.sleep(0.2)
+        assert p.poll() is None and _results_under(out), "the benchmark finished or failed before the kill"
+        assert len(_session_processes(p.pid)) >= 3  # parent, 2 workers (and the resource tracker)
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+        at_kill = _results_under(out)
+        deadline = time.time() + 5
+        while _session_processes(p.pid) and time.time() < deadline:
+            time.sleep(0.1)
+        assert _session_processes(p.pid) == [], "processes of the killed benchmark survive"
+        time.sleep(5)  # a surviving worker would write its next result within HOSTILE_SLEEP seconds
+        assert _results_under(out) == at_kill
+        assert len(at_kill) < 6
+    finally:
+        for pid in _session_processes(p.pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 3. readers validate result files: skip a bad one with a warning, never crash
+# ---------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def good_result(tmp_path_factory):
+    out = tmp_path_factory.mktemp("good")
+    assert main_("run", "random", "-i", "toy", "--out", out, "-n", "8") == 0
+    (path,) = list(out.rglob("result.json"))
+    return path
+
+
+BAD_RESULTS = {
+    "list": "[1, 2]",
+    "string": '"result"',
+    "not-json": "{not json",
+    "empty": "",
+    "binary": b"\xff\xfe\x00garbage",
+    "deep": "[" * 5000 + "]" * 5000,
+}
+
+
+def _bad_docs(good: dict) -> dict[str, object]:
+    def without(*keys):
+        return {k: v for k, v in good.items() if k not in keys}
+
+    def roc(**edges):
+        return dict(good, roc=dict(good["roc"], edges=dict(good["roc"]["edges"], **edges)))
+    return {
+        "no-case": without("case"), "no-method": without("method"), "no-status": without("status"),
+        "no-roc": without("roc"), "no-schema": without("schema"), "schema-99": dict(good, schema=99),
+        "roc-list": dict(good, roc=[]), "roc-edges-str": dict(good, roc=dict(good["roc"], edges="x")),
+        "no-fpr-ok": roc(fpr="0.1"), "auroc-str": roc(auroc="0.9"), "auroc-2": roc(auroc=2.0),
+        "huge-int": dict(good, timing={"seconds": 10 ** 400}), "seconds-str": dict(good, timing={"seconds": "1"}),
+        "case-int": dict(good, case=3), "case-dotdot": dict(good, case=".."), "model-slash": dict(good, model="a/b"),
+        "method-dotdot": dict(good, method=".."), "params-list": dict(good, params=[1]),
+        "scores-str": dict(good, scores={"edges": {"a": "x"}}), "sweep-dict": dict(good, sweep={"a": 1}),
+        "status-weird": dict(good, status="done"),
+    }
+
+
+def _write(path: Path, content) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif isinstance(content, str):
+        path.write_text(content)
+    else:
+        path.write_text(json.dumps(content))
+    return path
+
+
+def test_validate_result_accepts_good_and_extra_fields(good_result):
+    from core import results
+    doc = json.loads(good_result.read_text())
+    assert results.validate_result(doc) == []
+    assert results.validate_result(dict(doc, provenance={"git": "abc"}, extra=[1, 2])) == []
+    assert results.validate_result(dict(doc, status="error", error="x", roc=None)) == []
+
+
+def test_validate_result_nan_and_infinity_tokens(good_result):
+    from core import results
+    text = good_result.read_text().replace('"auroc": 1.0', '"auroc": NaN', 1)
+    assert results.validate_result(json.loads(text)) != [] or '"auroc": NaN' not in text
+    assert results.validate_result(dict(json.loads(good_result.read_text()), timing={"seconds": float("inf")}))
+
+
+@pytest.mark.parametrize("name", sorted(BAD_RESULTS) + sorted(_bad_docs({"roc": {"edges": {}}}).keys()))
+def test_one_bad_result_never_crashes_eval_and_leaderboard(tmp_path, good_result, name, capsys):
+    good = json.loads(good_result.read_text())
+    content = BAD_RESULTS[name] if name in BAD_RESULTS else _bad_docs(good)[name]
+    out = tmp_path / "res"
+    shutil.copytree(good_result.parents[4], out)
+    bad = _write(out / "toy" / "toy" / "random" / "run-bad" / "result.json", content)
+    before = {p for p in tmp_path.parent.rglob("*")}
+    assert main_("leaderboard", "--out", out) == 0
+    err = capsys.readouterr().err
+    assert f"skip {bad}" in err and "skipped 1 invalid result file" in err and "Traceback" not in err
+    assert main_("eval", "roc", out, "--out", tmp_path / "plots") == 0
+    err = capsys.readouterr().err
+    assert f"skip {bad}" in err and "skipped 1 invalid result file" in err
+    rc = main_("eval", "roc", bad)  # the bad file alone: nothing valid left, a one-line usage error
+    err = capsys.readouterr().err
+    assert rc == 2 and one_line_error(err) and f"skip {bad}" in err
+    assert {p for p in tmp_path.parent.rglob("*")} - before <= set(tmp_path.rglob("*"))  # nothing outside
+
+
+def test_resume_recomputes_a_malformed_result(tmp_path):
+    out = tmp_path / "res"
+    assert main_("run", "random", "-i", "toy", "--out", out, "-n", "8") == 0
+    (path,) = list(out.rglob("result.json"))
+    path.write_text("[]")
+    assert main_("run", "random", "-i", "toy", "--out", out, "-n", "8", "--resume") == 0
+    assert json.loads(path.read_text())["status"] == "ok"
+
+
+# ---------------------------------------------------------------------------------------------------
+# 4. writes stay under the directory given; symlinks inside --out
+# ---------------------------------------------------------------------------------------------------
+
+def test_safe_component_never_leaves_its_parent():
+    from core.results import safe_component
+    for name in ("..", ".", "", "...", "a/../b", "/etc", "..\\x", "\x00"):
+        c = safe_component(name)
+        assert c not in ("", ".", "..") and "/" not in c and "\\" not in c, (name, c)
+    assert safe_component("pkg.mod:Cls") == "pkg.mod_Cls" and safe_component("eap-ig") == "eap-ig"
+
+
+def test_eval_roc_never_writes_outside_out(tmp_path, good_result):
+    """A result whose case/model are '..' is invalid (skipped); and plots go under --out, or next to
+    the result, never above it."""
+    good = json.loads(good_result.read_text())
+    res = tmp_path / "a" / "b" / "res"
+    _write(res / "x" / "result.json", dict(good, case="..", model=".."))
+    _write(res / "y" / "result.json", good)
+    before = set(tmp_path.rglob("*"))
+    assert main_("eval", "roc", res / "x" / "result.json", res / "y" / "result.json") == 0
+    new = set(tmp_path.rglob("*")) - before
+    assert new and all(res in p.parents for p in new), new  # plots next to the result, under res/
+    assert main_("eval", "roc", res, "--out", tmp_path / "plots") == 0
+    assert not any(p.suffix == ".png" for p in (tmp_path / "a").iterdir())
+    assert not list(tmp_path.glob("*.png")) and not list((tmp_path / "a" / "b").glob("*.png"))
+
+
+def test_symlinks_inside_out_policy(tmp_path, good_result, capsys):
+    """Never followed on write (a clear error, nothing written through the link); on read skipped with
+    a warning naming the link (README, "Result files")."""
+    out, elsewhere = tmp_path / "res", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / "toy").symlink_to(elsewhere, target_is_directory=True)
+    rc = main_("run", "random", "-i", "toy", "--out", out, "-n", "8")
+    cap = capsys.readouterr()
+    assert rc == 1 and "symbolic link" in cap.out + cap.err and not list(elsewhere.rglob("*"))
+    # on read: a linked result folder is skipped with a warning, and counted
+    (out / "toy").unlink()
+    shutil.copytree(good_result.parents[4], out, dirs_exist_ok=True)
+    linked = tmp_path / "linked"
+    shutil.copytree(good_result.parents[4] / "toy", linked)
+    (out / "other").symlink_to(linked, target_is_directory=True)
+    assert main_("leaderboard", "--out", out) == 0
+    err = capsys.readouterr().err
+    assert f"skip {out / 'other'}: a symbolic link" in err and "skipped 1" in err
+    # a plot directory that is a link inside --out: refused, nothing written through it
+    (out / "toy" / "toy").rename(out / "toy" / "real")
+    (out / "toy" / "toy").symlink_to(elsewhere, target_is_directory=True)
+    rc = main_("eval", "roc", out / "toy" / "real", "--out", out)
+    err = capsys.readouterr().err
+    assert rc == 2 and one_line_error(err) and "symbolic link" in err and not list(elsewhere.rglob("*"))
+
+
+# ---------------------------------------------------------------------------------------------------
+# 5. an unusable --out fails before any work
+# ---------------------------------------------------------------------------------------------------
+
+def test_unusable_out_fails_before_work(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    for argv in (["run", "random", "-i", "toy", "--out", f], ["run", "random", "-i", "toy", "--out", f / "sub"],
+                 ["benchmark", "--cases", "toy", "--methods", "random", "--out", f],
+                 ["eval", "roc", tmp_path, "--out", f], ["train", "iit", "-i", "3", "--out", f],
+                 ["run", "random", "-i", "toy", "--out", "/proc/circuit-bench-out"]):
+        t = time.perf_counter()
+        rc = main_(*argv)
+        err = capsys.readouterr().err
+        assert rc == 2 and one_line_error(err) and "--out" in err, (argv, err)
+    assert f.read_text() == "x"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories; /proc covers this as root")
+def test_read_only_out_fails_before_work(tmp_path, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        assert main_("run", "random", "-i", "toy", "--out", ro) == 2
+        assert one_line_error(capsys.readouterr().err)
+    finally:
+        ro.chmod(0o755)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 6. run-level flags range-checked at parse time; method output checked
+# ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv", [
+    ["run", "random", "-i", "toy", "-n", "0"], ["run", "random", "-i", "toy", "-n", "-5"],
+    ["run", "random", "-i", "toy", "--seed", "-1"], ["benchmark", "--cases", "toy", "-n", "0"],
+    ["benchmark", "--cases", "toy", "--seed", "-1"], ["benchmark", "--cases", "toy", "--workers", "0"],
+    ["eval", "ig-steps", "-i", "toy", "--steps", "0"], ["eval", "iit", "-i", "toy", "-n", "0"],
+    ["run", "acdc", "-i", "toy", "--threshold", "nan"], ["run", "acdc", "-i", "toy", "--threshold", "inf"],
+    ["run", "sp", "-i", "toy", "--lambda-reg", "nan"],
+    ["train", "iit", "-i", "3", "--seed", "-1"], ["train", "iit", "-i", "3", "-d", "cuda"],
+    ["train", "iit", "-i", "3", "-d", "tpu"], ["run", "random", "-i", "toy", "-n", "abc"],
+])
+def test_bad_run_level_flags_exit_2_before_work(tmp_path, argv, capsys):
+    if "cuda" in argv and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    rc = main_(*argv, "--out", tmp_path / "res")
+    err = capsys.readouterr().err
+    assert rc == 2 and one_line_error(err), err
+    assert not list((tmp_path / "res").rglob("result.json"))
+
+
+@pytest.mark.parametrize("method,why", [("NaNScores", "non-finite"), ("InfScores", "non-finite"),
+                                        ("Exits", "sys.exit(3)")])
+def test_bad_method_output_fails_that_run(tmp_path, method, why, capsys):
+    out = tmp_path / "res"
+    rc = main_("benchmark", "--cases", "toy", "--methods", f"tests.hostile_methods:{method}", "random",
+               "--out", out, "-n", "8")
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err
+    docs = [json.loads(p.read_text()) for p in out.rglob("result.json")]
+    by_method = {d["method"]: d for d in docs}
+    assert by_method["random"]["status"] == "ok"  # the other method's run goes on
+    bad = by_method[f"tests.hostile_methods:{method}"]
+    assert bad["status"] == "error" and why in bad["error"] and "roc" not in bad
+
+
+def test_plugin_syntax_error_is_one_line(tmp_path):
+    (tmp_path / "broken_plugin.py").write_text("def discover(:\n")
+    env = {"PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"}
+    rc, out, err = cli("run", "broken_plugin:M", "-i", "toy", "--out", tmp_path / "res", env=env)
+    assert rc == 2 and one_line_error(err) and "broken_plugin.py line 1" in err, err
+    rc, out, err = cli("run", "broken_plugin:M", "-i", "toy", "--out", tmp_path / "res",
+                       env={**env, "CIRCUIT_BENCH_DEBUG": "1"})
+    assert "Traceback" in err and "SyntaxError" in err
+
+
+# ---------------------------------------------------------------------------------------------------
+# 7. eval roc --recompute FILE in either order; case-insensitive close matches
+# ---------------------------------------------------------------------------------------------------
+
+def test_recompute_either_order_and_case_hint(tmp_path, good_result, capsys):
+    out = tmp_path / "res"
+    shutil.copytree(good_result.parents[4], out)
+    (path,) = list(out.rglob("result.json"))
+    assert main_("eval", "roc", "--recompute", path) == 0
+    assert main_("eval", "roc", path, "--recompute") == 0
+    capsys.readouterr()
+    assert main_("run", "random", "-i", "IOI") == 2
+    assert "did you mean ioi" in capsys.readouterr().err
+    assert main_("run", "random", "-i", "Toy") == 2
+    assert "did you mean toy" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------
+# 8. concurrent runs on one --out claim jobs
+# ---------------------------------------------------------------------------------------------------
+
+def test_job_lock_claims_and_stale_locks(tmp_path):
+    from benchmark.safety import LOCK, JobLock
+
+    a = JobLock(tmp_path / "run")
+    assert a.acquire() and (tmp_path / "run" / LOCK).exists()
+    b = JobLock(tmp_path / "run")
+    assert not b.acquire() and b.owner["pid"] == os.getpid()  # held (our own pid: not stale to a 2nd lock)
+    a.release()
+    assert not (tmp_path / "run" / LOCK).exists() and b.acquire()
+    b.release()
+    # a lock of a dead process is stale: taken over
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / "run" / LOCK).write_text(json.dumps({"pid": dead.pid, "host": os.uname().nodename}))
+    c = JobLock(tmp_path / "run")
+    assert c.acquire()
+    c.release()
+    # a lock of a live process on this host, or of another host, is respected
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        from benchmark.safety import _start_time
+        (tmp_path / "run" / LOCK).write_text(json.dumps({"pid": live.pid, "host": os.uname().nodename,
+                                                          "start": _start_time(live.pid)}))
+        assert not JobLock(tmp_path / "run").acquire()
+    finally:
+        live.kill()
+        live.wait()
+    (tmp_path / "run" / LOCK).write_text(json.dumps({"pid": 1, "host": "another-host"}))
+    assert not JobLock(tmp_path / "run").acquire()
+
+
+def test_two_concurrent_resume_runs_split_the_work(tmp_path):
+    out, log = tmp_path / "res", tmp_path / "computed.log"
+    cases = ["toy", "3", "4", "6", "7"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", HOSTILE_SLEEP="1", HOSTILE_LOG=str(log))
+    argv = [sys.executable, str(ROOT / "main.py"), "benchmark", "--cases", *cases, "--methods",
+            "tests.hostile_methods:Slow", "--out", str(out), "-n", "8", "--resume"]
+    procs = [subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    computed = log.read_text().split("\n")[:-1]
+    per_case = {c: sum(1 for line in computed if line.split()[0] == c) for c in cases}
+    assert per_case == {c: 1 for c in cases}, per_case  # every job computed exactly once
+    docs = [json.loads(p.read_text()) for p in out.rglob("result.json")]
+    assert len(docs) == len(cases) and all(d["status"] == "ok" for d in docs)
+    assert not list(out.rglob("lock"))  # released on exit
