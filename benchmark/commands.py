@@ -9,6 +9,7 @@ from typing import Sequence
 
 from benchmark.cli import EXIT_FAILED, UsageError, check_out_dir, emit, json_stdout, log
 from core import results
+from core.registry import UnknownNameError
 
 
 def cmd_leaderboard(args) -> int:
@@ -59,6 +60,9 @@ def _embedded_plots(out: str) -> dict[str, str]:
     found = []
     for name, what in PLOT_CAPTIONS.items():
         for png in root.glob(f"*/*/{name}"):
+            if any(p.is_symlink() for p in (png, png.parent, png.parent.parent)):  # README: links are not followed
+                results.warn_skip(png, "a symbolic link (not followed)")
+                continue
             data = png.read_bytes()
             if not data.startswith(PNG_MAGIC):
                 log(f"leaderboard: skip {png} (not a PNG)")
@@ -323,12 +327,24 @@ def recompute_roc(path: Path, doc: dict) -> dict:
     return doc
 
 
+def _recompute_or_skip(path: Path, doc: dict) -> dict | None:
+    """``recompute_roc`` for a finished result; None (with a warning) for one that names a case or
+    model that is not here, or edges its graph does not have."""
+    if doc.get("status") != "ok":
+        return doc
+    try:
+        return recompute_roc(path, doc)
+    except (UnknownNameError, FileNotFoundError, ValueError) as err:
+        results.warn_skip(path, f"cannot recompute its ROC: {err}")
+        return None
+
+
 def cmd_eval_roc(args) -> int:
     from evaluations.plots import plot_roc
 
     docs = result_docs(args.paths)
     if args.recompute:
-        docs = [(p, recompute_roc(p, d) if d.get("status") == "ok" else d) for p, d in docs]
+        docs = [(p, d) for p, d in ((p, _recompute_or_skip(p, d)) for p, d in docs) if d is not None]
     out_doc = {"cases": []}
     for (case, model), items in sorted(_by_case(docs).items()):
         curves, rows = {}, []
@@ -390,7 +406,15 @@ def cmd_eval_faithfulness(args) -> int:
             if not scores:
                 log(f"skip {path}: no edge scores")
                 continue
-            case, problem, engine = _engine_for(doc, args.ablation, args.n)
+            try:  # a result naming a case or model that is not here is skipped, not fatal
+                from cases import get_case
+                get_case(doc["case"]).resolve_model(doc["model"])
+                case, problem, engine = _engine_for(doc, args.ablation, args.n)
+            except (UnknownNameError, FileNotFoundError, ValueError) as err:
+                if isinstance(err, ValueError) and "has no model" not in str(err):
+                    raise
+                results.warn_skip(path, f"cannot rebuild its case: {err}")
+                continue
             curve = faithfulness_curve(engine, problem.graph, scores, policy=args.policy or "topk-abs",
                                        prune=not args.no_prune)
             gt = case.ground_truth(doc["model"])

@@ -568,3 +568,122 @@ def test_two_concurrent_resume_runs_split_the_work(tmp_path):
     docs = [json.loads(p.read_text()) for p in out.rglob("result.json")]
     assert len(docs) == len(cases) and all(d["status"] == "ok" for d in docs)
     assert not list(out.rglob("lock"))  # released on exit
+
+
+# ---------------------------------------------------------------------------------------------------
+# 9. fuzz: malformed result files, model configs and flags through every reader and command
+# ---------------------------------------------------------------------------------------------------
+
+def _snapshot(root: Path) -> set[Path]:
+    return set(root.rglob("*"))
+
+
+def test_fuzz_result_files_every_reader(tmp_path, good_result, capsys):
+    """100+ malformed result files in one results tree: every reader (leaderboard md/csv/html, eval roc,
+    eval faithfulness, load_result, iter_results, is_finished) skips each bad one with a warning naming
+    it, keeps the good one, exits 0, prints no traceback and writes nothing outside --out."""
+    from core import results
+    from tests.hostile_inputs import bad_result_docs, encode
+
+    good = json.loads(good_result.read_text())
+    table = bad_result_docs(good)
+    assert len(table) >= 100
+    out = tmp_path / "res"
+    shutil.copytree(good_result.parents[4], out)
+    paths = {}
+    for i, (name, content) in enumerate(table.items()):
+        p = out / "toy" / "toy" / "random" / f"run-bad{i:03d}" / "result.json"
+        p.parent.mkdir(parents=True)
+        p.write_bytes(encode(content))
+        paths[name] = p
+    invalid = {n for n, p in paths.items() if results.validate_result(_try_json(p)) or _try_json(p) is _BAD}
+    # almost every mutation is invalid; the few that are not (e.g. an optional block set to null) stay valid
+    assert len(invalid) >= 0.9 * len(table), sorted(set(table) - invalid)
+    for name, p in paths.items():
+        assert results.is_finished(p) == (name not in invalid and _try_json(p).get("status") == "ok")
+        if name in invalid:
+            with pytest.raises(ValueError, match=str(p)):
+                results.load_result(p)
+    skipped = []
+    got = list(results.iter_results(out, on_skip=lambda p, why: skipped.append(p)))
+    assert out / good_result.relative_to(good_result.parents[4]) in {p for p, _ in got}
+    assert set(skipped) == {paths[n] for n in invalid}
+    outside = _snapshot(tmp_path.parent) - _snapshot(tmp_path)
+    for argv in (["leaderboard", "--out", out], ["leaderboard", "--out", out, "--format", "csv"],
+                 ["leaderboard", "--out", out, "--format", "html"], ["eval", "roc", out, "--out", tmp_path / "plots"],
+                 ["eval", "faithfulness", out, "--out", tmp_path / "plots", "-n", "8"]):
+        rc = main_(*argv)
+        cap = capsys.readouterr()
+        assert rc == 0 and "Traceback" not in cap.err, (argv, cap.err[-2000:])
+        warned = [ln for ln in cap.err.splitlines() if ln.startswith("circuit-bench: warning: skip")]
+        assert all(any(f"skip {paths[n]}:" in ln for ln in warned) for n in invalid), argv
+        extra = [ln for ln in warned if not any(f"skip {paths[n]}:" in ln for n in invalid)]
+        # faithfulness rebuilds each result's case: a valid file naming a model that is not here is skipped too
+        assert all("cannot rebuild its case" in ln for ln in extra) and (not extra or argv[1] == "faithfulness")
+        assert f"skipped {len(warned)} invalid result file(s)" in cap.err
+    assert _snapshot(tmp_path.parent) - _snapshot(tmp_path) == outside  # nothing written outside tmp_path
+
+
+_BAD = object()
+
+
+def _try_json(p: Path):
+    try:
+        return json.loads(p.read_bytes())
+    except (ValueError, RecursionError):
+        return _BAD
+
+
+def test_fuzz_model_configs(tmp_path):
+    """Malformed config.json files: the loader raises a one-line ValueError naming the file and the
+    field for everything outside the allow-list (never another exception from the check, never code)."""
+    from tests.hostile_inputs import bad_configs
+
+    src = ROOT / "cases" / "siit" / "models" / "11" / "siit"
+    cfg = json.loads((src / "config.json").read_text())
+    table = bad_configs(cfg)
+    assert len(table) >= 100
+    d = tmp_path / "m"
+    shutil.copytree(src, d)
+    rejected = 0
+    for name, bad in table.items():
+        (d / "config.json").write_text(json.dumps(bad, allow_nan=True))
+        try:
+            model_files.read_config(d / "config.json")
+        except ValueError as err:
+            msg = str(err)
+            assert "\n" not in msg and str(d / "config.json") in msg, (name, msg)
+            field = {"unknown_field": "auto_map", "tokenizer+remote": "tokenizer_name"}.get(
+                name, name.split("=")[0].removeprefix("missing-"))
+            assert f"'{field}'" in msg or name == "not-object", (name, msg)
+            rejected += 1
+        else:
+            pytest.fail(f"config mutation {name} accepted")
+    assert rejected == len(table)
+
+
+def test_fuzz_command_lines(tmp_path, capsys):
+    """Bad command lines: a one-line error, exit 2, no traceback, nothing written (in --out or elsewhere)."""
+    from tests.hostile_inputs import TAKES_OUT, bad_command_lines
+
+    table = bad_command_lines()
+    assert len(table) >= 40
+    before = _snapshot(tmp_path)
+    for argv in table:
+        full = argv + (["--out", str(tmp_path / "res")] if argv[0] in TAKES_OUT and argv[0] != "eval" else [])
+        rc = main_(*full)
+        err = capsys.readouterr().err
+        assert rc == 2 and one_line_error(err), (full, err)
+    assert not list(tmp_path.rglob("result.json"))
+    assert _snapshot(tmp_path) - before <= {tmp_path / "res"} | set((tmp_path / "res").rglob("*"))
+
+
+@pytest.mark.slow
+def test_fuzz_command_lines_in_subprocesses(tmp_path):
+    """The same table through real processes (exit status as the shell sees it, stderr as printed)."""
+    from tests.hostile_inputs import TAKES_OUT, bad_command_lines
+
+    for argv in bad_command_lines():
+        full = argv + (["--out", str(tmp_path / "res")] if argv[0] in TAKES_OUT and argv[0] != "eval" else [])
+        rc, out, err = cli(*full)
+        assert rc == 2 and one_line_error(err), (full, err)

@@ -98,7 +98,8 @@ def check_config(cfg, source: str | Path) -> dict:
         elif k in _FLOAT:
             if v is None and k in _OPTIONAL_FLOAT:
                 continue
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not (isinstance(v, float) or abs(v) < 2 ** 63) \
+                    or not math.isfinite(v):
                 bad(k, f"must be a finite number, got {v!r:.40}")
         elif k in _CHOICES:
             if not isinstance(v, (str, type(None))) or v not in _CHOICES[k]:
