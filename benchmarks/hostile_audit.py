@@ -162,7 +162,7 @@ class Tally:
             err = buf_err.getvalue()
         self.inputs += 1
         new = self.snapshot(out) - before
-        new = {p for p in new if not p.is_relative_to(self.markers)}
+        new = {p for p in new if not p.is_relative_to(self.markers) and not (out is not None and p in out.parents)}
         bad = []
         if "Traceback" in err:
             self.tracebacks += 1
