@@ -85,10 +85,63 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _int_at_least(lo: int):
+    """An argparse type: an integer >= ``lo`` (a bad value is a one-line usage error at parse time)."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}")
+        return v
+    parse.__name__ = f"integer >= {lo}"
+    return parse
+
+
+POSITIVE_INT = _int_at_least(1)
+SEED = _int_at_least(0)
+
+
+def finite_float(text: str) -> float:
+    """An argparse type: a finite number (no nan, no inf)."""
+    import math
+
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return v
+
+
+def check_out_dir(out, flag: str = "--out") -> None:
+    """``out`` is (or can be made) a directory this process can write: checked before any work by
+    creating it and a probe file in it. A one-line usage error otherwise."""
+    import tempfile
+    from pathlib import Path
+
+    d = Path(out)
+    if d.exists() and not d.is_dir():
+        raise UsageError(f"{flag} {out}: exists and is not a directory")
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=d, prefix=".circuit-bench-probe.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise UsageError(f"{flag} {out}: not a writable directory ({err.strerror or err})") from None
+
+
 def _setup_torch(device: str = "cpu") -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import re
+
     import torch
 
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", str(device)):
+        raise UsageError(f"--device {device}: expected cpu, cuda or cuda:N")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {device}: this torch build or machine has no CUDA device (use --device cpu)")
 
@@ -145,6 +198,7 @@ def method_parser(method_name: str, cls) -> Parser:
         if name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD) or name == "truth":
             continue
         typ, is_list = _annotation_kind(param)
+        typ = finite_float if typ is float else typ  # thresholds, lambdas, ...: finite at parse time
         flags = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
         default = argparse.SUPPRESS  # only flags the user gave are passed; the method keeps its defaults
         if typ is bool and not is_list:  # --flag, --flag true|false, --no-flag
@@ -281,14 +335,14 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     p.add_argument("--methods", nargs="+", default=None,
                    help="pareto/agreement: methods compared with exact patching (NAME or NAME[k=v,...]; default "
                         "eap eap-ig); overlap: one method (default eap-ig)")
-    p.add_argument("--steps", nargs="+", type=int, default=[1, 2, 5, 10, 20, 50], help="ig-steps: IG step counts")
+    p.add_argument("--steps", nargs="+", type=POSITIVE_INT, default=[1, 2, 5, 10, 20, 50], help="ig-steps: IG step counts")
     p.add_argument("--ig-variant", default="inputs", choices=["inputs", "activations", "clean-corrupted"])
     p.add_argument("--cases", nargs="+", default=None, help="overlap: settings CASE[:MODEL][@SEED]")
     p.add_argument("--no-prune", action="store_true", help="faithfulness: keep dangling edges")
     p.add_argument("--recompute", action="store_true",
                    help="roc: recompute against the case's current ground truth and update the result files")
-    p.add_argument("-n", "--n-examples", dest="n", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-n", "--n-examples", dest="n", type=POSITIVE_INT, default=None)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", default=None, help="where to write plots/CSV (default: next to the results)")
     p.add_argument("--json", action="store_true")
     subs["eval"] = p
@@ -306,15 +360,15 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     p.add_argument("--model-dir", default=None, metavar="DIR",
                    help="a trained model directory instead of the shipped model (one case only)")
     p.add_argument("--out", default="results")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--seeds", type=SEED, nargs="+", default=None, metavar="SEED",
                    help="data seeds: every (case, method) runs once per seed (e.g. --seeds 0 1 2; overrides "
                         "--seed); the leaderboard then reports the spread over seeds and bootstraps over both")
-    p.add_argument("-n", "--n-examples", dest="n", type=int, default=None)
+    p.add_argument("-n", "--n-examples", dest="n", type=POSITIVE_INT, default=None)
     p.add_argument("--ablation", default="corrupted", choices=["corrupted", "mean", "zero"])
     p.add_argument("--metric", default=None, choices=METRIC_CHOICES,
                    help="loss methods minimise (see run --help); default: each case's own")
-    p.add_argument("--workers", type=int, default=1,
+    p.add_argument("--workers", type=POSITIVE_INT, default=1,
                    help="parallel jobs: processes (local executor) or CPUs of the local Ray instance (ray)")
     p.add_argument("--executor", default="local", choices=["local", "ray"],
                    help="local (in-process, or a process pool with --workers N) or ray (a local Ray instance, "
@@ -354,8 +408,8 @@ def _job_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-dir", default=None, metavar="DIR",
                    help="a trained model directory (e.g. from `train iit`) instead of the shipped model")
     p.add_argument("--out", default="results", help="results directory (default: results/)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-n", "--n-examples", dest="n", type=int, default=None, help="dataset size (default 200)")
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("-n", "--n-examples", dest="n", type=POSITIVE_INT, default=None, help="dataset size (default 200)")
     p.add_argument("--ablation", default="corrupted", choices=["corrupted", "mean", "zero"])
     p.add_argument("--metric", default=None, choices=METRIC_CHOICES,
                    help="loss methods minimise: KL/MSE to the model (faithfulness, kl), CE/MSE to labels (task, ce, "
@@ -504,6 +558,7 @@ def cmd_run(args, extra: Sequence[str]) -> int:
     from methods import method_class
 
     params = method_class(method).with_default_sweep(params)  # the same defaults as `benchmark`
+    check_out_dir(args.out)
     job = Job(case=str(case.id), method=method, model=args.model, params=params, seed=args.seed,
               n=args.n or DEFAULT_N, ablation=args.ablation, metric=metric, device=args.device, out=args.out,
               model_dir=args.model_dir)
@@ -521,7 +576,7 @@ def cmd_run(args, extra: Sequence[str]) -> int:
             emit(doc, out)
         else:
             print(summary_line(doc), file=out)
-    return 0 if doc.get("status") == "ok" else EXIT_FAILED
+    return 0 if doc.get("status") in ("ok", "claimed") else EXIT_FAILED
 
 
 def _run_help(method: str | None) -> int:
@@ -549,6 +604,10 @@ def case_metric(case, metric: str | None) -> str:
 
 def summary_line(doc: dict) -> str:
     where = doc.get("path", "")
+    if doc.get("status") == "claimed":
+        o = doc.get("claimed_by") or {}
+        return (f"case {doc['case']} / {doc.get('model')} / {doc['method']}: claimed by another run (pid "
+                f"{o.get('pid', '?')} on {o.get('host', '?')}); left to it -> {where}")
     if doc.get("skipped"):
         return f"case {doc['case']} / {doc.get('model')} / {doc['method']}: skipped (finished) -> {where}"
     if doc.get("status") != "ok":
@@ -591,7 +650,11 @@ def cmd_train(args, extra: Sequence[str]) -> int:
         add_train_ioi_arguments(p)
         run = run_train_ioi
     ns = p.parse_args(list(extra))
-    _setup_torch()
+    if getattr(ns, "seed", 0) is not None and getattr(ns, "seed", 0) < 0:
+        raise UsageError(f"--seed must be >= 0, got {ns.seed}")
+    _setup_torch(getattr(ns, "device", None) or "cpu")  # -d cuda without CUDA: exit 2, like run/benchmark
+    if getattr(ns, "out", None):
+        check_out_dir(ns.out)
     with json_stdout(getattr(ns, "json", False)) as out:
         if getattr(ns, "json", False):
             real, sys.stdout = sys.stdout, out
@@ -611,6 +674,9 @@ def dispatch(args, extra: Sequence[str], subs: dict[str, Parser]) -> int:
     if cmd == "train":
         return cmd_train(args, extra)
     key = f"cases {args.cases_command}" if cmd == "cases" and args.cases_command else cmd
+    if cmd == "eval":  # `eval roc --recompute FILE`: paths after a flag are paths too
+        args.paths = list(args.paths) + [e for e in extra if not e.startswith("-")]
+        extra = [e for e in extra if e.startswith("-")]
     if extra:
         subs[key].error(f"unrecognized arguments: {' '.join(extra)}")
     if cmd == "cases":

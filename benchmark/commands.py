@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
 
-from benchmark.cli import EXIT_FAILED, UsageError, emit, json_stdout, log
+from benchmark.cli import EXIT_FAILED, UsageError, check_out_dir, emit, json_stdout, log
 from core import results
+from core.registry import UnknownNameError
 
 
 def cmd_leaderboard(args) -> int:
@@ -15,13 +17,16 @@ def cmd_leaderboard(args) -> int:
 
     if not Path(args.out).is_dir():
         raise UsageError(f"no results directory {args.out!r} (run `benchmark` or `run` first, or pass --out)")
+    check_out_dir(args.out)  # the leaderboard is written there
     from benchmark.direction import collect_direction_rows
     from evaluations import direction as dlb
 
-    summary, detail = lb.collect(args.out)
-    drows = collect_direction_rows(args.out)
+    with results.skip_report() as skipped:  # bad files: one warning each, a count at the end
+        summary, detail = lb.collect(args.out)
+        drows = collect_direction_rows(args.out)
     if not summary and not drows:
-        raise UsageError(f"no result.json or direction_result.json files under {args.out!r}")
+        report_skips(skipped, "leaderboard")
+        raise UsageError(f"no valid result.json or direction_result.json files under {args.out!r}")
     if not summary:  # direction results only: the direction leaderboard
         text = {"md": lambda: dlb.to_markdown(drows), "csv": lambda: dlb.to_csv(drows),
                 "html": lambda: dlb.to_html(drows)}[args.format]()
@@ -36,6 +41,7 @@ def cmd_leaderboard(args) -> int:
             emit({"summary": summary, "runs": detail, "path": str(path)}, out)
         else:
             out.write(text if args.format != "html" else f"wrote {path}\n")
+    report_skips(skipped, "leaderboard")
     return 0
 
 
@@ -54,6 +60,9 @@ def _embedded_plots(out: str) -> dict[str, str]:
     found = []
     for name, what in PLOT_CAPTIONS.items():
         for png in root.glob(f"*/*/{name}"):
+            if any(p.is_symlink() for p in (png, png.parent, png.parent.parent)):  # README: links are not followed
+                results.warn_skip(png, "a symbolic link (not followed)")
+                continue
             data = png.read_bytes()
             if not data.startswith(PNG_MAGIC):
                 log(f"leaderboard: skip {png} (not a PNG)")
@@ -92,6 +101,7 @@ def cmd_benchmark(args) -> int:
 
     cases = args.cases or default_cases()
     cases = [str(get_case(cid).id) for cid in cases]  # plug-ins and case files by their resolvable id
+    check_out_dir(args.out)
     direction_cases = [c for c in cases if is_direction_case(c)]
     if direction_cases:  # direction methods on known-direction cases (issue 11)
         return _benchmark_directions(args, cases, direction_cases)
@@ -149,19 +159,22 @@ def cmd_benchmark(args) -> int:
 
 def _report_jobs(docs: list[dict], args, summary_line, out) -> int:
     """One summary line per job on stderr, the totals (or JSON) on ``out``; exit 1 if any job failed."""
-    failed = [d for d in docs if d.get("status") != "ok"]
-    skipped = sum(1 for d in docs if d.get("skipped"))
+    failed = [d for d in docs if d.get("status") not in ("ok", "claimed")]
+    claimed = [d for d in docs if d.get("status") == "claimed"]
+    skipped = sum(1 for d in docs if d.get("skipped") and d.get("status") != "claimed")
     for d in docs:
         log(summary_line(d))
     if args.resume:
         log(f"--resume: {skipped} of {len(docs)} jobs skipped (finished results kept), {len(docs) - skipped} run")
     if args.json:
-        emit({"jobs": len(docs), "failed": len(failed), "skipped": skipped, "results": [
+        emit({"jobs": len(docs), "failed": len(failed), "skipped": skipped, "claimed": len(claimed), "results": [
             {k: d.get(k) for k in ("case", "model", "method", "status", "error", "path", "skipped")} for d in docs]},
             out)
     else:
         extra = f" ({skipped} skipped: finished before)" if skipped else ""
-        print(f"{len(docs) - len(failed)}/{len(docs)} jobs ok{extra}; results in {args.out}", file=out)
+        left = f" ({len(claimed)} claimed by another run on this --out)" if claimed else ""
+        print(f"{len(docs) - len(failed) - len(claimed)}/{len(docs)} jobs ok{extra}{left}; results in {args.out}",
+              file=out)
     return EXIT_FAILED if failed else 0
 
 
@@ -203,7 +216,10 @@ def _run_pool(jobs, resume: bool, workers: int, on_done=None):
 
     from benchmark.runner import case_groups
 
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+    from benchmark.safety import die_with_parent
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                             initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
         futures = [pool.submit(_run_group, g, resume) for g in case_groups(jobs)]
         if on_done is not None:
             for f in as_completed(futures):
@@ -234,24 +250,34 @@ def _run_ray(jobs, args, on_done=None):
 
 def result_docs(paths: Sequence[str], name: str = results.RESULT,
                 example: str = "results/ or results/3/tracr/eap/<run>/result.json") -> list[tuple[Path, dict]]:
-    """Result documents (files called ``name``) from files and directories (recursively)."""
+    """Result documents (files called ``name``) from files and directories (recursively). A file that
+    is not a valid result is skipped with one warning line naming it and why (counted by an open
+    ``results.skip_report``); none left is a usage error."""
     if not paths:
         raise UsageError(f"eval needs result files or directories (e.g. {example})")
+    for p in paths:  # a path that does not exist is a typo: fail before reading anything
+        if not Path(p).exists():
+            raise UsageError(f"no such result file or directory: {p}")
     docs = []
     for p in paths:
         path = Path(p)
         if path.is_dir():
             docs += list(results.iter_results(path, name))
-        elif path.is_file():
+        else:
             try:
                 docs.append((path, results.load_result(path)))
-            except ValueError as err:
-                raise UsageError(f"{p} is not a {name}: {err}") from None
-        else:
-            raise UsageError(f"no such result file or directory: {p}")
+            except (OSError, ValueError) as err:
+                why = str(err).removeprefix(f"{path}: ") if isinstance(err, ValueError) else (err.strerror or str(err))
+                results.warn_skip(path, why)
     if not docs:
-        raise UsageError(f"no {name} files under {' '.join(paths)}")
+        raise UsageError(f"no valid {name} files under {' '.join(paths)}")
     return docs
+
+
+def report_skips(skipped, what: str) -> None:
+    """The closing line of a reader: how many files it skipped (nothing when none)."""
+    if skipped:
+        log(f"{what}: skipped {len(skipped)} invalid result file(s) (see the warnings above)")
 
 
 def _by_case(docs):
@@ -265,12 +291,18 @@ def _by_case(docs):
 
 
 def _plot_dir(args, path: Path, doc: dict) -> Path:
-    """Plots go next to the results: OUT/<case>/<model>/ (the directory above the method folders)."""
+    """Plots go to ``--out``/<case>/<model>/ (names made safe, no link followed), else next to the
+    results: OUT/<case>/<model>/ when the result lies at OUT/<case>/<model>/<method>/<run>/result.json,
+    otherwise the result's own directory (never above it)."""
     from benchmark.runner import model_label
 
+    case, model = results.safe_component(doc["case"]), results.safe_component(model_label(doc))
     if args.out:
-        return Path(args.out) / results.safe_component(doc["case"]) / results.safe_component(model_label(doc))
-    return path.parent.parent.parent
+        return results.check_no_links(args.out, Path(args.out) / case / model)
+    up = path.parent.parent.parent
+    if (up.name, up.parent.name) == (model, case) and path.parent.parent.name == results.safe_component(doc["method"]):
+        return up
+    return path.parent
 
 
 def _labels(docs) -> dict[str, str]:
@@ -306,6 +338,18 @@ def recompute_roc(path: Path, doc: dict) -> dict:
     return doc
 
 
+def _recompute_or_skip(path: Path, doc: dict) -> dict | None:
+    """``recompute_roc`` for a finished result; None (with a warning) for one that names a case or
+    model that is not here, or edges its graph does not have."""
+    if doc.get("status") != "ok":
+        return doc
+    try:
+        return recompute_roc(path, doc)
+    except (UnknownNameError, FileNotFoundError, ValueError) as err:
+        results.warn_skip(path, f"cannot recompute its ROC: {err}")
+        return None
+
+
 def cmd_eval_roc(args) -> int:
     from evaluations.plots import plot_roc
 
@@ -314,7 +358,7 @@ def cmd_eval_roc(args) -> int:
         from benchmark.cli import _setup_torch
 
         _setup_torch()
-        docs = [(p, recompute_roc(p, d) if d.get("status") == "ok" else d) for p, d in docs]
+        docs = [(p, d) for p, d in ((p, _recompute_or_skip(p, d)) for p, d in docs) if d is not None]
     out_doc = {"cases": []}
     labels = _labels(docs)
     for (case, model), items in sorted(_by_case(docs).items()):
@@ -386,7 +430,15 @@ def cmd_eval_faithfulness(args) -> int:
             if not scores:
                 log(f"skip {path}: no edge scores")
                 continue
-            case, problem, engine = _engine_for(doc, args.ablation, args.n)
+            try:  # a result naming a case or model that is not here is skipped, not fatal
+                from cases import get_case
+                get_case(doc["case"]).resolve_model(doc["model"])
+                case, problem, engine = _engine_for(doc, args.ablation, args.n)
+            except (UnknownNameError, FileNotFoundError, ValueError) as err:
+                if isinstance(err, ValueError) and "has no model" not in str(err):
+                    raise
+                results.warn_skip(path, f"cannot rebuild its case: {err}")
+                continue
             curve = faithfulness_curve(engine, problem.graph, scores, policy=args.policy or "topk-abs",
                                        prune=not args.no_prune)
             gt = problem.truth
@@ -470,7 +522,8 @@ def cmd_eval_iit(args) -> int:
                                "iit_accuracy": m["accuracy"], "iia_per_node": m.get("iia_per_node"),
                                "strict_accuracy_per_node": m.get("strict_accuracy_per_node")})
         report.reasons.pop("iia", None)
-    where = Path(args.out or "results") / results.safe_component(str(case.id)) / results.safe_component(model)
+    where = results.check_no_links(args.out or "results", Path(args.out or "results") / results.safe_component(
+        str(case.id)) / results.safe_component(model))
     csv_path = to_csv(report.rows, where / "iit.csv")
     doc = {"case": str(case.id), "model": model, **report.to_json(), "csv": str(csv_path)}
     to_json(doc, where / "iit.json")
@@ -520,9 +573,21 @@ def check_eval_args(args) -> None:
 
 
 def cmd_eval(args) -> int:
+    """Every evaluation reads result files through ``results``: bad ones are skipped with a warning
+    each and counted at the end."""
     check_eval_args(args)
     if args.what in ("pareto", "agreement") and not args.methods:
         args.methods = ["eap", "eap-ig"]
+    if args.out:
+        check_out_dir(args.out, "--out")
+    with results.skip_report() as skipped:
+        try:
+            return _cmd_eval(args)
+        finally:
+            report_skips(skipped, f"eval {args.what}")
+
+
+def _cmd_eval(args) -> int:
     if args.what == "direction":  # direction methods against known directions (issue 11)
         from benchmark.direction import cmd_eval_direction
         return cmd_eval_direction(args)

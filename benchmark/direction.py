@@ -98,8 +98,9 @@ def result_path(job: DirectionJob) -> Path:
     from cases import get_case
 
     job.model = get_case(job.case).resolve_model(job.model)
-    return Path(job.out) / results.safe_component(job.case) / "direction" / results.safe_component(job.method) \
+    path = Path(job.out) / results.safe_component(job.case) / "direction" / results.safe_component(job.method) \
         / results.run_id(job.config()) / RESULT_NAME
+    return results.check_no_links(job.out, path)  # links inside --out are never followed on write
 
 
 def run_direction_jobs(jobs: Sequence[DirectionJob], resume: bool = False, log=None) -> list[dict[str, Any]]:
@@ -198,6 +199,9 @@ def cmd_run_direction(args, method: str, extra: Sequence[str]) -> int:
         raise UsageError("direction runs are CPU-only (tiny models): drop --device")
     if getattr(args, "model_dir", None):
         raise UsageError(f"case {args.case}: direction cases load their shipped model only (no --model-dir)")
+    _setup_torch(args.device)
+    from benchmark.cli import check_out_dir
+    check_out_dir(args.out)
     job = DirectionJob(case=str(args.case), method=method, model=args.model, params=vars(ns), seed=args.seed,
                        n_fit=args.n or DEFAULT_N_FIT, out=args.out)
     try:

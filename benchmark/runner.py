@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from benchmark.safety import JobLock
 from core import results
 from core.results import versions
 
@@ -177,30 +178,46 @@ def run_job(job: Job, resume: bool = False, log=None, cache: ProblemCache | None
         doc["provenance"] = {"model": ref.to_json(), "data": job.data_spec(), "graph": dict(GRAPH_OPTIONS)}
         doc["run_id"] = job.run_id
         path = job.path(model_kind)
+        if write:
+            results.check_no_links(job.out, path)
         if resume and results.is_finished(path):
-            log(f"skip (finished): {path}")
-            out = results.load_result(path)
-            out["skipped"] = True
-            out["path"] = str(path)
-            return out
+            return _finished(path, log)
+        lock = JobLock(path.parent) if write else None  # a worker that writes nothing claims nothing
+        if lock is not None and not lock.acquire():  # another run on this --out is computing this job
+            log(f"skip (claimed by {lock.describe()}): {path}")
+            return {**doc, "status": "claimed", "claimed_by": lock.owner, "skipped": True, "path": str(path),
+                    "timing": {"seconds": time.perf_counter() - t0}}
     except Exception as err:  # noqa: BLE001 -- recorded, the sweep goes on
         doc["error"] = f"{type(err).__name__}: {err}"
         doc["timing"] = {"seconds": time.perf_counter() - t0}
         path = job.path()
-        if write:
-            results.write_json_atomic(path, doc)
         doc["path"] = str(path)
+        if write:
+            try:
+                results.write_json_atomic(results.check_no_links(job.out, path), doc)
+            except ValueError:  # a link in the way: nothing is written, the error is reported
+                doc["path"] = None
         return doc
     try:
-        doc.update(_execute(job, case, model_kind, log, cache))
-        doc["status"] = "ok"
-    except Exception as err:  # noqa: BLE001
-        doc["error"] = f"{type(err).__name__}: {err}"
-        doc["traceback"] = traceback.format_exc(limit=8)
-        log(f"error in {job.case}/{job.method}: {doc['error']}")
-    doc["timing"] = {"seconds": time.perf_counter() - t0, **doc.get("timing", {})}
-    if write:
-        results.write_json_atomic(path, doc)
+        if lock is not None and resume and results.is_finished(path):  # finished by another run meanwhile
+            return _finished(path, log)
+        try:
+            doc.update(_execute(job, case, model_kind, log, cache))
+            doc["status"] = "ok"
+        except Exception as err:  # noqa: BLE001
+            doc["error"] = f"{type(err).__name__}: {err}"
+            doc["traceback"] = traceback.format_exc(limit=8)
+            log(f"error in {job.case}/{job.method}: {doc['error']}")
+        except SystemExit as err:  # a plug-in calling sys.exit() fails its run, not the whole command
+            doc["error"] = f"SystemExit: the method called sys.exit({err.code!r})"
+            doc["traceback"] = traceback.format_exc(limit=8)
+            log(f"error in {job.case}/{job.method}: {doc['error']}")
+        doc["timing"] = {"seconds": time.perf_counter() - t0, **doc.get("timing", {})}
+        if write:
+            results.write_json_atomic(path, doc)
+    finally:
+        if lock is not None:
+            lock.release()
     doc["path"] = str(path)
     return doc
 
@@ -224,6 +241,12 @@ def job_ground_truth(job: Job, case, model_kind: str):
             return Circuit.from_json(json.loads(truth.read_text()))
         return case.load_dir(job.model_dir)[1]
     return case.ground_truth(model_kind)
+def _finished(path: Path, log) -> dict[str, Any]:
+    log(f"skip (finished): {path}")
+    out = results.load_result(path)
+    out["skipped"] = True
+    out["path"] = str(path)
+    return out
 
 
 def build_problem(job: Job, case, model_kind: str):
@@ -262,6 +285,7 @@ def _execute(job: Job, case, model_kind: str, log, cache: ProblemCache | None = 
     t_method = time.perf_counter()
     output = method.discover(problem)
     t_done = time.perf_counter()
+    check_output(output, job.method)
     doc: dict[str, Any] = {
         "params": method.params(),
         "graph": {"n_nodes": problem.graph.n_nodes, "n_edges": problem.graph.n_edges,
@@ -286,6 +310,29 @@ def _execute(job: Job, case, model_kind: str, log, cache: ProblemCache | None = 
 def no_truth_roc(case_id: str) -> dict[str, Any]:
     """The ``roc`` block of a case without a ground truth (its faithfulness evaluations still work)."""
     return {"skipped": f"case {case_id} has no ground truth: ROC skipped (faithfulness evaluations still work)"}
+def check_output(output, method: str) -> None:
+    """A method's scores must be finite numbers (unknown names fail later, in the ROC): a NaN or infinite
+    score fails the run (a ``ValueError`` naming the method) instead of ranking as 'missing' and
+    scoring an AUROC of 0.5."""
+    import math
+
+    for level, scores in (("edge", output.edge_scores), ("node", output.node_scores)):
+        if scores is None:
+            continue
+        if not isinstance(scores, dict):
+            raise ValueError(f"method {method} returned {level} scores as a {type(scores).__name__}, not a dict")
+        bad = []
+        for name, v in scores.items():
+            try:
+                ok = math.isfinite(float(v))
+            except (TypeError, ValueError, OverflowError):
+                ok = False
+            if not ok:
+                bad.append((name, v))
+        if bad:
+            name, v = bad[0]
+            raise ValueError(f"method {method} returned non-finite or non-numeric {level} scores for {len(bad)} of "
+                             f"{len(scores)} {level}s (e.g. {name!r}: {v!r:.30}); scores must be finite numbers")
 
 
 def method_roc(output, truth, graph) -> dict[str, Any]:

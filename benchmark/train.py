@@ -141,6 +141,12 @@ def train_case(case_id: str, args, log) -> dict:
         if meta.get("status") == "finished":
             log(f"case {case.id}: {out_dir} is already trained; nothing to resume")
             return meta
+    if args.resume and ckpt.exists():  # a bad or planted checkpoint is bad input: before any work
+        from cases.siit.trainer import load_checkpoint_file
+        try:
+            load_checkpoint_file(ckpt)
+        except ValueError as err:
+            raise _usage(str(err)) from None
     torch.manual_seed(args.seed)
     setup = tracr_setup(case, seed=args.seed, same_size=args.same_size, ratio=args.compression_ratio)
     data = tracr_data(case, args.num_samples, seed=args.seed, val_fraction=args.val_fraction,

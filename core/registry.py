@@ -13,7 +13,7 @@ class UnknownNameError(KeyError):
 
     def __init__(self, kind: str, name: str, known: Iterable[str]):
         known = [str(k) for k in known]
-        close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
+        close = close_matches(str(name), known)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         if not close and len(known) <= 12:
             hint = f"; known: {', '.join(known)}"
@@ -25,7 +25,12 @@ class UnknownNameError(KeyError):
 
 
 def close_matches(name: str, known: Iterable[str]) -> list[str]:
-    return difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+    """Up to three close matches; a name that differs only in case comes first (``IOI`` -> ``ioi``)."""
+    known = list(known)
+    folded = [k for k in known if k.lower() == name.lower()]
+    lower = {k.lower(): k for k in known}
+    rest = [lower[m] for m in difflib.get_close_matches(name.lower(), list(lower), n=3, cutoff=0.5)]
+    return list(dict.fromkeys(folded + rest))[:3]
 
 
 class Registry(Generic[T]):

@@ -81,33 +81,89 @@ def run_id(config: dict[str, Any]) -> str:
 
 
 def safe_component(name: str) -> str:
-    """Method names like ``pkg.mod:Cls`` as a directory name."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name))
+    """Method names like ``pkg.mod:Cls`` as a directory name: letters, digits, ``-_.`` only, and never
+    ``.``/``..``/empty (a name made of dots has them replaced), so it cannot leave its parent directory."""
+    out = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name))
+    return "_" * max(1, len(out)) if set(out) <= {"."} else out
 
 
 def result_path(out: str | os.PathLike, case: str, model: str, method: str, rid: str) -> Path:
-    return Path(out) / safe_component(case) / safe_component(model) / safe_component(method) / rid / RESULT
+    return Path(out) / safe_component(case) / safe_component(model) / safe_component(method) / safe_component(rid) \
+        / RESULT
 
 
-def load_result(path: str | os.PathLike) -> dict[str, Any]:
-    with open(path) as f:
-        return json.load(f)
+def check_no_links(out: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """``path`` if it lies under ``out`` and no existing directory between them (nor ``path`` itself)
+    is a symbolic link: links inside an output directory are never followed on write (``out`` itself
+    may be one). A ``ValueError`` naming the link otherwise."""
+    out, path = Path(out), Path(path)
+    try:
+        rel = path.relative_to(out)
+    except ValueError:
+        raise ValueError(f"refusing to write {path}: not under the output directory {out}") from None
+    if ".." in rel.parts:
+        raise ValueError(f"refusing to write {path}: '..' in a path under {out}")
+    cur = out
+    for part in rel.parts:
+        cur = cur / part
+        if cur.is_symlink():
+            raise ValueError(f"refusing to write {path}: {cur} is a symbolic link (links inside an output "
+                             "directory are never followed on write; remove it or pass another --out)")
+    return path
+
+
+def load_result(path: str | os.PathLike, validate: bool = True) -> dict[str, Any]:
+    """A result file, parsed and (by default) checked with :func:`validate_result`: a ``ValueError``
+    naming the file and its first problem for anything that is not a well-formed result."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text ({err.reason})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not JSON ({err.msg} at line {err.lineno} column {err.colno})") from None
+    if validate:
+        problems = validate_result(doc)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise ValueError(f"{path}: {problems[0]}{more}")
+    return doc
 
 
 def is_finished(path: str | os.PathLike) -> bool:
+    """A valid result with status ok (a malformed one is not finished: ``--resume`` recomputes it)."""
     try:
         return load_result(path).get("status") == "ok"
     except (OSError, ValueError):
         return False
 
 
-def iter_results(out: str | os.PathLike, name: str = RESULT) -> Iterator[tuple[Path, dict[str, Any]]]:
-    """Every readable result file ``name`` under ``out`` (unreadable ones are skipped, never fatal)."""
-    for path in sorted(Path(out).rglob(name)):
-        try:
-            yield path, load_result(path)
-        except (OSError, ValueError):
-            continue
+def iter_results(out: str | os.PathLike, name: str = RESULT, on_skip=None) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Every valid result file ``name`` under ``out``, in path order. A file that cannot be read or is
+    not a valid result (:func:`validate_result`), and a symbolic link (never followed: see README,
+    "Result files"), is skipped with ``on_skip(path, why)`` (default: :func:`warn_skip`), never fatal."""
+    on_skip = on_skip or warn_skip
+    found = []
+    for root, dirs, files in os.walk(out, followlinks=False):
+        for d in sorted(dirs):
+            if os.path.islink(os.path.join(root, d)):
+                found.append((Path(root) / d, "a symbolic link to a directory (not followed)"))
+        for f in files:
+            if f == name:
+                p = Path(root) / f
+                found.append((p, "a symbolic link (not followed)" if p.is_symlink() else None))
+    for path, why in sorted(found, key=lambda t: str(t[0])):
+        if why is None:
+            try:
+                yield path, load_result(path)
+                continue
+            except OSError as err:
+                why = f"cannot be read ({err.strerror or err})"
+            except ValueError as err:
+                why = str(err).removeprefix(f"{path}: ")
+        on_skip(path, why)
 
 
 def versions() -> dict[str, str]:
@@ -124,4 +180,149 @@ def versions() -> dict[str, str]:
             if key == "circuit-bench":
                 from core import __version__
                 out[key] = __version__ + "+src"
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Validation of result files (issue 27): every reader goes through load_result / iter_results
+# ---------------------------------------------------------------------------------------------------
+
+_SKIPS: list[list[tuple[Path, str]]] = []  # open skip_report() collectors
+
+
+def warn_skip(path, why: str) -> None:
+    """The default ``on_skip``: one warning line on stderr; counted by an open :func:`skip_report`."""
+    import sys
+
+    if any(Path(path) == p for collector in _SKIPS for p, _ in collector):
+        return  # already reported by this command (e.g. a link seen by two readers)
+    print(f"circuit-bench: warning: skip {path}: {why}", file=sys.stderr, flush=True)
+    for collector in _SKIPS:
+        collector.append((Path(path), why))
+
+
+class skip_report:
+    """``with skip_report() as skipped:`` collects the (path, why) of every file skipped inside."""
+
+    def __enter__(self) -> list[tuple[Path, str]]:
+        self.skipped: list[tuple[Path, str]] = []
+        _SKIPS.append(self.skipped)
+        return self.skipped
+
+    def __exit__(self, *exc) -> None:
+        _SKIPS.remove(self.skipped)
+
+
+_MAX_INT = 2 ** 63  # an integer beyond this is not a count or a seed: a float() of it may overflow
+_NAMES = ("case", "model", "method")
+
+
+def check_name(value: Any, field: str, optional: bool = False) -> str | None:
+    """A problem with a name that becomes a path component (case/model/method), or None."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        return f"{field!r} must be a string, got {type(value).__name__}"
+    if value in ("", ".", "..") or any(c in value for c in "/\\\x00") or len(value) > 200:
+        return f"{field!r} is not a safe name: {value!r:.60}"
+    return None
+
+
+def _walk_numbers(x: Any, where: str, out: list[str], depth: int = 0) -> None:
+    if depth > 64:
+        out.append(f"{where}: nested too deeply")
+    elif isinstance(x, bool) or x is None or isinstance(x, str):
+        return
+    elif isinstance(x, float):
+        if not math.isfinite(x):
+            out.append(f"{where}: non-finite number {x}")
+    elif isinstance(x, int):
+        if abs(x) >= _MAX_INT:
+            out.append(f"{where}: integer out of range ({len(str(abs(x)))} digits)")
+    elif isinstance(x, dict):
+        for k, v in x.items():
+            _walk_numbers(v, f"{where}.{k}", out, depth + 1)
+            if len(out) > 5:
+                return
+    elif isinstance(x, list):
+        for i, v in enumerate(x):
+            _walk_numbers(v, f"{where}[{i}]", out, depth + 1)
+            if len(out) > 5:
+                return
+
+
+def _is_num(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _check_roc(level: str, roc: Any, out: list[str]) -> None:
+    if not isinstance(roc, dict):
+        out.append(f"'roc.{level}' must be an object, got {type(roc).__name__}")
+        return
+    for k in ("auroc", "pessimistic_auc"):
+        v = roc.get(k)
+        if v is not None and not (_is_num(v) and 0 <= v <= 1):
+            out.append(f"'roc.{level}.{k}' must be a number in [0, 1] or null, got {v!r:.40}")
+    for k in ("fpr", "tpr"):
+        v = roc.get(k)
+        if v is not None and not (isinstance(v, list) and all(_is_num(t) for t in v)):
+            out.append(f"'roc.{level}.{k}' must be a list of numbers")
+
+
+def validate_result(doc: Any, max_schema: int | None = None) -> list[str]:
+    """The problems of a result document (``result.json`` or ``direction_result.json``), [] if none.
+    Extra fields are allowed; schema versions 1..``SCHEMA`` are accepted."""
+    max_schema = SCHEMA if max_schema is None else max_schema
+    if not isinstance(doc, dict):
+        return [f"not a JSON object (a {type(doc).__name__})"]
+    out: list[str] = []
+    schema = doc.get("schema")
+    if not (isinstance(schema, int) and not isinstance(schema, bool) and 1 <= schema <= max_schema):
+        out.append(f"unsupported or missing 'schema' {schema!r:.20} (this version reads 1..{max_schema})")
+    status = doc.get("status")
+    if status not in ("ok", "error"):
+        out.append(f"'status' must be \"ok\" or \"error\", got {status!r:.40}")
+    for k in _NAMES:
+        if k not in doc:
+            out.append(f"missing key {k!r}")
+        else:
+            problem = check_name(doc[k], k, optional=(k == "model" and status != "ok"))
+            if problem:
+                out.append(problem)
+    _walk_numbers(doc, "result", out)
+    for k in ("params", "data", "timing", "scores", "method_info", "versions", "metrics"):
+        if doc.get(k) is not None and not isinstance(doc[k], dict):
+            out.append(f"{k!r} must be an object, got {type(doc[k]).__name__}")
+    if out or status != "ok":
+        if status == "error" and doc.get("error") is not None and not isinstance(doc["error"], str):
+            out.append(f"'error' must be a string, got {type(doc['error']).__name__}")
+        return out
+    timing = doc.get("timing") or {}
+    for k, v in timing.items():
+        if k.endswith("seconds") and not _is_num(v):
+            out.append(f"'timing.{k}' must be a number, got {v!r:.40}")
+    if doc.get("kind") == "direction":
+        for k, v in (doc.get("metrics") or {}).items():
+            if v is not None and not _is_num(v) and not isinstance(v, (list, dict)):
+                out.append(f"'metrics.{k}' must be a number or null, got {v!r:.40}")
+        return out
+    roc = doc.get("roc")
+    if not isinstance(roc, dict):
+        out.append(f"missing or malformed 'roc' (got {type(roc).__name__})")
+        return out
+    for level in ("edges", "nodes"):
+        if level not in roc:
+            out.append(f"missing key 'roc.{level}'")
+    for level, r in roc.items():
+        _check_roc(level, r, out)
+    scores = doc.get("scores") or {}
+    for level in ("edges", "nodes"):
+        s = scores.get(level)
+        if s is not None and not (isinstance(s, dict) and all(v is None or _is_num(v) for v in s.values())):
+            out.append(f"'scores.{level}' must map names to numbers")
+    sweep = doc.get("sweep")
+    if sweep is not None and not (isinstance(sweep, list) and all(
+            isinstance(p, dict) and isinstance(p.get("edges", []), list) and isinstance(p.get("nodes", []), list)
+            for p in sweep)):
+        out.append("'sweep' must be a list of {param, edges, nodes} objects")
     return out

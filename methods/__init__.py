@@ -11,6 +11,7 @@ A method is a small class (see ``core.protocols.Method``): hyper-parameters as c
 from __future__ import annotations
 
 import importlib
+import os
 from importlib import metadata
 
 from core.protocols import Method, MethodOutput, Problem
@@ -55,6 +56,11 @@ def _load(spec: str) -> type[Method]:
     module, _, attr = spec.partition(":")
     try:
         obj = getattr(import_from_cwd(module), attr)
+    except SyntaxError as err:  # a broken plug-in file is bad input: one line (CIRCUIT_BENCH_DEBUG=1: traceback)
+        if os.environ.get("CIRCUIT_BENCH_DEBUG"):
+            raise
+        raise ImportError(f"cannot load method {spec!r}: {type(err).__name__} in {err.filename} line {err.lineno}: "
+                          f"{err.msg} (CIRCUIT_BENCH_DEBUG=1 shows the traceback)") from None
     except (ImportError, AttributeError) as err:
         raise UnknownNameError("method", spec, []) if ":" not in spec else ImportError(
             f"cannot load method {spec!r}: {err}") from err

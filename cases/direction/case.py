@@ -87,7 +87,9 @@ def load_direction_model(directory: str | Path, device: str = "cpu"):
     missing = [f for f in ("model.safetensors", "config.json", DIRECTION_FILE) if not (d / f).is_file()]
     if missing:
         raise FileNotFoundError(f"{d} is not a direction model directory (missing {', '.join(missing)})")
-    cfg = json.loads((d / "config.json").read_text())
+    from cases.siit.model_files import read_config
+
+    cfg = read_config(d / "config.json")
     cfg.update(device=str(device), dtype=torch.float32)
     model = HookedTransformer(HookedTransformerConfig(**cfg), move_to_device=True)
     model.load_state_dict(load_file(str(d / "model.safetensors"), device=str(device)), strict=True)

@@ -230,6 +230,9 @@ def run_train_ioi(args: argparse.Namespace) -> int:
         TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed, **opts)
         ll_config(args.n_layers, args.n_heads, args.d_model, args.d_mlp, args.seed, args.normalization)
         ioi_circuit.correspondence(args.n_layers, args.n_heads)
+        if args.checkpoint is not None and Path(args.checkpoint).is_file():  # refused before any work
+            from cases.siit.trainer import load_checkpoint_file
+            load_checkpoint_file(args.checkpoint)
     except ValueError as err:
         raise UsageError(str(err)) from None
     metrics = train_ioi(out, device=args.device, command=cmd, progress=True, checkpoint=args.checkpoint, **kwargs, **opts)
@@ -247,7 +250,9 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, kind: str = "
     from cases.ioi.case import IOICase, evaluate_model, interchange_accuracy
     from cases.siit.model_files import save_model_dir
 
-    st = torch.load(checkpoint, map_location=device, weights_only=False)
+    from cases.siit.trainer import load_checkpoint_file
+
+    st = load_checkpoint_file(checkpoint, device)
     cfg = ll_config(seed=seed, normalization=normalization)
     ll = HookedTransformer(HookedTransformerConfig(**cfg, device=device))
     ll.load_state_dict(st["model"])

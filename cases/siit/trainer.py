@@ -515,7 +515,7 @@ class SIITTrainer:
         write_atomic(path, buf.getvalue())
 
     def load_checkpoint(self, path: str | Path) -> None:
-        st = torch.load(path, map_location=self.device, weights_only=False)
+        st = load_checkpoint_file(path, self.device)
         saved = {k: v for k, v in st["config"].items()
                  if k not in ("epochs", "early_stop", "eval_every", "early_stop_threshold", "restore_best")}
         mine = {k: v for k, v in self.cfg.to_json().items() if k in saved}
@@ -528,3 +528,31 @@ class SIITTrainer:
         self.epoch, self.history = int(st["epoch"]), list(st["history"])
         self.stopped_early, self.train_seconds = bool(st["stopped_early"]), float(st["train_seconds"])
         self.best = st.get("best")
+
+
+CHECKPOINT_KEYS = ("model", "opt", "sched", "epoch", "history", "stopped_early", "train_seconds", "config")
+
+
+def load_checkpoint_file(path: str | Path, device: str | torch.device = "cpu",
+                         keys: tuple[str, ...] = CHECKPOINT_KEYS) -> dict:
+    """A trainer checkpoint, read with ``torch.load(weights_only=True)``: tensors and plain containers
+    only, so a planted file can never run code. Anything else is a one-line ``ValueError`` naming the file."""
+    import pickle
+
+    try:
+        st = torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, TypeError, ValueError) as err:
+        text = str(err)
+        why = text.split("WeightsUnpickler error:")[1] if "WeightsUnpickler error:" in text else text
+        why = (why.strip().splitlines() or [type(err).__name__])[0].split(". ")[0]
+        raise ValueError(f"checkpoint {path}: not a circuit-bench trainer checkpoint, refused by "
+                         f"torch.load(weights_only=True): {why[:200]}") from None
+    if not isinstance(st, dict):
+        raise ValueError(f"checkpoint {path}: not a circuit-bench trainer checkpoint (a {type(st).__name__}, "
+                         "not a dict)")
+    missing = [k for k in keys if k not in st]
+    if missing:
+        raise ValueError(f"checkpoint {path}: not a circuit-bench trainer checkpoint (missing {', '.join(missing)})")
+    if not isinstance(st["config"], dict):
+        raise ValueError(f"checkpoint {path}: field 'config' is not a dict")
+    return st
