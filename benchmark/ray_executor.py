@@ -142,7 +142,7 @@ def _write(doc: dict, out: str) -> dict:
     if not path.resolve().is_relative_to(Path(out).resolve()):
         raise RuntimeError(f"a worker returned a result path outside --out: {path}")
     doc = {k: v for k, v in doc.items() if k != "path"}
-    results.write_json_atomic(path, doc)
+    results.write_json_atomic(results.check_no_links(out, path), doc)  # no link inside --out followed
     doc["path"] = str(path)
     return doc
 
