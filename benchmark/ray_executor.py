@@ -162,6 +162,7 @@ def run_ray(jobs: list, *, resume: bool = False, workers: int = 1, address: str 
             on_done: Callable[[dict], None] | None = None) -> list[dict]:
     """Run ``jobs`` as Ray tasks; returns their documents in job order (written by this process)."""
     from benchmark.runner import case_groups
+    from benchmark.safety import ProcessTreeWatchdog
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     ray = import_ray()
@@ -176,7 +177,7 @@ def run_ray(jobs: list, *, resume: bool = False, workers: int = 1, address: str 
             todo.append((i, job))
     if resume and docs:
         log(f"[ray] --resume: {len(docs)} of {len(jobs)} jobs already finished in {out}, skipped")
-    started = not ray.is_initialized()
+    started, watchdog = not ray.is_initialized(), None
     if started and todo:
         if address:
             with tempfile.TemporaryDirectory(prefix="circuit-bench-ray-") as empty:
@@ -184,9 +185,14 @@ def run_ray(jobs: list, *, resume: bool = False, workers: int = 1, address: str 
                 ray.init(address=address, log_to_driver=False, configure_logging=False,
                          runtime_env=runtime_env(plugin_packages(plugins), pip=pip, working_dir=empty))
             log(f"[ray] connected to {address}: {ray.cluster_resources().get('CPU', 0):g} CPUs")
-        else:
-            ray.init(address="local", num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False,
-                     configure_logging=False)
+        else:  # a local instance dies with this driver, even when the driver is SIGKILLed
+            watchdog = ProcessTreeWatchdog().__enter__()
+            try:
+                ray.init(address="local", num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False,
+                         configure_logging=False)
+            except BaseException:
+                watchdog.__exit__(None, None, None)
+                raise
     try:
         remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(_compute)
         groups = [[ij] for ij in todo] if split else _index_groups(todo, case_groups)
@@ -219,6 +225,8 @@ def run_ray(jobs: list, *, resume: bool = False, workers: int = 1, address: str 
     finally:
         if started and ray.is_initialized():
             ray.shutdown()
+        if watchdog is not None:
+            watchdog.__exit__(None, None, None)
 
 
 def _index_groups(todo, case_groups) -> list[list]:

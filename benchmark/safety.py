@@ -173,3 +173,70 @@ def die_with_parent(parent_pid: int, poll: float = 0.2) -> None:
             time.sleep(poll)
 
     threading.Thread(target=watch, name="circuit-bench-parent-watch", daemon=True).start()
+
+
+_WATCHDOG = r"""
+import os, signal, sys, threading, time
+driver = int(sys.argv[1])
+seen = set()
+def children():
+    kids = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            kids.setdefault(ppid, []).append(int(d))
+    out, todo = set(), [driver]
+    while todo:
+        for k in kids.get(todo.pop(), ()):
+            if k != os.getpid() and k not in out:
+                out.add(k)
+                todo.append(k)
+    return out
+done = threading.Event()
+def watch_pipe():
+    clean = sys.stdin.read() == "done"  # EOF without "done": the driver died
+    done.set()
+    if not clean:
+        for pid in seen | children():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        os._exit(3)
+threading.Thread(target=watch_pipe, daemon=True).start()
+while not done.is_set():
+    seen |= children()
+    time.sleep(0.5)
+"""
+
+
+class ProcessTreeWatchdog:
+    """Kills what this process started (all its descendants, as last seen) if this process dies without
+    saying goodbye (SIGKILL): for services such as a local Ray instance, whose agents would otherwise
+    outlive the driver. Linux only (reads ``/proc``); elsewhere it does nothing. Use as a context
+    manager: a clean exit of the block tells the watchdog to stand down."""
+
+    def __init__(self) -> None:
+        self._proc = None
+
+    def __enter__(self) -> "ProcessTreeWatchdog":
+        import subprocess
+        import sys
+
+        if sys.platform.startswith("linux") and os.path.isdir("/proc"):
+            self._proc = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid())],
+                                          stdin=subprocess.PIPE, text=True, start_new_session=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._proc is not None:
+            try:
+                self._proc.stdin.write("done")
+                self._proc.stdin.close()
+                self._proc.wait(timeout=10)
+            except (OSError, ValueError):
+                pass

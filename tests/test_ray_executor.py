@@ -1,6 +1,7 @@
 """The Ray executor's pieces that need no cluster: addresses, the runtime environment, flag checks,
 and the runner's write-nothing mode that workers use (the cluster itself: tests/test_ray_cluster.py)."""
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,50 @@ def test_workers_compute_without_writing_and_the_document_says_where_it_goes(tmp
     written = run_job(jobs[0])
     assert written["path"] == docs[0]["path"]
     assert load_result(written["path"])["scores"] == docs[0]["scores"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed (optional extra)")
+def test_a_sigkilled_driver_takes_its_local_ray_instance_with_it(tmp_path):
+    """The local instance's raylet, GCS, agents and workers do not outlive a driver killed with SIGKILL,
+    and nothing is written after it died (only the driver writes)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env.pop("RAY_ADDRESS", None)
+    p = subprocess.Popen([sys.executable, "main.py", "benchmark", "--cases", "toy", "3", "--methods", "eap",
+                          "tests.plugin_methods:Slow", "--executor", "ray", "--workers", "2", "--out", str(out)],
+                         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+
+    def session():
+        pids = []
+        for d in os.listdir("/proc"):
+            if d.isdigit() and int(d) != p.pid:
+                try:
+                    if os.getsid(int(d)) == p.pid:
+                        pids.append(int(d))
+                except OSError:
+                    pass
+        return pids
+
+    t0 = time.time()
+    while not any("ray::" in open(f"/proc/{q}/cmdline").read().replace("\0", " ") for q in session()
+                  if os.path.exists(f"/proc/{q}/cmdline")):
+        assert time.time() - t0 < 240 and p.poll() is None, "the Ray workers never started"
+        time.sleep(0.5)
+    time.sleep(2)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait(timeout=30)
+    deadline = time.time() + 20
+    while session() and time.time() < deadline:
+        time.sleep(0.5)
+    assert session() == [], "processes of the killed driver survive"
+    written = sorted(out.rglob("result.json"))
+    time.sleep(3)
+    assert sorted(out.rglob("result.json")) == written
