@@ -326,6 +326,9 @@ KNOWN_DEAD_EDGES: dict[str, tuple[str, ...]] = {
     "124": ("input->m0", "m0->a1.h0<q>"),                          # constant Map on tokens as the query
     "88": _CONST_Q + _CONST_MAP,
     "82": ("input->a0.h0<q>",),  # length = SelectorWidth(Select(tokens, tokens, TRUE)): the query is ignored
+    # InterpBench's remove-duplicates compares the whole-sequence count with index+1 (m0's Map on the
+    # indices); count > index+1 only where count >= 2, whose output is 0 either way
+    "96": ("input->m0",),
 }
 
 
