@@ -219,7 +219,7 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     p.add_argument("-i", "--case", dest="case", help="case id (node_realism, gt_node_realism, iit)")
     p.add_argument("--model", help="model kind (tracr, siit, natural, ...)")
     p.add_argument("--nodes", nargs="+", help="hypothesis nodes (node_realism)")
-    p.add_argument("--ablation", default=None, choices=["corrupted", "mean", "zero"])
+    p.add_argument("--ablation", default=None, choices=["corrupted", "mean", "zero", "optimal"])
     p.add_argument("--policy", default=None, choices=["topk-abs", "topk-signed", "greedy"],
                    help="edge selection: faithfulness defaults to topk-abs (MIB), the studies to greedy (EAP-IG paper)")
     p.add_argument("--methods", nargs="+", default=["eap", "eap-ig"],
@@ -248,7 +248,7 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     p.add_argument("--out", default="results")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-n", "--n-examples", dest="n", type=int, default=None)
-    p.add_argument("--ablation", default="corrupted", choices=["corrupted", "mean", "zero"])
+    p.add_argument("--ablation", default="corrupted", choices=["corrupted", "mean", "zero", "optimal"])
     p.add_argument("--workers", type=int, default=1,
                    help="parallel jobs: processes (local executor) or CPUs of the local Ray instance (ray)")
     p.add_argument("--executor", default="local", choices=["local", "ray"],
@@ -277,7 +277,7 @@ def _job_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="results", help="results directory (default: results/)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-n", "--n-examples", dest="n", type=int, default=None, help="dataset size (default 200)")
-    p.add_argument("--ablation", default="corrupted", choices=["corrupted", "mean", "zero"])
+    p.add_argument("--ablation", default="corrupted", choices=["corrupted", "mean", "zero", "optimal"])
     p.add_argument("--metric", default="faithfulness", choices=["faithfulness", "task"],
                    help="loss methods minimise: KL/MSE to the model (faithfulness) or CE/MSE to labels (task)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])

@@ -29,6 +29,12 @@ _BUILTIN = {
     "eap-ig": "methods.attribution:EAPIG",
     "acdc": "methods.acdc:ACDC",
     "sp": "methods.sp:SubnetworkProbing",
+    "ifr": "methods.ifr:InformationFlowRoutes",
+    "nap": "methods.node_attribution:NodeAttribution",
+    "node-eap-ig": "methods.node_attribution:NodeEAPIG",
+    "atp-star": "methods.atp_star:AtPStar",
+    "edge-pruning": "methods.edge_pruning:EdgePruning",
+    "ugs": "methods.edge_pruning:SigmoidMasks",
 }
 
 
