@@ -220,8 +220,9 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     p.add_argument("--model", help="model kind (tracr, siit, natural, ...)")
     p.add_argument("--nodes", nargs="+", help="hypothesis nodes (node_realism)")
     p.add_argument("--ablation", default=None, choices=["corrupted", "mean", "zero", "optimal"])
-    p.add_argument("--policy", default=None, choices=["topk-abs", "topk-signed", "greedy"],
-                   help="edge selection: faithfulness defaults to topk-abs (MIB), the studies to greedy (EAP-IG paper)")
+    p.add_argument("--policy", default=None, choices=["topk-abs", "topk-signed", "greedy", "mib"],
+                   help="edge selection: faithfulness defaults to topk-abs, the studies to greedy (EAP-IG paper); "
+                        "mib: MIB's CPR (signed scores) and CMD (absolute scores) protocol exactly")
     p.add_argument("--methods", nargs="+", default=["eap", "eap-ig"],
                    help="pareto/agreement: methods compared with exact patching (NAME or NAME[k=v,...])")
     p.add_argument("--steps", nargs="+", type=int, default=[1, 2, 5, 10, 20, 50], help="ig-steps: IG step counts")
@@ -261,6 +262,26 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
                         "offline unless WANDB_MODE=online)")
     p.add_argument("--json", action="store_true")
     subs["benchmark"] = p
+
+    p = sub.add_parser("export", help="export a result as a MIB/EAP-IG graph JSON (export mib RESULT --out FILE)")
+    p.add_argument("format", choices=["mib"])
+    p.add_argument("result", help="a result.json (or its run directory)")
+    p.add_argument("--out", required=True, help="the JSON file to write")
+    p.add_argument("--signed", action="store_true", help="write the signed scores (MIB's CPR runs) instead of |score|")
+    p.add_argument("--top-n", dest="top_n", type=int, default=None,
+                   help="mark the top N edges by |score| in_graph (default: every edge)")
+    p.add_argument("--json", action="store_true")
+    subs["export"] = p
+
+    p = sub.add_parser("import", help="import a MIB/EAP-IG graph JSON as a result (import mib FILE -i CASE --out DIR)")
+    p.add_argument("format", choices=["mib"])
+    p.add_argument("file", help="the MIB graph JSON")
+    p.add_argument("-i", "--case", dest="case", required=True, help="the case whose model the file describes")
+    p.add_argument("--model", default=None, help="model kind (tracr, siit, natural, ...)")
+    p.add_argument("--out", default="results", help="results directory (default: results/)")
+    p.add_argument("--name", default="mib", help="method label: the result's method is mib-import:NAME")
+    p.add_argument("--json", action="store_true")
+    subs["import"] = p
 
     p = sub.add_parser("leaderboard", help="aggregate results into a leaderboard")
     p.add_argument("--out", default="results", help="results directory")
@@ -434,7 +455,7 @@ def cmd_train(args, extra: Sequence[str]) -> int:
 def dispatch(args, extra: Sequence[str], subs: dict[str, Parser]) -> int:
     cmd = args.command
     if cmd is None:
-        raise UsageError("a COMMAND is needed: cases, run, eval, train, benchmark or leaderboard (see --help)")
+        raise UsageError("a COMMAND is needed: cases, run, eval, train, benchmark, leaderboard, export or import (see --help)")
     if cmd == "run":
         return cmd_run(args, extra)
     if cmd == "train":
