@@ -33,6 +33,7 @@ _BUILTIN = {
     "nap": "methods.node_attribution:NodeAttribution",
     "node-eap-ig": "methods.node_attribution:NodeEAPIG",
     "atp-star": "methods.atp_star:AtPStar",
+    "atp-qk": "methods.atp_star:AtPQK",
     "edge-pruning": "methods.edge_pruning:EdgePruning",
     "ugs": "methods.edge_pruning:SigmoidMasks",
 }

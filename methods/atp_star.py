@@ -21,8 +21,13 @@ the loss is not close to linear in x_v; the paper names two failures, and AtP* f
   through block l's outputs (its heads' results and its MLP output) dropped (detached); the score is
   the mean of the absolute estimates over the layers other than the receiver's own block (for a
   receiver inside block l_v dropping l_v zeroes the estimate: that term is the paper's excluded one,
-  giving its 1/(L - 1) sum; edges into the logits average all L layers). Without cancellation every
-  term equals |AtP|, so the score is |AtP|.
+  giving its 1/(L - 1) sum; edges into the logits average all L layers; in a one-layer model an
+  in-block receiver has no other layer and keeps |AtP|). Without cancellation every term equals |AtP|,
+  so the score is |AtP|. Caveat (inherent in the formula, visible on our 2-4 layer models): for an edge
+  whose whole effect goes through one later block l*, the l* term is ~0, so with few layers GradDrop
+  shrinks true edges (a 2-layer model's layer-0 receivers have that single term only); the paper
+  targets deep models and uses GradDrop to keep candidates for verification, not to rank them.
+  ``atp-qk`` is AtP* without GradDrop (the QK fix alone).
 
 Choices the paper leaves open (it works at node level, and with resample ablation): edges are scored
 as single patches of the sender's contribution to one receiver (the engine's semantics); the QK fix
@@ -191,7 +196,8 @@ class AtPStar(Method):
         edge_layer = torch.full((graph.n_edges,), -1, dtype=torch.long).scatter_reduce(0, e, layer_of[r], reduce="amax")
         drops = torch.stack([self._to_edges(engine, d).cpu().abs() for d in denses[1:]])   # [L, E]
         keep = torch.arange(L).unsqueeze(1) != edge_layer.unsqueeze(0)                        # [L, E]
-        gd = (drops * keep).sum(0) / keep.sum(0).clamp_min(1)
+        # a one-layer model has no other layer for in-block receivers: their score is |AtP+QK|
+        gd = torch.where(keep.any(0), (drops * keep).sum(0) / keep.sum(0).clamp_min(1), signed.abs())
         info.update(grad_drop="mean over layers l != the receiver's block of |AtP+QK with the gradient through "
                               "block l detached| (the paper's 1/(L-1) sum; logits edges: all L layers)",
                     ranking="GradDrop magnitude (unsigned); info['signed'] = AtP+QK without GradDrop",
@@ -210,3 +216,13 @@ class AtPStar(Method):
             if not torch.allclose(mine.to(theirs.dtype), theirs, atol=1e-4, rtol=1e-3):
                 raise ValueError(f"AtP*: recomputed attention of layer {layer} differs from the model's "
                                  "(non-standard attention); use qk_fix=False")
+
+
+class AtPQK(AtPStar):
+    """AtP with the QK fix only (``atp-star --no-grad-drop``), registered apart for benchmark sweeps."""
+
+    name = "atp-qk"
+
+    def __init__(self, grad_drop: bool = False, qk_fix: bool = True, absolute: bool = True,
+                 attribution_metric: str = "auto", chunk_senders: int = 32):
+        super().__init__(grad_drop, qk_fix, absolute, attribution_metric, chunk_senders)

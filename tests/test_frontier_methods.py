@@ -30,7 +30,7 @@ def problem_for(model, data, output_type="categorical", ablation="corrupted", sp
 
 
 def test_registered_and_constructible():
-    for name in ("ifr", "nap", "node-eap-ig", "atp-star", "edge-pruning", "ugs"):
+    for name in ("ifr", "nap", "node-eap-ig", "atp-star", "atp-qk", "edge-pruning", "ugs"):
         assert name in method_names()
         assert get_method(name).name == name
 
@@ -229,6 +229,13 @@ def test_atp_star_grad_drop_equals_abs_atp_without_cancellation():
         if "->a1." in e or e.endswith("->m1"):  # layer 1 receivers: only layer 0's drop counts, which leaves them
             assert abs(gd.edge_scores[e] - abs(plain[e])) < 1e-9
     assert gd.info["signed"] == plain
+    # one layer: in-block receivers have no other layer to drop and keep |AtP|
+    one = problem_for(random_model("LN", seed=6, n_layers=1), random_data(seed=6))
+    gd1 = AtPStar(grad_drop=True).discover(one)
+    plain1 = AtPStar(grad_drop=False, absolute=False).discover(one).info["signed"]
+    assert max(abs(gd1.edge_scores[e] - abs(plain1[e])) for e in one.graph.edges) < 1e-12
+    assert max(plain1.values(), key=abs) != 0
+    assert get_method("atp-qk").discover(one).info["signed"] == plain1
 
 
 @pytest.fixture(scope="module")
