@@ -329,9 +329,10 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     p.add_argument("--model-dir", default=None, metavar="DIR",
                    help="a trained model directory (e.g. from `train iit`) instead of the shipped model")
     p.add_argument("--nodes", nargs="+", help="hypothesis nodes (node_realism)")
-    p.add_argument("--ablation", default=None, choices=["corrupted", "mean", "zero"])
-    p.add_argument("--policy", default=None, choices=["topk-abs", "topk-signed", "greedy"],
-                   help="edge selection: faithfulness defaults to topk-abs (MIB), the studies to greedy (EAP-IG paper)")
+    p.add_argument("--ablation", default=None, choices=["corrupted", "mean", "zero", "optimal"])
+    p.add_argument("--policy", default=None, choices=["topk-abs", "topk-signed", "greedy", "mib"],
+                   help="edge selection: faithfulness defaults to topk-abs, the studies to greedy (EAP-IG paper); "
+                        "mib: MIB's CPR (signed scores) and CMD (absolute scores) protocol exactly")
     p.add_argument("--methods", nargs="+", default=None,
                    help="pareto/agreement: methods compared with exact patching (NAME or NAME[k=v,...]; default "
                         "eap eap-ig); overlap: one method (default eap-ig)")
@@ -365,7 +366,7 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
                    help="data seeds: every (case, method) runs once per seed (e.g. --seeds 0 1 2; overrides "
                         "--seed); the leaderboard then reports the spread over seeds and bootstraps over both")
     p.add_argument("-n", "--n-examples", dest="n", type=POSITIVE_INT, default=None)
-    p.add_argument("--ablation", default="corrupted", choices=["corrupted", "mean", "zero"])
+    p.add_argument("--ablation", default="corrupted", choices=["corrupted", "mean", "zero", "optimal"])
     p.add_argument("--metric", default=None, choices=METRIC_CHOICES,
                    help="loss methods minimise (see run --help); default: each case's own")
     p.add_argument("--workers", type=POSITIVE_INT, default=1,
@@ -392,6 +393,26 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     p.add_argument("--json", action="store_true")
     subs["benchmark"] = p
 
+    p = sub.add_parser("export", help="export a result as a MIB/EAP-IG graph JSON (export mib RESULT --out FILE)")
+    p.add_argument("format", choices=["mib"])
+    p.add_argument("result", help="a result.json (or its run directory)")
+    p.add_argument("--out", required=True, help="the JSON file to write")
+    p.add_argument("--signed", action="store_true", help="write the signed scores (MIB's CPR runs) instead of |score|")
+    p.add_argument("--top-n", dest="top_n", type=int, default=None,
+                   help="mark the top N edges by |score| in_graph (default: every edge)")
+    p.add_argument("--json", action="store_true")
+    subs["export"] = p
+
+    p = sub.add_parser("import", help="import a MIB/EAP-IG graph JSON as a result (import mib FILE -i CASE --out DIR)")
+    p.add_argument("format", choices=["mib"])
+    p.add_argument("file", help="the MIB graph JSON")
+    p.add_argument("-i", "--case", dest="case", required=True, help="the case whose model the file describes")
+    p.add_argument("--model", default=None, help="model kind (tracr, siit, natural, ...)")
+    p.add_argument("--out", default="results", help="results directory (default: results/)")
+    p.add_argument("--name", default="mib", help="method label: the result's method is mib-import:NAME")
+    p.add_argument("--json", action="store_true")
+    subs["import"] = p
+
     p = sub.add_parser("leaderboard", help="aggregate results into a leaderboard")
     p.add_argument("--out", default="results", help="results directory")
     p.add_argument("--format", default="md", choices=["md", "csv", "html"],
@@ -410,7 +431,7 @@ def _job_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="results", help="results directory (default: results/)")
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("-n", "--n-examples", dest="n", type=POSITIVE_INT, default=None, help="dataset size (default 200)")
-    p.add_argument("--ablation", default="corrupted", choices=["corrupted", "mean", "zero"])
+    p.add_argument("--ablation", default="corrupted", choices=["corrupted", "mean", "zero", "optimal"])
     p.add_argument("--metric", default=None, choices=METRIC_CHOICES,
                    help="loss methods minimise: KL/MSE to the model (faithfulness, kl), CE/MSE to labels (task, ce, "
                         "mse) or minus the answer-vs-wrong-answer logit difference (logit-diff); default: the "
@@ -668,7 +689,7 @@ def cmd_train(args, extra: Sequence[str]) -> int:
 def dispatch(args, extra: Sequence[str], subs: dict[str, Parser]) -> int:
     cmd = args.command
     if cmd is None:
-        raise UsageError("a COMMAND is needed: cases, run, eval, train, benchmark or leaderboard (see --help)")
+        raise UsageError("a COMMAND is needed: cases, run, eval, train, benchmark, leaderboard, export or import (see --help)")
     if cmd == "run":
         return cmd_run(args, extra)
     if cmd == "train":

@@ -420,6 +420,8 @@ def cmd_eval_faithfulness(args) -> int:
     from evaluations.plots import plot_faithfulness
 
     _setup_torch()
+    if args.policy == "mib":
+        return _eval_faithfulness_mib(args)
     out_doc = {"cases": []}
     docs = result_docs(args.paths)
     labels = _labels(docs)
@@ -455,6 +457,78 @@ def cmd_eval_faithfulness(args) -> int:
             out_doc["cases"].append({"case": case_id, "model": model, "methods": rows, "plot": str(png)})
     return _report_cases(args, out_doc, lambda r: f"CPR {_f(r['cpr'])}  CMD {_f(r['cmd'])}  "
                          f"(ground truth f = {_f(r['ground_truth_faithfulness'])})")
+
+
+def _eval_faithfulness_mib(args) -> int:
+    """``eval faithfulness --policy mib``: MIB's CPR / CMD (benchmark/mib.py), written to faithfulness_mib.json."""
+    from benchmark.mib import mib_faithfulness
+
+    out_doc = {"cases": []}
+    for (case_id, model), items in sorted(_by_case(result_docs(args.paths)).items()):
+        rows = []
+        for path, doc in items:
+            if not (doc.get("scores") or {}).get("edges"):
+                log(f"skip {path}: no edge scores")
+                continue
+            _, problem, engine = _engine_for(doc, args.ablation, args.n)
+            res = mib_faithfulness(engine, problem.graph, doc)
+            dest = results.write_json_atomic(path.parent / "faithfulness_mib.json",
+                                             {"schema": results.SCHEMA, "result": str(path), "case": case_id,
+                                              "model": model, "method": doc["method"], **res})
+            rows.append({"method": _label(doc), "cpr": res["cpr"], "cmd": res["cmd"], "metric": res["metric"],
+                         "selection": res["selection"], "path": str(dest)})
+        if rows:
+            out_doc["cases"].append({"case": case_id, "model": model, "methods": rows, "plot": None})
+    return _report_cases(args, out_doc, lambda r: f"MIB CPR {_f(r['cpr'])}  CMD {_f(r['cmd'])}  "
+                         f"({r['metric']}, {r['selection']})")
+
+
+def cmd_export(args) -> int:
+    """``export mib RESULT --out FILE``: a result as a MIB/EAP-IG graph JSON (benchmark/mib.py)."""
+    from benchmark.mib import export_path
+
+    src = Path(args.result)
+    src = src / results.RESULT if src.is_dir() else src
+    if not src.is_file():
+        raise UsageError(f"no result file {str(src)!r}")
+    if args.top_n is not None and args.top_n < 0:
+        raise UsageError(f"--top-n must be >= 0 (got {args.top_n})")
+    try:
+        doc = results.load_result(src)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"cannot read {src}: {err}") from None
+    if doc.get("status") != "ok":
+        raise UsageError(f"{src}: the run did not finish (status {doc.get('status')!r})")
+    path = export_path(src, args.out, signed=args.signed, top_n=args.top_n)
+    with json_stdout(args.json) as out:
+        if args.json:
+            emit({"path": str(path), "result": str(src)}, out)
+        else:
+            print(f"wrote {path}", file=out)
+    return 0
+
+
+def cmd_import(args) -> int:
+    """``import mib FILE -i CASE [--model KIND] --out DIR``: a MIB graph JSON as a circuit-bench result."""
+    from benchmark.mib import MIBFormatError, import_path, read_file
+    from cases import get_case
+
+    case = get_case(args.case)
+    case.resolve_model(args.model)
+    try:
+        read_file(args.file)  # bad files fail before any model is loaded
+        path = import_path(args.file, str(case.id), args.model, args.out, name=args.name)
+    except MIBFormatError as err:
+        raise UsageError(str(err)) from None
+    doc = results.load_result(path)
+    with json_stdout(args.json) as out:
+        if args.json:
+            emit(dict(doc, path=str(path)), out)
+        else:
+            e = (doc.get("roc") or {}).get("edges") or {}
+            print(f"case {doc['case']} / {doc['model']} / {doc['method']}: edge AUROC {_f(e.get('auroc'))} -> {path}",
+                  file=out)
+    return 0
 
 
 def _case_engine(args, ablation: str):

@@ -297,6 +297,9 @@ def _execute(job: Job, case, model_kind: str, log, cache: ProblemCache | None = 
         "timing": {"setup_seconds": t_method - t_setup, "method_seconds": t_done - t_method,
                    "problem_reused": reused},
     }
+    engine = problem.__dict__.get("_engine")
+    if getattr(engine, "ablation_info", None):  # e.g. optimal ablation: how the constants were learned
+        doc["ablation_info"] = engine.ablation_info
     if output.sweep is not None:
         from core.circuit import compare
 

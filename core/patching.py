@@ -8,8 +8,9 @@ input, where every receiver v gets
 ``a_u^current`` is the sender's output *in this patched run* (so removed edges upstream propagate:
 the ACDC / EAP-IG / AutoCircuit "tree patch" semantics) and ``a_u^ablated`` its output on the
 corrupted input (``ablation="corrupted"``, resample), its per-position mean over the clean data
-(``"mean"``) or zero (``"zero"``). M = 1 everywhere reproduces the clean model exactly; M = 0
-everywhere feeds every receiver the ablated activations (for ``"corrupted"``: the corrupted run).
+(``"mean"``), zero (``"zero"``) or a learned per-position constant (``"optimal"``: optimal ablation,
+core/optimal_ablation.py). M = 1 everywhere reproduces the clean model exactly; M = 0 everywhere
+feeds every receiver the ablated activations (for ``"corrupted"``: the corrupted run).
 Receivers sit before any normalisation, so x_v is a sum of sender outputs plus constant biases and
 the correction is exact. Many masks run in one pass (the batch is repeated K times) and the whole
 run is differentiable with respect to the masks.
@@ -30,7 +31,7 @@ from core.graph import Graph
 if TYPE_CHECKING:
     from transformer_lens import HookedTransformer
 
-ABLATIONS = ("corrupted", "mean", "zero")
+ABLATIONS = ("corrupted", "mean", "zero", "optimal")
 LossFn = Callable[[torch.Tensor], torch.Tensor]  # logits [K, n, seq, vocab] -> [K]
 
 
@@ -109,6 +110,10 @@ class PatchEngine:
                     data.corrupted.to(self.device), return_logits=True, fwd_hooks=self.corrupted_run_hooks())
             elif ablation == "mean":
                 self.ablated = [a.mean(0, keepdim=True) for a in clean_acts]
+                self.corrupted_logits = None
+            elif ablation == "optimal":  # learned per-sender constants (core/optimal_ablation.py), held like means
+                from core.optimal_ablation import optimal_ablation
+                self.ablated, self._abl_z, self.ablation_info = optimal_ablation(self)
                 self.corrupted_logits = None
             else:
                 self.ablated = [torch.zeros_like(a[:1]) for a in clean_acts]

@@ -120,7 +120,7 @@ class Problem:
     graph: "Graph"
     data: CaseData
     output_type: OutputType
-    ablation: str = "corrupted"  # "corrupted" | "mean" | "zero"
+    ablation: str = "corrupted"  # "corrupted" | "mean" | "zero" | "optimal"
     device: str = "cpu"
     seed: int = 0
     case_id: str = ""

@@ -30,6 +30,13 @@ _BUILTIN = {
     "eap-ig": "methods.attribution:EAPIG",
     "acdc": "methods.acdc:ACDC",
     "sp": "methods.sp:SubnetworkProbing",
+    "ifr": "methods.ifr:InformationFlowRoutes",
+    "nap": "methods.node_attribution:NodeAttribution",
+    "node-eap-ig": "methods.node_attribution:NodeEAPIG",
+    "atp-star": "methods.atp_star:AtPStar",
+    "atp-qk": "methods.atp_star:AtPQK",
+    "edge-pruning": "methods.edge_pruning:EdgePruning",
+    "ugs": "methods.edge_pruning:SigmoidMasks",
 }
 
 

@@ -130,6 +130,14 @@ class SubnetworkProbing(Method):
         return MethodOutput(edge_scores=edge_scores, node_scores=node_scores, sweep=sweep, info=info)
 
     # ---- training -----------------------------------------------------------------------------------
+    def _sample(self, log_alpha: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Gate samples from logits and uniform noise (subclasses change the relaxation)."""
+        return sample_gates(log_alpha, u)
+
+    def _penalty(self, log_alpha: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        """Per-run sparsity term ``[L]`` added to the task loss: lambda * mean expected L0."""
+        return lam * expected_l0(log_alpha).mean(1)
+
     def _train(self, problem: Problem, gated: list[str], lams: list[float]) -> torch.Tensor:
         """Gate logits ``[len(lams), n_gates]``, one independent run per lambda, trained in one batch."""
         graph, engine, loss_fn = problem.graph, problem.engine(), problem.loss_fn()
@@ -161,9 +169,9 @@ class SubnetworkProbing(Method):
                 for _ in range(self.epochs):
                     u = torch.rand(self.n_samples, n_gates, generator=gen, dtype=torch.float64)
                     u = u.clamp(EPS, 1 - EPS).to(device, log_alpha.dtype)
-                    gates = sample_gates(log_alpha[:, None, :], u[None])                # [L, samples, gates]
+                    gates = self._sample(log_alpha[:, None, :], u[None])                # [L, samples, gates]
                     task = loss_fn(patched(gates.flatten(0, 1))).view(L, self.n_samples).mean(1)
-                    loss = (task + lam * expected_l0(log_alpha).mean(1)).sum()
+                    loss = (task + self._penalty(log_alpha, lam)).sum()
                     opt.zero_grad()
                     loss.backward()
                     opt.step()

@@ -1,0 +1,155 @@
+"""Optimal ablation (Li & Janson 2024; MIB's oa.py; methods.md §1.6): learned per-component constants.
+
+The ablated value of a component u is the constant c_u that minimises the loss of the model in which
+u alone is replaced by c_u (every other component clean):
+
+    c_u = argmin_c  E_x [ L( model(x) with a_u := c ) ]
+
+``L`` is the patching engine's default loss (KL / MSE to the clean model's own output on the scored
+positions: "faithfulness" optimal ablation); the data is the problem's clean data. The constants then
+enter the patching engine like mean ablation's per-sender means (``PatchEngine(ablation="optimal")``),
+so every method and evaluation can use them.
+
+Choices (MIB's oa.py and the paper differ or leave them open; ours are recorded in ``info``):
+
+* **one constant per position** ``[pos, d]`` (like our per-position mean ablation; MIB's are
+  position-independent, which suits padded natural-language batches, not fixed-length Tracr inputs);
+* **components**: the input sender(s), every head, every MLP, each optimised *separately* with only
+  itself ablated (as MIB); all components train together in one batched pass (row block k ablates
+  component k only; the loss is the sum of the blocks' losses and Adam is elementwise, so each follows
+  the trajectory it would follow alone);
+* **heads in z-space**: a head's constant is a ``hook_z`` value ``[pos, d_head]`` and its output
+  constant is ``z W_O[h]`` (no ``b_O``, which hook_result excludes): an output the head can produce,
+  and the value node-level gating at ``hook_z`` needs (``PatchEngine.run_nodes``);
+* **initialisation and step size**: c = mean + sigma * delta with delta = 0 at the start (the mean
+  ablation) and sigma the component's activation standard deviation over the data (per position and
+  dimension, floored at 1e-3 of its mean magnitude), Adam on delta (lr ``LR``, ``STEPS`` full-data
+  steps, deterministic); the best iterate of each component is kept, so its ablated loss is never
+  above the mean ablation's (the step-0 value).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+STEPS = 100
+LR = 0.1
+
+
+def _components(engine) -> list[tuple[int, int, str]]:
+    """(sender group index, index within the group, sender name) for every optimised component."""
+    out = []
+    for gi, g in enumerate(engine.senders):
+        for j in range(g.size):
+            out.append((gi, j, engine.graph.senders[g.start + j]))
+    return out
+
+
+@torch.no_grad()
+def _clean_values(engine) -> dict[int, torch.Tensor]:
+    """The value each group is optimised in: ``[n, pos, size, d]`` (heads: hook_z, d = d_head)."""
+    z: dict[str, torch.Tensor] = {}
+
+    def save(x, hook):
+        z[hook.name] = x.detach()
+    hooks = [(g.hook.replace("attn.hook_result", "attn.hook_z"), save) for g in engine.senders if g.per_head]
+    engine.model.run_with_hooks(engine.clean, fwd_hooks=hooks)
+    out = {}
+    for gi, g in enumerate(engine.senders):
+        out[gi] = z[g.hook.replace("attn.hook_result", "attn.hook_z")] if g.per_head else engine.clean_acts[gi]
+    return out
+
+
+def optimal_ablation(engine, steps: int = STEPS, lr: float = LR) -> tuple[list[torch.Tensor], dict[str, torch.Tensor],
+                                                                         dict[str, Any]]:
+    """Learn the constants for a (partly built) ``PatchEngine``.
+
+    Uses only ``engine.model``, ``.graph``, ``.senders``, ``.clean``, ``.clean_acts`` and ``.default_loss()``.
+    Returns ``(ablated, ablated_z, info)``: per sender group the constant output ``[1, pos, size, d_model]``
+    (the shape the engine's mean-ablation path holds), per attention layer the ``hook_z`` constant
+    ``[1, pos, heads, d_head]``, and what was done (losses per component before and after).
+    """
+    model, loss_fn = engine.model, engine.default_loss()
+    comps = _components(engine)
+    K, n = len(comps), engine.clean.shape[0]
+    clean = _clean_values(engine)
+    means = {gi: v.mean(0, keepdim=True) for gi, v in clean.items()}
+    sigmas = {gi: torch.maximum(v.std(0, keepdim=True, unbiased=False),
+                                1e-3 * v.abs().mean().clamp_min(1e-6)) for gi, v in clean.items()}
+    deltas = {gi: torch.zeros_like(m, requires_grad=True) for gi, m in means.items()}
+    # one-hot [K, size] per group: which row block ablates which component of the group
+    onehot = {gi: torch.zeros(K, g.size, dtype=model.cfg.dtype, device=engine.device) for gi, g in enumerate(engine.senders)}
+    for k, (gi, j, _) in enumerate(comps):
+        onehot[gi][k, j] = 1.0
+
+    def hooks():
+        out = []
+        for gi, g in enumerate(engine.senders):
+            hook = g.hook.replace("attn.hook_result", "attn.hook_z") if g.per_head else g.hook
+
+            def fn(x, hook, gi=gi, g=g):
+                cur = (x if g.per_head else x.unsqueeze(-2)).view(K, n, x.shape[1], g.size, x.shape[-1])
+                c = (means[gi] + sigmas[gi] * deltas[gi]).unsqueeze(0)              # [1, 1, pos, size, d]
+                z = onehot[gi].view(K, 1, 1, g.size, 1)
+                new = (cur + z * (c - cur)).reshape(K * n, x.shape[1], g.size, x.shape[-1])
+                return new if g.per_head else new[:, :, 0]
+            out.append((hook, fn))
+        return out
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    cfg = model.cfg
+    saved = cfg.use_attn_result, cfg.use_split_qkv_input
+    opt = torch.optim.Adam(list(deltas.values()), lr=lr)
+    best = torch.full((K,), float("inf"), dtype=torch.float64)
+    best_delta = {gi: d.detach().clone() for gi, d in deltas.items()}
+    first = None
+    tokens = engine.clean.repeat(K, 1)
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        cfg.use_attn_result = cfg.use_split_qkv_input = False
+        was = model.training
+        model.eval()
+        for step in range(steps + 1):
+            with torch.enable_grad():
+                logits = model.run_with_hooks(tokens, fwd_hooks=hooks())
+                losses = loss_fn(logits.view(K, n, *logits.shape[1:]))
+                cur = losses.detach().double().cpu()
+                if first is None:
+                    first = cur.clone()
+                better = cur < best
+                for k in better.nonzero().flatten().tolist():  # keep each component's best iterate
+                    gi, j, _ = comps[k]
+                    best_delta[gi][..., j, :] = deltas[gi].detach()[..., j, :]
+                best = torch.where(better, cur, best)
+                if step == steps:
+                    break
+                opt.zero_grad()
+                losses.sum().backward()
+                opt.step()
+        model.train(was)
+    finally:
+        cfg.use_attn_result, cfg.use_split_qkv_input = saved
+        for p in params:
+            p.requires_grad_(True)
+    ablated, ablated_z = [], {}
+    with torch.no_grad():
+        for gi, g in enumerate(engine.senders):
+            c = means[gi] + sigmas[gi] * best_delta[gi]                                 # [1, pos, size, d]
+            if g.per_head:
+                layer = int(g.hook.split(".")[1])
+                ablated_z[f"blocks.{layer}.attn.hook_z"] = c
+                ablated.append(torch.einsum("bphd,hdm->bphm", c, model.blocks[layer].attn.W_O))
+            else:
+                ablated.append(c)
+    info = {"ablation": "optimal", "loss": "the engine's default loss (KL / MSE to the clean model)",
+            "constants": "one per position and component; heads in hook_z space (output z W_O)",
+            "objective": "each component ablated alone, optimised separately (batched)",
+            "init": "per-position mean over the clean data", "steps": steps, "lr": lr,
+            "parametrisation": "mean + sigma * delta, Adam on delta, best iterate kept",
+            "n_examples": n,
+            "per_component": {name: {"mean_ablation_loss": float(first[k]), "optimal_ablation_loss": float(best[k])}
+                              for k, (_, _, name) in enumerate(comps)}}
+    return ablated, ablated_z, info
