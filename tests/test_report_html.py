@@ -169,14 +169,15 @@ def test_html_leaderboard_renders_in_headless_chromium(report, tmp_path):
 
     # and the page as a user sees it: a screenshot that is not blank (text, tables and plots drawn)
     shot = tmp_path / "leaderboard.png"
-    run = subprocess.run(flags + ["--hide-scrollbars", "--window-size=1400,1400", f"--screenshot={shot}",
+    # tall enough for the whole page: tables, cost-quality plot, heatmap and the embedded plots at the end
+    run = subprocess.run(flags + ["--hide-scrollbars", "--window-size=1400,2600", f"--screenshot={shot}",
                                   (report / "leaderboard.html").as_uri()], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0 and shot.exists(), run.stderr[-2000:]
     import matplotlib.image as mpimg
     import numpy as np
 
     pixels = mpimg.imread(shot)[..., :3]
-    assert pixels.shape[:2] == (1400, 1400)
+    assert pixels.shape[:2] == (2600, 1400)
     dark = (pixels.mean(axis=-1) < 0.5).mean()
     colour = (pixels.max(axis=-1) - pixels.min(axis=-1) > 0.3).mean()  # the plots' coloured curves
     assert dark > 0.002 and colour > 0.0005, (dark, colour)
