@@ -197,3 +197,29 @@ def test_plugin_method_ranked_against_a_reference(runs, tmp_path, capsys):
     assert "result schema" in capsys.readouterr().err
     (tmp_path / "junk.gz").write_bytes(b"not gzip")
     assert main(["leaderboard", "--out", str(mine), "--with-reference", str(tmp_path / "junk.gz")]) == 2
+
+
+def test_faithfulness_plot_axis_fits_the_graph_and_legend_is_off_the_curves(tmp_path, monkeypatch):
+    from evaluations import plots
+
+    seen = {}
+
+    def capture(fig, path):
+        ax = fig.axes[0]
+        fig.canvas.draw()
+        seen["xlim"] = ax.get_xlim()
+        seen["x"] = [list(line.get_xdata()) for line in ax.get_lines() if line.get_label().startswith("m")]
+        seen["legend"] = ax.get_legend().get_window_extent()
+        seen["axes"] = ax.get_window_extent()
+        plots._plt().close(fig)
+        return path
+
+    monkeypatch.setattr(plots, "_save", capture)
+    fractions = [0.001, 0.01, 0.03, 0.1, 0.5, 1.0]  # a 23-edge graph: the first three ask for 0 edges
+    curve = {"fractions": fractions, "requested": [int(p * 23) for p in fractions],
+             "faithfulness": [0.0, 0.0, 0.0, 0.4, 0.9, 1.0], "cpr": 0.8, "cmd": 0.2}
+    plots.plot_faithfulness({"m1": curve, "m2": {**curve, "faithfulness": [0, 0, 0, 0.2, 0.7, 1.0]}}, tmp_path / "f.png")
+    lo, hi = seen["xlim"]
+    assert lo == pytest.approx(0.8 / 23) and hi == pytest.approx(1.25)  # one edge .. all, not 1e-3 .. 1
+    assert all(min(x) >= 1 / 23 for x in seen["x"])  # points below one edge (the empty circuit) not drawn
+    assert seen["legend"].y1 <= seen["axes"].y0  # the legend lies below the axes, never over a curve
