@@ -223,3 +223,25 @@ def test_faithfulness_plot_axis_fits_the_graph_and_legend_is_off_the_curves(tmp_
     assert lo == pytest.approx(0.8 / 23) and hi == pytest.approx(1.25)  # one edge .. all, not 1e-3 .. 1
     assert all(min(x) >= 1 / 23 for x in seen["x"])  # points below one edge (the empty circuit) not drawn
     assert seen["legend"].y1 <= seen["axes"].y0  # the legend lies below the axes, never over a curve
+
+
+def test_plugin_method_ranked_against_the_shipped_reference(tmp_path, capsys):
+    """The shipped reference (benchmark/reference/): a plug-in run with its settings is ranked against
+    its baselines in one `leaderboard --with-reference`, nothing rerun. After a result-schema or version
+    change this fails with the reference's one-line refusal: regenerate it (README, Reference leaderboard)."""
+    from benchmark import reference
+
+    header, docs = reference.load()
+    assert header["settings"]["seeds"] == [0, 1, 2] and header["n_runs"] == len(docs)
+    assert set(header["settings"]["cases"]["tracr"]) >= {"3", "4", "12"}
+    mine = tmp_path / "mine"
+    assert main(["benchmark", "--cases", "3", "4", "12", "--methods", "tests.plugin_methods:SenderIndex",
+                 "--seeds", *SEEDS, "--out", str(mine)]) == 0
+    doc = _leaderboard(mine, capsys, "--with-reference")
+    tracr = {r["variant"]: r for r in doc["summary"] if r["model"] == "tracr"}
+    assert {"eap [ref]", "eap-ig [ref]", "exact [ref]", "acdc [ref]", "random [ref]"} <= set(tracr)
+    plugin = tracr["tests.plugin_methods:SenderIndex"]
+    assert plugin["n_cases"] == 3 and plugin["n_runs"] == 9 and plugin["tied_with_best"] in ("yes", "no")
+    assert any(p["b"] == "tests.plugin_methods:SenderIndex" and p["a"] == "eap [ref]" and p["n_cases"] == 3
+               for p in doc["pairwise"])
+    assert doc["reference"]["n_runs"] == len(docs)
