@@ -56,7 +56,7 @@ def to_csv(analysis: Mapping[str, Any]) -> str:
 _CSS = ("body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:100%}"
         "table{border-collapse:collapse;margin-bottom:1.5em;font-size:13px}caption{text-align:left;font-weight:bold;"
         "padding:4px 0}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right;white-space:nowrap}"
-        "th{background:#f3f3f3}th.sort{cursor:pointer}th.sort:after{content:' \\2195';color:#999}"
+        "th{background:#f3f3f3;white-space:normal;vertical-align:bottom}th.sort{cursor:pointer}th.sort:after{content:' \\2195';color:#999}"
         "td.l,th.l{text-align:left}tr.error td{background:#fde8e8}tr.best td{background:#e6f4e6}"
         "tr.tied td{background:#f3faf3}.wrap{overflow-x:auto;max-width:100%}"
         ".heat td{padding:1px 4px;font-size:11px}.heat th{font-size:11px;white-space:normal;max-width:7em}"
@@ -88,7 +88,8 @@ def _cell(v, col: str) -> str:
 
 def _table(rows: Sequence[Mapping[str, Any]], cols: Sequence[str], ident: str, caption: str, sortable: bool = True,
            row_class=None) -> str:
-    head = "".join(f'<th scope="col"{" class=l" if c in LEFT else ""}>{html.escape(c)}</th>' for c in cols)
+    head = "".join(f'<th scope="col"{" class=l" if c in LEFT else ""}>{html.escape(c).replace("_", "_<wbr>")}</th>'
+                   for c in cols)  # <wbr>: long names wrap at their underscores, the text stays the name
     body = "".join(f'<tr class="{html.escape(row_class(r) if row_class else str(r.get("status", "ok")))}">'
                    + "".join(_cell(r.get(c), c) for c in cols) + "</tr>" for r in rows)
     return (f'<div class="wrap"><table id="{ident}" class="{ident}{" sortable" if sortable else ""}">'
@@ -161,7 +162,8 @@ def cost_quality_svg(summary: Sequence[Mapping[str, Any]]) -> str:
                  f'<text transform="rotate(-90)" x="{-(mt + h - mb) / 2}" y="16" text-anchor="middle">'
                  "mean edge AUROC (95% CI)</text>")
     models = sorted({r["model"] for r in pts})
-    for i, r in enumerate(sorted(pts, key=lambda r: (r["model"], r["variant"]))):
+    # labels listed top to bottom in the order of the points' AUROC, so that leader lines rarely cross
+    for i, r in enumerate(sorted(pts, key=lambda r: (-r["edge_auroc"], r["mean_method_seconds"], r["variant"]))):
         colour = f"hsl({(i * 67) % 360},65%,42%)"
         x, y = X(r["mean_method_seconds"]), Y(r["edge_auroc"])
         if not math.isnan(r.get("edge_auroc_low", math.nan)):

@@ -245,3 +245,20 @@ def test_plugin_method_ranked_against_the_shipped_reference(tmp_path, capsys):
     assert any(p["b"] == "tests.plugin_methods:SenderIndex" and p["a"] == "eap [ref]" and p["n_cases"] == 3
                for p in doc["pairwise"])
     assert doc["reference"]["n_runs"] == len(docs)
+
+
+def test_uncertainty_tables_reread_the_experiments_tables():
+    """benchmarks/uncertainty_tables.py, the source of EXPERIMENTS.md section 8's re-reading."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("uncertainty_tables", root / "benchmarks" / "uncertainty_tables.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    text = ("| case | ACDC | node SP | EAP | paper |\n|---|---|---|---|---|\n"
+            + "".join(f"| {c} | 1.000 | {0.5 + c / 100:.3f} | 1.000 | x |\n" for c in range(1, 9)) + "| mean | 1 | 1 | 1 | |\n")
+    ((_, cols),) = mod.tables(text)
+    assert sorted(cols) == ["ACDC", "EAP", "node SP"] and len(cols["ACDC"]) == 8
+    out = mod.report(cols)
+    assert "| ACDC | node SP | +0.455 | 8/0/0 | 0.00781 |" in out and "| ACDC | EAP | +0.000 | 0/8/0 | 1 |" in out
+    assert len(mod.tables((root / "EXPERIMENTS.md").read_text())) >= 2
