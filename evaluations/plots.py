@@ -30,6 +30,10 @@ def _field(obj: Any, key: str):
     return obj[key] if isinstance(obj, Mapping) else getattr(obj, key)
 
 
+def _optional(obj: Any, key: str):
+    return obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
+
+
 def _fmt(x) -> str:
     return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
@@ -99,7 +103,7 @@ def _n_edges(curves: Mapping[str, Any]) -> int | None:
     fraction; None when no curve says."""
     best = None
     for c in curves.values():
-        fr, req = list(_field(c, "fractions") or []), list(_field(c, "requested") or [])
+        fr, req = list(_field(c, "fractions") or []), list(_optional(c, "requested") or [])
         if fr and len(fr) == len(req) and max(fr) > 0:
             i = max(range(len(fr)), key=lambda j: fr[j])
             n = int(round(req[i] / fr[i]))
@@ -119,7 +123,7 @@ def plot_faithfulness(curves: Mapping[str, Any], path: str | os.PathLike, title:
     points = {}
     for name, c in curves.items():
         x, f = _floats(_field(c, "fractions")), _floats(_field(c, "faithfulness"))
-        req = list(_field(c, "requested") or [])
+        req = list(_optional(c, "requested") or [])
         if log_x and n_edges and len(req) == len(x):  # a log axis starts at one edge: fewer is the empty circuit
             x, f = [a for a, r in zip(x, req) if r >= 1], [b for b, r in zip(f, req) if r >= 1]
         points[name] = (x, f)

@@ -185,6 +185,11 @@ def test_plugin_method_ranked_against_a_reference(runs, tmp_path, capsys):
     capsys.readouterr()
     assert main(["leaderboard", "--out", str(one_seed), "--with-reference", str(ref)]) == 2
     assert "data seeds" in capsys.readouterr().err
+    toy = tmp_path / "toy"  # a case the reference does not have
+    assert main(["benchmark", "--cases", "toy", "--methods", "random", "--seeds", *SEEDS, "-n", N, "--out", str(toy)]) == 0
+    capsys.readouterr()
+    assert main(["leaderboard", "--out", str(toy), "--with-reference", str(ref)]) == 2
+    assert "has no toy runs of case(s) toy" in capsys.readouterr().err
     import gzip
 
     lines = gzip.open(ref, "rt").read().splitlines()
@@ -248,7 +253,7 @@ def test_plugin_method_ranked_against_the_shipped_reference(tmp_path, capsys):
 
 
 def test_uncertainty_tables_reread_the_experiments_tables():
-    """benchmarks/uncertainty_tables.py, the source of EXPERIMENTS.md section 8's re-reading."""
+    """benchmarks/uncertainty_tables.py, the source of EXPERIMENTS.md section 10's re-reading."""
     import importlib.util
 
     root = Path(__file__).resolve().parents[1]
@@ -262,3 +267,23 @@ def test_uncertainty_tables_reread_the_experiments_tables():
     out = mod.report(cols)
     assert "| ACDC | node SP | +0.455 | 8/0/0 | 0.00781 |" in out and "| ACDC | EAP | +0.000 | 0/8/0 | 1 |" in out
     assert len(mod.tables((root / "EXPERIMENTS.md").read_text())) >= 2
+
+
+def test_html_page_has_the_direction_results_and_cpr_cmd(tmp_path, capsys):
+    from tests.test_report_html import _parse
+
+    assert main(["benchmark", "--cases", "toy", "--methods", "random", "eap", "-n", "8", "--out", str(tmp_path)]) == 0
+    assert main(["run", "mean-diff", "-i", "sentiment", "--out", str(tmp_path)]) == 0
+    assert main(["eval", "faithfulness", str(tmp_path), "-n", "8"]) == 0
+    faith = {d["method"]: d["curve"] for _, d in iter_results(tmp_path, "faithfulness.json")}
+    doc = _leaderboard(tmp_path, capsys)
+    for row in doc["summary"]:  # CPR / CMD from eval faithfulness's files, with intervals (one run: a point)
+        assert row["cpr"] == pytest.approx(faith[row["method"]]["cpr"])
+        assert row["cmd"] == pytest.approx(faith[row["method"]]["cmd"])
+        assert row["cpr_low"] == pytest.approx(row["cpr"]) == pytest.approx(row["cpr_high"])
+    assert main(["leaderboard", "--out", str(tmp_path), "--format", "html"]) == 0
+    page = _parse(tmp_path / "leaderboard.html")
+    assert [row[0] for row in page.rows["directions"]] == ["mean-diff"]  # method, seed, |cos|, ...
+    assert 0 <= float(page.rows["directions"][0][2]) <= 1
+    assert sorted(row[1] for row in page.rows["leaderboard"]) == ["eap", "random"]
+    assert len(page.rows["heatmap-toy"]) == 1 and page.external == []
