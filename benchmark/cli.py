@@ -417,6 +417,14 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     p.add_argument("--out", default="results", help="results directory")
     p.add_argument("--format", default="md", choices=["md", "csv", "html"],
                    help="html: a self-contained page (tables, per-run detail, the ROC/faithfulness plots embedded)")
+    p.add_argument("--score-floor", type=float, default=None, metavar="R",
+                   help="floored edge AUROC column: scores with |s| <= R * max|s| tie with 0 (default 1e-6)")
+    p.add_argument("--compare", nargs=2, default=None, metavar=("A", "B"),
+                   help="paired comparison of two variants (labels as in the table, or MODEL:LABEL)")
+    p.add_argument("--with-reference", nargs="?", const="", default=None, metavar="PATH",
+                   help="rank these results against the shipped reference (or PATH) without rerunning baselines")
+    p.add_argument("--write-reference", default=None, metavar="PATH",
+                   help="write the results under --out as a compact reference file (gzip JSON lines)")
     p.add_argument("--json", action="store_true")
     subs["leaderboard"] = p
     return top, subs

@@ -13,32 +13,43 @@ from core.registry import UnknownNameError
 
 
 def cmd_leaderboard(args) -> int:
-    from benchmark import leaderboard as lb
-
     if not Path(args.out).is_dir():
         raise UsageError(f"no results directory {args.out!r} (run `benchmark` or `run` first, or pass --out)")
     check_out_dir(args.out)  # the leaderboard is written there
     from benchmark.direction import collect_direction_rows
     from evaluations import direction as dlb
 
+    from benchmark import report
+
+    if args.score_floor is not None and not 0 <= args.score_floor < 1:
+        raise UsageError(f"--score-floor must be in [0, 1), got {args.score_floor}")
     with results.skip_report() as skipped:  # bad files: one warning each, a count at the end
-        summary, detail = lb.collect(args.out)
+        if args.write_reference:
+            try:
+                return report.cmd_write_reference(args)
+            finally:
+                report_skips(skipped, "leaderboard")
+        summary, detail, extra = report.collect(args)
         drows = collect_direction_rows(args.out)
     if not summary and not drows:
         report_skips(skipped, "leaderboard")
         raise UsageError(f"no valid result.json or direction_result.json files under {args.out!r}")
+    if args.compare:
+        report_skips(skipped, "leaderboard")
+        return report.cmd_compare(args, extra)
     if not summary:  # direction results only: the direction leaderboard
         text = {"md": lambda: dlb.to_markdown(drows), "csv": lambda: dlb.to_csv(drows),
                 "html": lambda: dlb.to_html(drows)}[args.format]()
     else:
-        text = {"md": lambda: lb.to_markdown(summary), "csv": lambda: lb.to_csv(summary),
-                "html": lambda: lb.to_html(summary, detail, _embedded_plots(args.out))}[args.format]()
+        text = {"md": lambda: report.to_markdown(extra["analysis"]), "csv": lambda: report.to_csv(extra["analysis"]),
+                "html": lambda: report.to_html(extra["analysis"], extra["rows"], detail, _embedded_plots(args.out),
+                                               drows, extra.get("reference"))}[args.format]()
         if drows and args.format == "md":  # circuit and direction results: both tables (csv: circuit only)
             text += "\n## Direction methods\n\n" + dlb.to_markdown(drows)
     path = results.write_atomic(Path(args.out) / f"leaderboard.{args.format}", text)
     with json_stdout(args.json) as out:
         if args.json:
-            emit({"summary": summary, "runs": detail, "path": str(path)}, out)
+            emit({"summary": summary, "runs": detail, "path": str(path), **report.json_extra(extra)}, out)
         else:
             out.write(text if args.format != "html" else f"wrote {path}\n")
     report_skips(skipped, "leaderboard")

@@ -49,6 +49,10 @@ class Row:
     method_seconds: list[float | None] = field(default_factory=list)
     setup_seconds: list[float | None] = field(default_factory=list)
     errors: int = 0
+    # per case, per run (like ``by_case``): the floored edge AUROC, the method's seconds, CPR and CMD
+    # (from ``eval faithfulness``'s faithfulness.json next to the result; NaN without one)
+    extra: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def _case_mean(self, i: int) -> float:
         return _mean([_mean([run[i] for run in runs]) for runs in self.by_case.values()])
@@ -63,9 +67,20 @@ class Row:
                 "mean_setup_seconds": _mean_time(self.setup_seconds), "errors": self.errors}
 
 
-def collect(out: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def collect(out: str | Path, score_floor: float | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(summary rows, one per variant; per-run detail rows) from every result under ``out``."""
-    docs = list(iter_results(out))
+    rows, detail = collect_rows(out, score_floor)
+    summary = sorted((r.summary() for r in rows.values()),
+                     key=lambda r: (r["model"], -_nan_low(r["edge_auroc"]), r["variant"]))
+    return summary, detail
+
+
+def collect_rows(out: str | Path, score_floor: float | None = None,
+                 docs: list | None = None) -> tuple[dict[tuple[str, str, str], Row], list[dict[str, Any]]]:
+    """({variant key: Row}, per-run detail rows) from every result under ``out`` (or ``docs``)."""
+    from benchmark.uncertainty import add_extras
+
+    docs = list(iter_results(out)) if docs is None else docs
     keys = [variants.variant_key(doc) for _, doc in docs]
     labels = variants.label_variants(keys)
     rows: dict[tuple[str, str, str], Row] = {}
@@ -91,10 +106,9 @@ def collect(out: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
         row.by_case.setdefault(str(doc.get("case")), []).append(run)
         row.method_seconds.append(base["method_seconds"])
         row.setup_seconds.append(base["setup_seconds"])
-        detail.append({**base, "status": "ok", "edge_auroc": run[0], "node_auroc": run[1]})
-    summary = sorted((r.summary() for r in rows.values()),
-                     key=lambda r: (r["model"], -_nan_low(r["edge_auroc"]), r["variant"]))
-    return summary, detail
+        detail.append({**base, "status": "ok", "edge_auroc": run[0], "node_auroc": run[1],
+                       **add_extras(row, path, doc, score_floor)})
+    return rows, detail
 
 
 def _nan_low(x: float) -> float:

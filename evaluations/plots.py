@@ -30,6 +30,10 @@ def _field(obj: Any, key: str):
     return obj[key] if isinstance(obj, Mapping) else getattr(obj, key)
 
 
+def _optional(obj: Any, key: str):
+    return obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
+
+
 def _fmt(x) -> str:
     return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
@@ -94,6 +98,19 @@ def plot_roc(curves: Mapping[str, Any], path: str | os.PathLike, title: str = ""
     return _save(fig, path)
 
 
+def _n_edges(curves: Mapping[str, Any]) -> int | None:
+    """The graph's edge count, from a curve's requested counts (``int(p * n_edges)``) at its largest
+    fraction; None when no curve says."""
+    best = None
+    for c in curves.values():
+        fr, req = list(_field(c, "fractions") or []), list(_optional(c, "requested") or [])
+        if fr and len(fr) == len(req) and max(fr) > 0:
+            i = max(range(len(fr)), key=lambda j: fr[j])
+            n = int(round(req[i] / fr[i]))
+            best = max(best or 0, n)
+    return best or None
+
+
 def plot_faithfulness(curves: Mapping[str, Any], path: str | os.PathLike, title: str = "",
                       log_x: bool = True) -> Path:
     """``curves``: label (a method variant) -> FaithfulnessCurve (or its JSON dict). f against requested
@@ -102,14 +119,25 @@ def plot_faithfulness(curves: Mapping[str, Any], path: str | os.PathLike, title:
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.axhline(1.0, ls=":", color="grey", lw=1)
     ax.axhline(0.0, ls=":", color="grey", lw=1)
-    points = {name: (_floats(_field(c, "fractions")), _floats(_field(c, "faithfulness"))) for name, c in curves.items()}
+    n_edges = _n_edges(curves)
+    points = {}
+    for name, c in curves.items():
+        x, f = _floats(_field(c, "fractions")), _floats(_field(c, "faithfulness"))
+        req = list(_optional(c, "requested") or [])
+        if log_x and n_edges and len(req) == len(x):  # a log axis starts at one edge: fewer is the empty circuit
+            x, f = [a for a, r in zip(x, req) if r >= 1], [b for b, r in zip(f, req) if r >= 1]
+        points[name] = (x, f)
     ties = _ties(points)
     for i, (name, c) in enumerate(curves.items()):
         x, f = points[name]
         ax.plot(x, f, label=f"{name} (CPR {_fmt(_field(c, 'cpr'))}, CMD {_fmt(_field(c, 'cmd'))}"
                             f"{_tie_note(ties[name])})", **_style(i, len(ties[name])))
+    xlabel = "fraction of edges (requested)"
     if log_x:
         ax.set_xscale("log")
-    ax.set(xlabel="fraction of edges (requested)", ylabel="faithfulness f", title=title or "Faithfulness")
+        if n_edges:  # the axis spans one edge .. all edges, whatever fractions were requested
+            ax.set_xlim(0.8 / n_edges, 1.25)
+            xlabel += f"; {n_edges} edges, axis from 1 edge"
+    ax.set(xlabel=xlabel, ylabel="faithfulness f", title=title or "Faithfulness")
     _legend(ax)
     return _save(fig, path)

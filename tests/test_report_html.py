@@ -144,7 +144,14 @@ _PROBE = """<script>window.addEventListener('load', () => {
   const imgs = [...document.images].map(i => ({w: i.naturalWidth, h: i.naturalHeight, complete: i.complete}));
   const rows = [...document.querySelectorAll('#leaderboard tbody tr')].map(r => r.cells[1].textContent);
   const pre = document.createElement('pre'); pre.id = 'probe';
-  pre.textContent = JSON.stringify({imgs, rows, title: document.title});
+  const svg = document.getElementById('cost-quality').getBoundingClientRect();
+  const heat = [...document.querySelectorAll('table.heatmap tbody td')].map(td => getComputedStyle(td).backgroundColor);
+  const th = [...document.querySelectorAll('#leaderboard thead th')].find(h => h.textContent === 'edge_auroc');
+  th.click(); const up = [...document.querySelectorAll('#leaderboard tbody tr')].map(r => r.cells[5].textContent);
+  th.click(); const down = [...document.querySelectorAll('#leaderboard tbody tr')].map(r => r.cells[5].textContent);
+  const points = document.querySelectorAll('#cost-quality circle, #cost-quality rect').length;
+  pre.textContent = JSON.stringify({imgs, rows, title: document.title, svg: {w: svg.width, h: svg.height}, heat,
+                                    up, down, points, details: document.querySelectorAll('details').length});
   document.body.appendChild(pre);
 });</script>"""
 
@@ -166,17 +173,25 @@ def test_html_leaderboard_renders_in_headless_chromium(report, tmp_path):
     assert sorted(probe["rows"]) == sorted(METHODS)
     assert len(probe["imgs"]) == 2
     assert all(i["complete"] and i["w"] > 100 and i["h"] > 100 for i in probe["imgs"]), probe["imgs"]
+    # issue 22: the cost-quality plot (inline SVG, one point per variant plus the frame), the heatmap
+    # (one coloured cell per case and variant), the sortable table, the per-case detail behind a click
+    assert probe["svg"]["w"] > 300 and probe["svg"]["h"] > 200 and probe["points"] == len(METHODS) + 1
+    assert len(probe["heat"]) == 1 + len(METHODS)  # case column + one cell per variant (one case: toy)
+    assert len(set(probe["heat"][1:])) == len(METHODS)  # eap (1.0) and random (~0.5) differ in colour
+    assert [float(x) for x in probe["up"]] == sorted(float(x) for x in probe["up"])
+    assert probe["down"] == probe["up"][::-1] and probe["details"] >= 2
 
     # and the page as a user sees it: a screenshot that is not blank (text, tables and plots drawn)
     shot = tmp_path / "leaderboard.png"
-    run = subprocess.run(flags + ["--hide-scrollbars", "--window-size=1400,1400", f"--screenshot={shot}",
+    # tall enough for the whole page: tables, cost-quality plot, heatmap and the embedded plots at the end
+    run = subprocess.run(flags + ["--hide-scrollbars", "--window-size=1400,2600", f"--screenshot={shot}",
                                   (report / "leaderboard.html").as_uri()], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0 and shot.exists(), run.stderr[-2000:]
     import matplotlib.image as mpimg
     import numpy as np
 
     pixels = mpimg.imread(shot)[..., :3]
-    assert pixels.shape[:2] == (1400, 1400)
+    assert pixels.shape[:2] == (2600, 1400)
     dark = (pixels.mean(axis=-1) < 0.5).mean()
     colour = (pixels.max(axis=-1) - pixels.min(axis=-1) > 0.3).mean()  # the plots' coloured curves
     assert dark > 0.002 and colour > 0.0005, (dark, colour)

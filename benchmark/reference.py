@@ -1,0 +1,170 @@
+"""The shipped reference leaderboard (issue 22): compact records of baseline runs, so that a user's
+results are ranked against every baseline without rerunning them.
+
+Format: gzip JSON lines. Line 1 is the header (``kind``, ``format``, the result ``schema``, the
+harness ``versions``, the data ``settings`` (n, seeds, ablation, metric), ``cases`` per model kind,
+the models' weights hashes where results recorded them, and the command that made it). Each further line
+is one finished run reduced to what the leaderboard reads: case, model, method, params, seed, data,
+edge/node AUROC, the edge ROC points (rounded to 4 decimals), the edge scores (4 significant digits,
+which keeps float dust distinguishable from zero: the floored AUROC is recomputed from them) with the
+ground-truth edges, CPR/CMD when ``eval faithfulness`` ran, and the method's seconds.
+
+Compatibility (:func:`check_compatible`): a user's finished results must have the reference's result
+``schema`` and circuit-bench version, n, ablation and metric, the same set of data seeds, cases that
+the reference has (per model kind) and, where both record them, the same model weights.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+FORMAT = 1
+KIND = "circuit-bench reference"
+DEFAULT = Path(__file__).parent / "reference" / "reference.jsonl.gz"
+REGENERATE = ("python benchmarks/make_reference.py --out reference_results   "
+              "(quick subset; --full for every built-in variant, case, model and IOI)")
+
+
+class IncompatibleReference(ValueError):
+    """The user's results and the reference were made with other data or another harness version."""
+
+
+def _sig(x, digits: int = 4):
+    if x is None:
+        return None
+    x = float(x)
+    return x if x == 0 or not math.isfinite(x) else float(f"{x:.{digits - 1}e}")
+
+
+def _round(xs, digits: int = 4):
+    return [None if v is None else round(float(v), digits) for v in xs or []]
+
+
+def _weights(doc: Mapping[str, Any]) -> str | None:
+    prov = (doc.get("provenance") or {}).get("model") or {}
+    sha = prov.get("weights_sha256")
+    return sha if isinstance(sha, str) and sha else None
+
+
+def _version(doc: Mapping[str, Any]) -> str | None:
+    return (doc.get("versions") or {}).get("circuit-bench")
+
+
+def record(path: Path, doc: Mapping[str, Any]) -> dict[str, Any]:
+    """One finished run as a compact reference record (an ``ok`` result document)."""
+    roc = doc.get("roc") or {}
+    e, n = roc.get("edges") or {}, roc.get("nodes") or {}
+    rec = {"case": doc.get("case"), "model": doc.get("model"), "method": doc.get("method"),
+           "params": doc.get("params") or {}, "seed": doc.get("seed"), "data": doc.get("data") or {},
+           "roc": {"edges": {"auroc": e.get("auroc"), "pessimistic_auc": e.get("pessimistic_auc"),
+                             "fpr": _round(e.get("fpr")), "tpr": _round(e.get("tpr")), "source": e.get("source"),
+                             "info": e.get("info") or {}},
+                   "nodes": {"auroc": n.get("auroc")}},
+           "timing": {k: (doc.get("timing") or {}).get(k) for k in ("method_seconds", "setup_seconds")}}
+    scores = (doc.get("scores") or {}).get("edges")
+    if scores and e.get("source") == "scores":
+        rec["scores"] = {"edges": {k: _sig(v) for k, v in scores.items()}}
+        rec["ground_truth"] = {"edges": list((doc.get("ground_truth") or {}).get("edges") or [])}
+    fpath = Path(path).parent / "faithfulness.json"
+    if fpath.is_file():
+        try:
+            curve = json.loads(fpath.read_text()).get("curve") or {}
+            rec["faithfulness"] = {"cpr": curve.get("cpr"), "cmd": curve.get("cmd")}
+        except (OSError, ValueError):
+            pass
+    if _weights(doc):
+        rec["provenance"] = {"model": {"weights_sha256": _weights(doc),
+                                       "source": ((doc.get("provenance") or {}).get("model") or {}).get("source")}}
+    return rec
+
+
+def _settings(docs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    docs = list(docs)
+    data = [d.get("data") or {} for d in docs]
+    cases: dict[str, set] = {}
+    models: dict[str, set] = {}
+    for d in docs:
+        cases.setdefault(str(d.get("model")), set()).add(str(d.get("case")))
+        if _weights(d):
+            models.setdefault(f"{d.get('case')}/{d.get('model')}", set()).add(_weights(d))
+    return {"schema": sorted({d.get("schema") for d in docs}, key=str),
+            "circuit-bench": sorted({str(_version(d)) for d in docs}),
+            "n": sorted({x.get("n") for x in data}, key=str),
+            "seeds": sorted({d.get("seed") for d in docs}, key=str),
+            "ablation": sorted({str(x.get("ablation", "corrupted")) for x in data}),
+            "metric": sorted({str(x.get("metric", "faithfulness")) for x in data}),
+            "cases": {m: sorted(c) for m, c in sorted(cases.items())},
+            "weights": {k: sorted(v) for k, v in sorted(models.items())}}
+
+
+def write(out: str | os.PathLike, path: str | os.PathLike, command: str = "") -> dict[str, Any]:
+    """Write the reference of every finished result under ``out`` to ``path`` (atomically); returns
+    its header with the record count and the file size."""
+    from core.results import SCHEMA, iter_results
+
+    docs = [(p, d) for p, d in iter_results(out) if d.get("status") == "ok"]
+    if not docs:
+        raise IncompatibleReference(f"no finished results under {str(out)!r} to make a reference from")
+    header = {"kind": KIND, "format": FORMAT, "harness_schema": SCHEMA, "settings": _settings(d for _, d in docs),
+              "n_runs": len(docs), "command": command}
+    body = json.dumps(header, sort_keys=True) + "\n" + "".join(
+        json.dumps({"schema": d.get("schema"), "versions": {"circuit-bench": _version(d)}, **record(p, d)},
+                   sort_keys=True, separators=(",", ":")) + "\n" for p, d in docs)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with gzip.GzipFile(tmp, "wb", mtime=0) as f:  # mtime 0: the same results give the same bytes
+        f.write(body.encode())
+    os.replace(tmp, path)
+    return {**header, "path": str(path), "bytes": path.stat().st_size}
+
+
+def load(path: str | os.PathLike = DEFAULT) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(header, run records as ``ok`` result documents). IncompatibleReference for a file that is not one."""
+    path = Path(path)
+    try:
+        with gzip.open(path, "rt") as f:
+            lines = f.read().splitlines()
+        header = json.loads(lines[0])
+        docs = [json.loads(x) for x in lines[1:] if x.strip()]
+    except (OSError, ValueError, IndexError, EOFError) as err:
+        raise IncompatibleReference(f"{str(path)!r} is not a readable reference file ({type(err).__name__})")
+    if header.get("kind") != KIND or header.get("format") != FORMAT:
+        raise IncompatibleReference(f"{str(path)!r} is not a circuit-bench reference of format {FORMAT}")
+    for d in docs:
+        d["status"] = "ok"
+    return header, docs
+
+
+def check_compatible(header: Mapping[str, Any], docs: Iterable[Mapping[str, Any]]) -> None:
+    """Raise IncompatibleReference naming the first difference between the user's finished results
+    ``docs`` and the reference ``header``."""
+    ref = header["settings"]
+    mine = _settings(d for d in docs if d.get("status") == "ok")
+    for key, what in (("schema", "result schema"), ("circuit-bench", "circuit-bench version"), ("n", "n (examples)"),
+                      ("seeds", "data seeds"), ("ablation", "ablation"), ("metric", "metric")):
+        if mine[key] != ref[key]:
+            raise IncompatibleReference(
+                f"the reference was made with {what} {_show(ref[key])}, these results with {_show(mine[key])}: "
+                f"rerun with the reference's settings or regenerate it ({REGENERATE})")
+    for model, cases in mine["cases"].items():
+        missing = sorted(set(cases) - set(ref["cases"].get(model, [])))
+        if missing:
+            raise IncompatibleReference(
+                f"the reference has no {model} runs of case(s) {', '.join(missing[:8])}"
+                f"{' ...' if len(missing) > 8 else ''} (it covers {model}: "
+                f"{', '.join(ref['cases'].get(model, [])) or 'none'}); regenerate it ({REGENERATE})")
+    for key, shas in mine["weights"].items():
+        theirs = ref["weights"].get(key)
+        if theirs is not None and theirs != shas:
+            raise IncompatibleReference(f"the reference's {key} model has other weights ({theirs[0][:12]} vs "
+                                        f"{shas[0][:12]}); regenerate it ({REGENERATE})")
+
+
+def _show(v) -> str:
+    return ",".join(map(str, v)) if isinstance(v, list) else str(v)

@@ -1,0 +1,75 @@
+"""Regenerate the shipped reference leaderboard (benchmark/reference/reference.jsonl.gz, issue 22).
+
+    python benchmarks/make_reference.py --out reference_results            # the shipped (quick) subset
+    python benchmarks/make_reference.py --out reference_results --full     # everything, for a quiet machine
+
+Runs ``benchmark`` (resumable: ``--resume``, so an interrupted run continues) for each group below with
+data seeds 0 1 2 and the default n, ablation and metric, then writes the reference from every finished
+result under ``--out`` (``leaderboard --write-reference``), printing the wall time of each group, the
+reference's size and that of the result files it replaces.
+
+- quick (shipped): EAP, EAP-IG (inputs), exact patching, ACDC and random on Tracr cases 3, 4, 12;
+  EAP, EAP-IG (inputs) and random on every shipped SIIT model (``--model siit``).
+- full: every built-in method (``benchmark``'s defaults eap, eap-ig, acdc, sp, plus exact and random) on
+  every non-trivial Tracr case, every shipped SIIT model, and IOI (``--model siit``).
+
+A user then ranks a method against it without rerunning the baselines:
+
+    python main.py benchmark --methods my_pkg.mod:MyMethod --cases 3 4 12 --seeds 0 1 2
+    python main.py leaderboard --with-reference
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SEEDS = ["0", "1", "2"]
+
+
+def siit_cases() -> list[str]:
+    models = ROOT / "cases" / "siit" / "models"
+    return sorted((p.parent.name for p in models.glob("*/siit") if p.is_dir()), key=int)
+
+
+def groups(full: bool) -> list[tuple[str, list[str], list[str]]]:
+    """(model kind, cases, methods) to run."""
+    if not full:
+        return [("tracr", ["3", "4", "12"], ["eap", "eap-ig", "exact", "acdc", "random"]),
+                ("siit", siit_cases(), ["eap", "eap-ig", "random"])]
+    from benchmark.commands import default_cases
+
+    every = ["eap", "eap-ig", "acdc", "sp", "exact", "random"]
+    return [("tracr", default_cases(), every), ("siit", siit_cases(), every), ("siit", ["ioi"], every)]
+
+
+def main(argv=None) -> int:
+    from benchmark.cli import main as cli
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="reference_results", help="results directory (kept, resumable)")
+    ap.add_argument("--full", action="store_true", help="every built-in method, case and model (hours)")
+    ap.add_argument("--reference", default=str(ROOT / "benchmark" / "reference" / "reference.jsonl.gz"))
+    ap.add_argument("--workers", default="1")
+    args = ap.parse_args(argv)
+    for model, cases, methods in groups(args.full):
+        t = time.perf_counter()
+        rc = cli(["benchmark", "--model", model, "--cases", *cases, "--methods", *methods, "--seeds", *SEEDS,
+                  "--out", args.out, "--resume", "--workers", args.workers])
+        print(f"{model}: {len(cases)} cases x {len(methods)} methods x {len(SEEDS)} seeds: rc {rc}, "
+              f"{time.perf_counter() - t:.0f} s", flush=True)
+    rc = cli(["leaderboard", "--out", args.out, "--write-reference", args.reference])
+    from core.results import iter_results
+
+    raw = sum(p.stat().st_size for p, d in iter_results(args.out) if d.get("status") == "ok")
+    print(f"result files replaced: {raw} bytes; reference: {Path(args.reference).stat().st_size} bytes")
+    return rc
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,289 @@
+"""Issue 22: the leaderboard's intervals and paired tests match a hand computation (scipy's Wilcoxon on
+the same vectors, the documented two-stage bootstrap redone here with the fixed seed), the floored
+AUROC column, `leaderboard --compare`, and a plug-in method ranked against a reference without
+rerunning the baselines (with the refusals when the data differ)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import wilcoxon
+
+from benchmark.cli import main
+from core.results import iter_results
+
+CASES = ("3", "4", "12")
+METHODS = ("eap", "eap-ig", "exact", "random")
+SEEDS = ("0", "1", "2")
+N = "16"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("unc") / "res"
+    assert main(["benchmark", "--cases", *CASES, "--methods", *METHODS, "--seeds", *SEEDS, "-n", N,
+                 "--out", str(out)]) == 0
+    return out
+
+
+def _leaderboard(out: Path, capsys, *extra) -> dict:
+    capsys.readouterr()
+    assert main(["leaderboard", "--out", str(out), "--json", *extra]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def _by_method(out: Path, key=lambda d: d["roc"]["edges"]["auroc"]) -> dict[str, dict[str, list[float]]]:
+    table: dict[str, dict[str, list[float]]] = {}
+    for _, doc in iter_results(out):
+        table.setdefault(doc["method"], {}).setdefault(doc["case"], []).append(key(doc))
+    return table
+
+
+def _hand_bootstrap(values: dict[str, list[float]], n_boot: int, seed: int) -> tuple[float, float, float]:
+    """The two-stage bootstrap as documented in evaluations/stats.py, written out case by case."""
+    cases = sorted(values)  # the leaderboard keeps result order: sorted paths, so case ids sorted as text
+    rng = np.random.default_rng(seed)
+    width = max(len(values[c]) for c in cases)
+    draws = rng.integers(0, len(cases), size=(n_boot, len(cases)))
+    u = rng.random((n_boot, len(cases), width))
+    reps = []
+    for b in range(n_boot):
+        per_case = []
+        for j, ci in enumerate(draws[b]):
+            vs = values[cases[ci]]
+            picks = [min(int(math.floor(u[b, j, s] * len(vs))), len(vs) - 1) for s in range(len(vs))]
+            per_case.append(sum(vs[p] for p in picks) / len(vs))
+        reps.append(sum(per_case) / len(per_case))
+    point = sum(sum(v) / len(v) for v in values.values()) / len(values)
+    lo, hi = np.percentile(reps, [2.5, 97.5])
+    return point, float(lo), float(hi)
+
+
+def test_intervals_and_paired_tests_match_a_hand_computation(runs, capsys):
+    doc = _leaderboard(runs, capsys)
+    method = doc["method"]
+    assert method["bootstrap_seed"] == 0 and method["n_boot"] == 10_000 and "Wilcoxon" in method["test"]
+    rows = {r["method"]: r for r in doc["summary"]}
+    assert sorted(rows) == sorted(METHODS) and all(r["n_runs"] == 9 and r["n_cases"] == 3 for r in rows.values())
+    table = _by_method(runs)
+    for m in METHODS:
+        point, lo, hi = _hand_bootstrap(table[m], method["n_boot"], method["bootstrap_seed"])
+        assert rows[m]["edge_auroc"] == pytest.approx(point, abs=1e-12)
+        assert (rows[m]["edge_auroc_low"], rows[m]["edge_auroc_high"]) == pytest.approx((lo, hi), abs=1e-12)
+        assert lo <= point <= hi
+    # the seeds really differ for random (else the seed stage of the bootstrap would be untested)
+    assert any(len(set(v)) > 1 for v in table["random"].values())
+    pairs = {(p["a"], p["b"]): p for p in doc["pairwise"]}
+    assert len(pairs) == 6  # every pair of the 4 variants of the one model kind
+    for (a, b), p in pairs.items():
+        d = [np.mean(table[a][c]) - np.mean(table[b][c]) for c in sorted(table[a], key=int)]
+        assert p["n_cases"] == 3 and p["mean_diff"] == pytest.approx(np.mean(d), abs=1e-12)
+        assert (p["wins"], p["ties"], p["losses"]) == (sum(x > 1e-9 for x in d), sum(abs(x) <= 1e-9 for x in d),
+                                                      sum(x < -1e-9 for x in d))
+        if any(x != 0 for x in d):
+            ref = wilcoxon(d, zero_method="wilcox", alternative="two-sided")
+            assert p["p_value"] == pytest.approx(float(ref.pvalue)) and p["statistic"] == pytest.approx(ref.statistic)
+        else:
+            assert p["p_value"] == 1.0
+    best = [r for r in rows.values() if r["tied_with_best"] == "best"]
+    assert len(best) == 1 and best[0]["edge_auroc"] == max(r["edge_auroc"] for r in rows.values())
+    for r in rows.values():  # with 3 cases no Wilcoxon p is below 0.25: every other variant is tied
+        if r is not best[0]:
+            key = (r["method"], best[0]["method"]) if (r["method"], best[0]["method"]) in pairs else \
+                (best[0]["method"], r["method"])
+            assert r["p_vs_best"] == pytest.approx(pairs[key]["p_value"])
+            assert r["tied_with_best"] == ("yes" if r["p_vs_best"] >= 0.05 else "no")
+        assert 0 <= r["rank_changed"] <= 1 and 1 <= r["rank"] <= 4
+    # the per-case spread over seeds of the random baseline
+    spread = [s for s in doc["per_case"] if s["variant"] == "random"]
+    assert {s["case"] for s in spread} == set(CASES)
+    for s in spread:
+        assert s["std"] == pytest.approx(float(np.std(table["random"][s["case"]], ddof=1)))
+
+
+def test_markdown_csv_and_html_carry_the_intervals(runs, capsys):
+    doc = _leaderboard(runs, capsys)
+    eap = next(r for r in doc["summary"] if r["method"] == "eap")
+    assert main(["leaderboard", "--out", str(runs)]) == 0
+    md = (runs / "leaderboard.md").read_text()
+    assert f"[{eap['edge_auroc_low']:.3f}, {eap['edge_auroc_high']:.3f}]" in md
+    assert "bootstrap seed 0" in md and "Paired comparisons" in md and "1e-06" in md
+    assert main(["leaderboard", "--out", str(runs), "--format", "csv"]) == 0
+    import csv
+    import io
+
+    table = {r["method"]: r for r in csv.DictReader(io.StringIO((runs / "leaderboard.csv").read_text()))}
+    assert float(table["eap"]["edge_auroc_low"]) == pytest.approx(eap["edge_auroc_low"])
+    assert main(["leaderboard", "--out", str(runs), "--format", "html"]) == 0
+    page = (runs / "leaderboard.html").read_text()
+    assert 'id="pairwise"' in page and 'id="heatmap-tracr"' in page and 'id="cost-quality"' in page
+    assert "<details>" in page and "src=\"http" not in page and "<script>" in page
+
+
+def test_floored_auroc_column_and_floor_flag(runs, capsys):
+    from core.results import load_result
+    from evaluations.roc import floored_edge_roc
+
+    table = _by_method(runs, key=lambda d: floored_edge_roc(d, 0.5).auroc)
+    doc = _leaderboard(runs, capsys, "--score-floor", "0.5")
+    assert doc["method"]["score_floor"] == 0.5
+    eap = next(r for r in doc["summary"] if r["method"] == "eap")
+    assert eap["floored_edge_auroc"] == pytest.approx(np.mean([np.mean(v) for v in table["eap"].values()]))
+    default = next(r for r in _leaderboard(runs, capsys)["summary"] if r["method"] == "eap")
+    assert default["floored_edge_auroc"] != eap["floored_edge_auroc"]  # a floor of half the top score bites
+    assert main(["leaderboard", "--out", str(runs), "--score-floor", "2"]) == 2
+    assert load_result  # imported for the result files' reader
+
+
+def test_compare_two_variants(runs, capsys):
+    capsys.readouterr()
+    assert main(["leaderboard", "--out", str(runs), "--compare", "eap", "random", "--json"]) == 0
+    (cmp,) = json.loads(capsys.readouterr().out)["comparisons"]
+    table = _by_method(runs)
+    d = [np.mean(table["eap"][c]) - np.mean(table["random"][c]) for c in sorted(table["eap"], key=int)]
+    assert [x["diff"] for x in cmp["cases"]] == pytest.approx(d)
+    assert cmp["p_value"] == pytest.approx(float(wilcoxon(d).pvalue))
+    assert main(["leaderboard", "--out", str(runs), "--compare", "eap", "nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no variant 'nope'" in err[0] and "tracr:eap" in err[0]
+
+
+def test_plugin_method_ranked_against_a_reference(runs, tmp_path, capsys):
+    ref = tmp_path / "ref.jsonl.gz"
+    assert main(["leaderboard", "--out", str(runs), "--write-reference", str(ref)]) == 0
+    size = ref.stat().st_size
+    raw = sum(p.stat().st_size for p, _ in iter_results(runs))
+    assert 0 < size < raw / 5  # compact: far smaller than the result files
+    mine = tmp_path / "mine"
+    assert main(["benchmark", "--cases", *CASES, "--methods", "tests.plugin_methods:SenderIndex",
+                 "--seeds", *SEEDS, "-n", N, "--out", str(mine)]) == 0
+    doc = _leaderboard(mine, capsys, "--with-reference", str(ref))
+    rows = {r["variant"]: r for r in doc["summary"]}
+    assert set(rows) == {"tests.plugin_methods:SenderIndex", *(f"{m} [ref]" for m in METHODS)}
+    # the reference's rows reproduce the leaderboard of the original results
+    orig = {r["method"]: r for r in _leaderboard(runs, capsys)["summary"]}
+    for m in METHODS:
+        for k in ("edge_auroc", "node_auroc", "edge_auroc_low", "edge_auroc_high"):
+            assert rows[f"{m} [ref]"][k] == pytest.approx(orig[m][k], abs=1e-12), (m, k)
+        assert rows[f"{m} [ref]"]["floored_edge_auroc"] == pytest.approx(orig[m]["floored_edge_auroc"], abs=1e-3)
+    pairs = {(p["a"], p["b"]) for p in doc["pairwise"]}
+    assert ("eap [ref]", "tests.plugin_methods:SenderIndex") in pairs and len(pairs) == 10
+    # refusals: other data, other case set, another result schema -> one line, exit 2, before any output
+    other = tmp_path / "other"
+    assert main(["benchmark", "--cases", "3", "--methods", "random", "--seeds", *SEEDS, "-n", "8",
+                 "--out", str(other)]) == 0
+    capsys.readouterr()
+    assert main(["leaderboard", "--out", str(other), "--with-reference", str(ref)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "n (examples)" in err[0] and not (other / "leaderboard.md").exists()
+    one_seed = tmp_path / "one_seed"
+    assert main(["benchmark", "--cases", "3", "--methods", "random", "-n", N, "--out", str(one_seed)]) == 0
+    capsys.readouterr()
+    assert main(["leaderboard", "--out", str(one_seed), "--with-reference", str(ref)]) == 2
+    assert "data seeds" in capsys.readouterr().err
+    toy = tmp_path / "toy"  # a case the reference does not have
+    assert main(["benchmark", "--cases", "toy", "--methods", "random", "--seeds", *SEEDS, "-n", N, "--out", str(toy)]) == 0
+    capsys.readouterr()
+    assert main(["leaderboard", "--out", str(toy), "--with-reference", str(ref)]) == 2
+    assert "has no toy runs of case(s) toy" in capsys.readouterr().err
+    import gzip
+
+    lines = gzip.open(ref, "rt").read().splitlines()
+    header = json.loads(lines[0])
+    header["settings"]["schema"] = [999]
+    bad = tmp_path / "bad.jsonl.gz"
+    with gzip.open(bad, "wt") as f:
+        f.write("\n".join([json.dumps(header)] + lines[1:]) + "\n")
+    assert main(["leaderboard", "--out", str(mine), "--with-reference", str(bad)]) == 2
+    assert "result schema" in capsys.readouterr().err
+    (tmp_path / "junk.gz").write_bytes(b"not gzip")
+    assert main(["leaderboard", "--out", str(mine), "--with-reference", str(tmp_path / "junk.gz")]) == 2
+
+
+def test_faithfulness_plot_axis_fits_the_graph_and_legend_is_off_the_curves(tmp_path, monkeypatch):
+    from evaluations import plots
+
+    seen = {}
+
+    def capture(fig, path):
+        ax = fig.axes[0]
+        fig.canvas.draw()
+        seen["xlim"] = ax.get_xlim()
+        seen["x"] = [list(line.get_xdata()) for line in ax.get_lines() if line.get_label().startswith("m")]
+        seen["legend"] = ax.get_legend().get_window_extent()
+        seen["axes"] = ax.get_window_extent()
+        plots._plt().close(fig)
+        return path
+
+    monkeypatch.setattr(plots, "_save", capture)
+    fractions = [0.001, 0.01, 0.03, 0.1, 0.5, 1.0]  # a 23-edge graph: the first three ask for 0 edges
+    curve = {"fractions": fractions, "requested": [int(p * 23) for p in fractions],
+             "faithfulness": [0.0, 0.0, 0.0, 0.4, 0.9, 1.0], "cpr": 0.8, "cmd": 0.2}
+    plots.plot_faithfulness({"m1": curve, "m2": {**curve, "faithfulness": [0, 0, 0, 0.2, 0.7, 1.0]}}, tmp_path / "f.png")
+    lo, hi = seen["xlim"]
+    assert lo == pytest.approx(0.8 / 23) and hi == pytest.approx(1.25)  # one edge .. all, not 1e-3 .. 1
+    assert all(min(x) >= 1 / 23 for x in seen["x"])  # points below one edge (the empty circuit) not drawn
+    assert seen["legend"].y1 <= seen["axes"].y0  # the legend lies below the axes, never over a curve
+
+
+def test_plugin_method_ranked_against_the_shipped_reference(tmp_path, capsys):
+    """The shipped reference (benchmark/reference/): a plug-in run with its settings is ranked against
+    its baselines in one `leaderboard --with-reference`, nothing rerun. After a result-schema or version
+    change this fails with the reference's one-line refusal: regenerate it (README, Reference leaderboard)."""
+    from benchmark import reference
+
+    header, docs = reference.load()
+    assert header["settings"]["seeds"] == [0, 1, 2] and header["n_runs"] == len(docs)
+    assert set(header["settings"]["cases"]["tracr"]) >= {"3", "4", "12"}
+    mine = tmp_path / "mine"
+    assert main(["benchmark", "--cases", "3", "4", "12", "--methods", "tests.plugin_methods:SenderIndex",
+                 "--seeds", *SEEDS, "--out", str(mine)]) == 0
+    doc = _leaderboard(mine, capsys, "--with-reference")
+    tracr = {r["variant"]: r for r in doc["summary"] if r["model"] == "tracr"}
+    assert {"eap [ref]", "eap-ig [ref]", "exact [ref]", "acdc [ref]", "random [ref]"} <= set(tracr)
+    plugin = tracr["tests.plugin_methods:SenderIndex"]
+    assert plugin["n_cases"] == 3 and plugin["n_runs"] == 9 and plugin["tied_with_best"] in ("yes", "no")
+    assert any(p["b"] == "tests.plugin_methods:SenderIndex" and p["a"] == "eap [ref]" and p["n_cases"] == 3
+               for p in doc["pairwise"])
+    assert doc["reference"]["n_runs"] == len(docs)
+
+
+def test_uncertainty_tables_reread_the_experiments_tables():
+    """benchmarks/uncertainty_tables.py, the source of EXPERIMENTS.md section 10's re-reading."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("uncertainty_tables", root / "benchmarks" / "uncertainty_tables.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    text = ("| case | ACDC | node SP | EAP | paper |\n|---|---|---|---|---|\n"
+            + "".join(f"| {c} | 1.000 | {0.5 + c / 100:.3f} | 1.000 | x |\n" for c in range(1, 9)) + "| mean | 1 | 1 | 1 | |\n")
+    ((_, cols),) = mod.tables(text)
+    assert sorted(cols) == ["ACDC", "EAP", "node SP"] and len(cols["ACDC"]) == 8
+    out = mod.report(cols)
+    assert "| ACDC | node SP | +0.455 | 8/0/0 | 0.00781 |" in out and "| ACDC | EAP | +0.000 | 0/8/0 | 1 |" in out
+    assert len(mod.tables((root / "EXPERIMENTS.md").read_text())) >= 2
+
+
+def test_html_page_has_the_direction_results_and_cpr_cmd(tmp_path, capsys):
+    from tests.test_report_html import _parse
+
+    assert main(["benchmark", "--cases", "toy", "--methods", "random", "eap", "-n", "8", "--out", str(tmp_path)]) == 0
+    assert main(["run", "mean-diff", "-i", "sentiment", "--out", str(tmp_path)]) == 0
+    assert main(["eval", "faithfulness", str(tmp_path), "-n", "8"]) == 0
+    faith = {d["method"]: d["curve"] for _, d in iter_results(tmp_path, "faithfulness.json")}
+    doc = _leaderboard(tmp_path, capsys)
+    for row in doc["summary"]:  # CPR / CMD from eval faithfulness's files, with intervals (one run: a point)
+        assert row["cpr"] == pytest.approx(faith[row["method"]]["cpr"])
+        assert row["cmd"] == pytest.approx(faith[row["method"]]["cmd"])
+        assert row["cpr_low"] == pytest.approx(row["cpr"]) == pytest.approx(row["cpr_high"])
+    assert main(["leaderboard", "--out", str(tmp_path), "--format", "html"]) == 0
+    page = _parse(tmp_path / "leaderboard.html")
+    assert [row[0] for row in page.rows["directions"]] == ["mean-diff"]  # method, seed, |cos|, ...
+    assert 0 <= float(page.rows["directions"][0][2]) <= 1
+    assert sorted(row[1] for row in page.rows["leaderboard"]) == ["eap", "random"]
+    assert len(page.rows["heatmap-toy"]) == 1 and page.external == []
