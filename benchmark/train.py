@@ -25,9 +25,9 @@ KIND_WEIGHTS = {"siit": (1.0, 0.4, 1.0), "iit": (1.0, 0.0, 1.0), "natural": (0.0
 
 def add_train_iit_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The ``train iit`` flags (InterpBench spellings kept as aliases)."""
-    p.add_argument("-i", "--indices", "--case", dest="indices", required=True,
-                   help="case id(s), comma-separated (e.g. 3 or 3,4,11)")
-    p.add_argument("--model-kind", choices=sorted(KIND_WEIGHTS), default="siit",
+    p.add_argument("-i", "--indices", "--case", dest="indices", default=None,
+                   help="case id(s), comma-separated (e.g. 3 or 3,4,11), trained with exactly the flags given")
+    p.add_argument("--model-kind", choices=sorted(KIND_WEIGHTS), default=None,
                    help="siit (default), iit (no strict loss) or natural (behaviour only)")
     p.add_argument("-iit", "--iit-weight", "--iit_weight", dest="iit_weight", type=float, default=None)
     p.add_argument("-s", "--strict-weight", "--strict_weight", dest="strict_weight", type=float, default=None)
@@ -78,6 +78,10 @@ def add_train_iit_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentPars
     p.add_argument("-d", "--device", default="cpu")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true", help="print one JSON document (the metadata of each model)")
+    p.add_argument("--max-seconds", type=float, default=None,
+                   help="stop a run after this much training time (seconds, over resumed sessions too)")
+    from benchmark.train_queue import add_queue_arguments
+    add_queue_arguments(p)
     return p
 
 
@@ -115,6 +119,8 @@ def _check(args) -> None:
         raise _usage(f"--early-stop-accuracy-threshold is a percentage in [0, 100], got {args.early_stop_accuracy_threshold}")
     if not (0 < args.test_fraction < 1 and 0 < args.val_fraction < 1 and args.val_fraction + args.test_fraction < 1):
         raise _usage("--val-fraction and --test-fraction must be in (0, 1) and sum to less than 1")
+    if args.max_seconds is not None and not args.max_seconds > 0:
+        raise _usage(f"--max-seconds must be > 0, got {args.max_seconds}")
     if args.compression_ratio is not None and not args.compression_ratio > 0:
         raise _usage(f"--compression-ratio must be > 0, got {args.compression_ratio}")
 
@@ -132,7 +138,7 @@ def train_case(case_id: str, args, log) -> dict:
         raise _usage(f"case {case_id} is not a Tracr case; train iit trains Tracr cases")
     iit, strict, beh = resolve_weights(args)
     out_root = Path(args.out) if args.out else registry.local_dir()
-    out_dir = out_root / str(case.id) / args.model_kind
+    out_dir = Path(getattr(args, "out_dir", None) or out_root / str(case.id) / args.model_kind)
     ckpt = out_dir / "checkpoint.pt"
     if args.resume and model_files.is_model_dir(out_dir) and not ckpt.exists():
         meta = model_files.read_metadata(out_dir)
@@ -163,18 +169,21 @@ def train_case(case_id: str, args, log) -> dict:
         f"data {data.meta['n_train']}/{data.meta['n_val']}/{data.meta['n_test']} -> {out_dir}")
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    summary = trainer.fit(checkpoint=ckpt, progress=not args.no_progress)
+    summary = trainer.fit(checkpoint=ckpt, progress=not args.no_progress, max_seconds=args.max_seconds)
     test = trainer.evaluate("test", per_node=True)
     val = trainer.history[-1] if trainer.history else {}
     meta = {
+        **({"recipe": args.recipe} if getattr(args, "recipe", None) else {}),
         "schema": 1, "status": "finished", "case": str(case.id), "model_kind": args.model_kind,
         "seed": args.seed, "command": getattr(args, "command_line", None) or _command(args, case.id),
         "train_config": cfg.to_json(), "ll_config": setup.ll_config,
         "data": data.meta, "output_type": setup.output_type,
         "metrics": {"test": test, "val": {k[4:]: v for k, v in val.items() if k.startswith("val_")}},
         "epochs_run": summary["epochs"], "stopped_early": summary["stopped_early"], "best_epoch": summary["best_epoch"],
+        "time_capped": summary["time_capped"], "max_seconds": args.max_seconds,
         "timing": {"train_seconds": summary["train_seconds"], "this_session_seconds": time.perf_counter() - t0},
-        "history": trainer.history, "hl_ground_truth": setup.hl_truth.to_json(), "versions": versions(),
+        "history": trim_history(trainer.history), "history_kept": HISTORY_KEPT,
+        "hl_ground_truth": setup.hl_truth.to_json(), "versions": versions(),
     }
     save_ll = build_ll(setup.ll_config, device="cpu", graph_flags=True)
     save_ll.load_state_dict({k: v.cpu() for k, v in trainer.ll.state_dict().items()})
@@ -187,6 +196,16 @@ def train_case(case_id: str, args, log) -> dict:
     return meta
 
 
+HISTORY_KEPT = "the evaluated epochs (every --eval-every) and the last one; values to 6 significant digits"
+
+
+def trim_history(history: list[dict]) -> list[dict]:
+    """What audits a run, small enough to ship: the rows of the epochs that were evaluated on validation
+    data (and the last row), each value rounded to 6 significant digits."""
+    keep = [r for i, r in enumerate(history) if i == len(history) - 1 or any(k.startswith("val_") for k in r)]
+    return [{k: float(f"{v:.6g}") if isinstance(v, float) else v for k, v in r.items()} for r in keep]
+
+
 def _command(args, case_id) -> str:
     return "python main.py train iit " + " ".join(shlex.quote(a) for a in sys.argv[3:]) if len(sys.argv) > 3 else ""
 
@@ -196,8 +215,16 @@ def run_train_iit(args) -> int:
     import torch
 
     torch.set_num_threads(1)
+    if getattr(args, "cases", None) is not None:
+        from benchmark.train_queue import run_queue
+        return run_queue(args)
+    if getattr(args, "kinds", None):
+        raise _usage("--kinds is for the queue (--cases); with -i use --model-kind")
+    args.model_kind = args.model_kind or "siit"
     _check(args)
     resolve_weights(args)
+    if args.indices is None:
+        raise _usage("give the cases: -i ID[,ID...] (one recipe, the flags given) or --cases all|ID... (the queue)")
     ids = [i.strip() for i in str(args.indices).split(",") if i.strip()]
     if not ids:
         raise _usage("-i/--indices needs at least one case id")

@@ -463,14 +463,18 @@ class SIITTrainer:
         return need
 
     # -- loop and checkpoints ------------------------------------------------------------------
-    def fit(self, checkpoint: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+    def fit(self, checkpoint: str | Path | None = None, progress: bool = True,
+            max_seconds: float | None = None) -> dict[str, Any]:
+        """Train until ``epochs``, early stopping, or ``max_seconds`` of training time (counted over
+        resumed sessions too: ``train_seconds`` is in the checkpoint; checked after each epoch)."""
         from tqdm import tqdm
 
         c = self.cfg
+        out_of_time = lambda: max_seconds is not None and self.train_seconds >= max_seconds  # noqa: E731
         bar = tqdm(total=c.epochs, initial=self.epoch, desc="siit", file=sys.stderr, disable=not progress,
                    dynamic_ncols=True)
         try:
-            while self.epoch < c.epochs and not self.stopped_early:
+            while self.epoch < c.epochs and not self.stopped_early and not out_of_time():
                 t0 = time.perf_counter()
                 row: dict[str, Any] = {"epoch": self.epoch + 1, "lr": self.opt.param_groups[0]["lr"]}
                 row.update(self.train_epoch())
@@ -500,7 +504,7 @@ class SIITTrainer:
             best_epoch = self.best[1]
             self.log(f"restored the weights of epoch {best_epoch} (best validation score {self.best[0]:.4f})")
         return {"epochs": self.epoch, "stopped_early": self.stopped_early, "train_seconds": self.train_seconds,
-                "best_epoch": best_epoch}
+                "best_epoch": best_epoch, "time_capped": not self.stopped_early and self.epoch < c.epochs}
 
     def state(self) -> dict:
         return {"model": self.ll.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
