@@ -79,7 +79,8 @@ def add_train_iit_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentPars
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true", help="print one JSON document (the metadata of each model)")
     p.add_argument("--max-seconds", type=float, default=None,
-                   help="stop a run after this much training time (seconds, over resumed sessions too)")
+                   help="stop a run after this much training CPU time (seconds of this process, so the same "
+                        "budget on a loaded machine; over resumed sessions too)")
     from benchmark.train_queue import add_queue_arguments
     add_queue_arguments(p)
     return p
@@ -140,9 +141,11 @@ def train_case(case_id: str, args, log) -> dict:
     out_root = Path(args.out) if args.out else registry.local_dir()
     out_dir = Path(getattr(args, "out_dir", None) or out_root / str(case.id) / args.model_kind)
     ckpt = out_dir / "checkpoint.pt"
-    if args.resume and model_files.is_model_dir(out_dir) and not ckpt.exists():
+    if args.resume and model_files.is_model_dir(out_dir):
         meta = model_files.read_metadata(out_dir)
-        if meta.get("status") == "finished":
+        capped = meta.get("time_capped") and ckpt.exists() and (args.max_seconds is None or (
+            meta.get("max_seconds") is not None and args.max_seconds > meta["max_seconds"]))
+        if meta.get("status") == "finished" and (not ckpt.exists() or (meta.get("time_capped") and not capped)):
             log(f"case {case.id}: {out_dir} is already trained; nothing to resume")
             return meta
     torch.manual_seed(args.seed)
@@ -181,7 +184,8 @@ def train_case(case_id: str, args, log) -> dict:
         "metrics": {"test": test, "val": {k[4:]: v for k, v in val.items() if k.startswith("val_")}},
         "epochs_run": summary["epochs"], "stopped_early": summary["stopped_early"], "best_epoch": summary["best_epoch"],
         "time_capped": summary["time_capped"], "max_seconds": args.max_seconds,
-        "timing": {"train_seconds": summary["train_seconds"], "this_session_seconds": time.perf_counter() - t0},
+        "timing": {"train_seconds": summary["train_seconds"], "train_cpu_seconds": summary["cpu_seconds"],
+                   "this_session_seconds": time.perf_counter() - t0},
         "history": trim_history(trainer.history), "history_kept": HISTORY_KEPT,
         "hl_ground_truth": setup.hl_truth.to_json(), "versions": versions(),
     }
@@ -189,7 +193,7 @@ def train_case(case_id: str, args, log) -> dict:
     save_ll.load_state_dict({k: v.cpu() for k, v in trainer.ll.state_dict().items()})
     model_files.save_model_dir(out_dir, save_ll, ground_truth=setup.ll_truth, metadata=meta,
                                correspondence=setup.corr)
-    if not args.keep_checkpoint:
+    if not args.keep_checkpoint and not summary["time_capped"]:  # a capped run can go on with a larger cap
         ckpt.unlink(missing_ok=True)
     log(f"case {case.id}: test IIA {test['iia']:.4f}, accuracy {test['accuracy']:.4f}, strict accuracy "
         f"{test['strict_accuracy']:.4f} (all non-circuit nodes at once {test['strict_accuracy_joint']:.4f}) after {summary['epochs']} epochs ({summary['train_seconds']:.0f}s) -> {out_dir}")

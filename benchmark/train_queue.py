@@ -35,7 +35,7 @@ BAR = {"siit": ("iia", "accuracy", "strict_accuracy", "strict_accuracy_joint"), 
        "natural": ("accuracy",)}
 ATTEMPTS = "_attempts"
 SUMMARY_COLUMNS = ("case", "kind", "status", "iia", "accuracy", "strict_accuracy", "strict_accuracy_joint",
-                   "epochs", "seconds", "recipe", "attempts", "attempt_seconds")
+                   "epochs", "seconds", "cpu_seconds", "recipe", "attempts", "attempt_seconds")
 DEFAULT_MAX_SECONDS = 600.0
 
 # the recipe of the shipped models (EXPERIMENTS.md §3), without the seed
@@ -114,13 +114,22 @@ def _usage(msg: str):
 # ---------------------------------------------------------------------------------------------------
 
 def finished_meta(d: Path) -> dict | None:
-    """The metadata of a finished model directory (weights and metadata written, no checkpoint), or None."""
+    """The metadata of a finished model directory (weights and metadata written, no checkpoint, or the
+    checkpoint of a run stopped by ``--max-seconds``, kept so that a larger cap continues it), or None."""
     from cases.siit import model_files
 
-    if not model_files.is_model_dir(d) or (d / "checkpoint.pt").exists():
+    if not model_files.is_model_dir(d):
         return None
     meta = model_files.read_metadata(d)
-    return meta if meta.get("status") == "finished" else None
+    if meta.get("status") != "finished" or ((d / "checkpoint.pt").exists() and not meta.get("time_capped")):
+        return None
+    return meta
+
+
+def _extendable(meta: dict, cap: float | None) -> bool:
+    """A time-capped attempt that a larger cap continues (from its kept checkpoint)."""
+    return bool(meta.get("time_capped")) and meta.get("max_seconds") is not None and cap is not None \
+        and cap > meta["max_seconds"]
 
 
 def meets_bar(meta: dict, kind: str, bar: float) -> bool:
@@ -139,7 +148,7 @@ def _attempt_record(meta: dict, kind: str, bar: float) -> dict:
             "d_model": (meta.get("ll_config") or {}).get("d_model"),
             "metrics": {k: test.get(k) for k in BAR["siit"] if k in test},
             "epochs": meta.get("epochs_run"), "seconds": (meta.get("timing") or {}).get("train_seconds"),
-            "stopped_early": meta.get("stopped_early"), "time_capped": meta.get("time_capped"),
+            "cpu_seconds": (meta.get("timing") or {}).get("train_cpu_seconds"), "stopped_early": meta.get("stopped_early"), "time_capped": meta.get("time_capped"),
             "meets_bar": meets_bar(meta, kind, bar)}
 
 
@@ -232,6 +241,11 @@ def train_one(cid: str, kind: str, opts: dict, log) -> dict:
     for i, recipe in enumerate(ladder(kind, opts.get("recipes"))):
         adir = out / ATTEMPTS / cid / kind / recipe.name
         meta = finished_meta(adir)
+        cap = None if opts.get("max_seconds") is None else opts["max_seconds"] * recipe.time_factor
+        if meta is not None and _extendable(meta, cap) and (adir / "checkpoint.pt").exists():
+            log(f"case {cid} {kind}: recipe {recipe.name} stopped at --max-seconds {meta['max_seconds']:g}; "
+                f"continuing it up to {cap:g}")
+            meta = None
         if meta is None:
             ns = _attempt_args(cid, kind, recipe, [r.name for r in LADDER[kind]].index(recipe.name), opts, attempts)
             _check(ns)
@@ -241,6 +255,7 @@ def train_one(cid: str, kind: str, opts: dict, log) -> dict:
         rec = _attempt_record(meta, kind, opts["bar"])
         attempts.append(rec)
         if rec["meets_bar"]:
+            (adir / "checkpoint.pt").unlink(missing_ok=True)
             final.parent.mkdir(parents=True, exist_ok=True)
             os.rename(adir, final)  # one rename: the model appears whole or not at all
             log(f"case {cid} {kind}: recipe {recipe.name} meets the bar -> {final}")
@@ -265,6 +280,7 @@ def row_of(cid: str, kind: str, status: str, meta: dict | None, attempts: list[d
     return {"case": cid, "kind": kind, "status": status,
             **{k: test.get(k) for k in BAR["siit"]},
             "epochs": meta.get("epochs_run"), "seconds": (meta.get("timing") or {}).get("train_seconds"),
+            "cpu_seconds": (meta.get("timing") or {}).get("train_cpu_seconds"),
             "recipe": recipe.get("name") or (f"seed {meta['seed']} (before the queue)" if "seed" in meta else None),
             "attempts": len(attempts) or None,
             "attempt_seconds": sum(a.get("seconds") or 0 for a in attempts) if attempts else None}
@@ -375,7 +391,8 @@ def _check_queue_args(args) -> None:
 
 
 def _unfinished(out: Path, ids, kinds) -> list[Path]:
-    return sorted(p for cid in ids for k in kinds for p in (out / ATTEMPTS / cid / k).glob("*/checkpoint.pt"))
+    return sorted(p for cid in ids for k in kinds for p in (out / ATTEMPTS / cid / k).glob("*/checkpoint.pt")
+                  if finished_meta(p.parent) is None)
 
 
 def write_summary(out: Path, rows: list[dict]) -> None:
@@ -386,7 +403,7 @@ def write_summary(out: Path, rows: list[dict]) -> None:
             return ""
         if k in BAR["siit"]:
             return f"{100 * v:.2f}"
-        if k in ("seconds", "attempt_seconds"):
+        if k in ("seconds", "cpu_seconds", "attempt_seconds"):
             return f"{v:.0f}"
         return str(v)
 
@@ -397,7 +414,7 @@ def write_summary(out: Path, rows: list[dict]) -> None:
         w.writerow([fmt(k, r.get(k)) for k in SUMMARY_COLUMNS])
     write_atomic(out / "summary.csv", buf.getvalue())
     head = ("case", "kind", "status", "IIA %", "accuracy %", "strict %", "joint strict %", "epochs", "seconds",
-            "recipe", "attempts", "seconds, all attempts")
+            "CPU seconds", "recipe", "attempts", "seconds, all attempts")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(fmt(k, r.get(k)) for k in SUMMARY_COLUMNS) + " |" for r in rows]
     write_atomic(out / "summary.md", "\n".join(lines) + "\n")

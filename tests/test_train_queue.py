@@ -160,3 +160,19 @@ def test_max_seconds_caps_a_run(tmp_path):
                 "--max-seconds", "1e-6", "--out", str(tmp_path), "--no-progress") == 0
     meta = model_files.read_metadata(tmp_path / "33" / "natural")
     assert meta["epochs_run"] == 1 and meta["time_capped"] and meta["max_seconds"] == 1e-6
+
+
+def test_a_larger_cap_continues_a_capped_attempt(tmp_path):
+    out = tmp_path / "q"
+    common = ["--cases", "33", "--kinds", "natural", "--epochs", "3", *TINY, "--bar", "100", "--recipes", "shipped",
+              "--out", str(out)]
+    assert _run(*common, "--max-seconds", "1e-6") == 0
+    d = out / q.ATTEMPTS / "33" / "natural" / "shipped"
+    meta = q.finished_meta(d)
+    assert meta["epochs_run"] == 1 and meta["time_capped"] and (d / "checkpoint.pt").exists()
+    assert _run(*common, "--max-seconds", "1e-6", "--resume") == 0          # the same cap: nothing to do
+    assert q.finished_meta(d)["epochs_run"] == 1
+    assert _run(*common, "--max-seconds", "1000", "--resume") == 0          # a larger one continues it
+    meta = q.finished_meta(d)
+    assert meta["epochs_run"] == 3 and not meta["time_capped"] and not (d / "checkpoint.pt").exists()
+    assert _summary(out)["33", "natural"]["status"] == "below bar"
