@@ -26,9 +26,9 @@ KIND_WEIGHTS = {"siit": (1.0, 0.4, 1.0), "iit": (1.0, 0.0, 1.0), "natural": (0.0
 
 def add_train_iit_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The ``train iit`` flags (InterpBench spellings kept as aliases)."""
-    p.add_argument("-i", "--indices", "--case", dest="indices", required=True,
-                   help="case id(s), comma-separated (e.g. 3 or 3,4,11)")
-    p.add_argument("--model-kind", choices=sorted(KIND_WEIGHTS), default="siit",
+    p.add_argument("-i", "--indices", "--case", dest="indices", default=None,
+                   help="case id(s), comma-separated (e.g. 3 or 3,4,11), trained with exactly the flags given")
+    p.add_argument("--model-kind", choices=sorted(KIND_WEIGHTS), default=None,
                    help="siit (default), iit (no strict loss) or natural (behaviour only)")
     p.add_argument("-iit", "--iit-weight", "--iit_weight", dest="iit_weight", type=float, default=None)
     p.add_argument("-s", "--strict-weight", "--strict_weight", dest="strict_weight", type=float, default=None)
@@ -80,6 +80,11 @@ def add_train_iit_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentPars
     p.add_argument("-d", "--device", default="cpu")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true", help="print one JSON document (the metadata of each model)")
+    p.add_argument("--max-seconds", type=float, default=None,
+                   help="stop a run after this much training CPU time (seconds of this process, so the same "
+                        "budget on a loaded machine; over resumed sessions too)")
+    from benchmark.train_queue import add_queue_arguments
+    add_queue_arguments(p)
     return p
 
 
@@ -117,6 +122,8 @@ def _check(args) -> None:
         raise _usage(f"--early-stop-accuracy-threshold is a percentage in [0, 100], got {args.early_stop_accuracy_threshold}")
     if not (0 < args.test_fraction < 1 and 0 < args.val_fraction < 1 and args.val_fraction + args.test_fraction < 1):
         raise _usage("--val-fraction and --test-fraction must be in (0, 1) and sum to less than 1")
+    if args.max_seconds is not None and not args.max_seconds > 0:
+        raise _usage(f"--max-seconds must be > 0, got {args.max_seconds}")
     if args.compression_ratio is not None and not args.compression_ratio > 0:
         raise _usage(f"--compression-ratio must be > 0, got {args.compression_ratio}")
 
@@ -134,11 +141,13 @@ def train_case(case_id: str, args, log) -> dict:
         raise _usage(f"case {case_id} is not a Tracr case; train iit trains Tracr cases")
     iit, strict, beh = resolve_weights(args)
     out_root = Path(args.out) if args.out else registry.local_dir()
-    out_dir = out_root / str(case.id) / args.model_kind
+    out_dir = Path(getattr(args, "out_dir", None) or out_root / str(case.id) / args.model_kind)
     ckpt = out_dir / "checkpoint.pt"
-    if args.resume and model_files.is_model_dir(out_dir) and not ckpt.exists():
+    if args.resume and model_files.is_model_dir(out_dir):
         meta = model_files.read_metadata(out_dir)
-        if meta.get("status") == "finished":
+        capped = meta.get("time_capped") and ckpt.exists() and (args.max_seconds is None or (
+            meta.get("max_seconds") is not None and args.max_seconds > meta["max_seconds"]))
+        if meta.get("status") == "finished" and (not ckpt.exists() or (meta.get("time_capped") and not capped)):
             log(f"case {case.id}: {out_dir} is already trained; nothing to resume")
             return meta
     if args.resume and ckpt.exists():  # a bad or planted checkpoint is bad input: before any work
@@ -171,29 +180,43 @@ def train_case(case_id: str, args, log) -> dict:
         f"data {data.meta['n_train']}/{data.meta['n_val']}/{data.meta['n_test']} -> {out_dir}")
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    summary = trainer.fit(checkpoint=ckpt, progress=not args.no_progress)
+    summary = trainer.fit(checkpoint=ckpt, progress=not args.no_progress, max_seconds=args.max_seconds)
     test = trainer.evaluate("test", per_node=True)
     val = trainer.history[-1] if trainer.history else {}
     meta = {
+        **({"recipe": args.recipe} if getattr(args, "recipe", None) else {}),
         "schema": 1, "status": "finished", "case": str(case.id), "model_kind": args.model_kind,
         "seed": args.seed, "command": getattr(args, "command_line", None) or _command(args, case.id),
         "train_config": cfg.to_json(), "ll_config": setup.ll_config,
         "data": data.meta, "output_type": setup.output_type,
         "metrics": {"test": test, "val": {k[4:]: v for k, v in val.items() if k.startswith("val_")}},
         "epochs_run": summary["epochs"], "stopped_early": summary["stopped_early"], "best_epoch": summary["best_epoch"],
-        "timing": {"train_seconds": summary["train_seconds"], "this_session_seconds": time.perf_counter() - t0},
-        "history": trainer.history, "hl_ground_truth": setup.hl_truth.to_json(), "versions": versions(),
+        "time_capped": summary["time_capped"], "max_seconds": args.max_seconds,
+        "timing": {"train_seconds": summary["train_seconds"], "train_cpu_seconds": summary["cpu_seconds"],
+                   "this_session_seconds": time.perf_counter() - t0},
+        "history": trim_history(trainer.history), "history_kept": HISTORY_KEPT,
+        "hl_ground_truth": setup.hl_truth.to_json(), "versions": versions(),
     }
     save_ll = build_ll(setup.ll_config, device="cpu", graph_flags=True)
     save_ll.load_state_dict({k: v.cpu() for k, v in trainer.ll.state_dict().items()})
     model_files.save_model_dir(out_dir, save_ll, ground_truth=setup.ll_truth, metadata=meta,
                                correspondence=setup.corr)
-    if not args.keep_checkpoint:
+    if not args.keep_checkpoint and not summary["time_capped"]:  # a capped run can go on with a larger cap
         ckpt.unlink(missing_ok=True)
     log(f"case {case.id}: test IIA {test['iia']:.4f}, accuracy {test['accuracy']:.4f}, strict accuracy "
         f"{test['strict_accuracy']:.4f} (all non-circuit nodes at once {test['strict_accuracy_joint']:.4f}) after {summary['epochs']} epochs ({summary['train_seconds']:.0f}s) -> {out_dir}")
     log(f"case {case.id}: use it with --model-dir {out_dir} (--model {args.model_kind} is the shipped model)")
     return meta
+
+
+HISTORY_KEPT = "the evaluated epochs (every --eval-every) and the last one; values to 6 significant digits"
+
+
+def trim_history(history: list[dict]) -> list[dict]:
+    """What audits a run, small enough to ship: the rows of the epochs that were evaluated on validation
+    data (and the last row), each value rounded to 6 significant digits."""
+    keep = [r for i, r in enumerate(history) if i == len(history) - 1 or any(k.startswith("val_") for k in r)]
+    return [{k: float(f"{v:.6g}") if isinstance(v, float) else v for k, v in r.items()} for r in keep]
 
 
 def _command(args, case_id) -> str:
@@ -205,8 +228,16 @@ def run_train_iit(args) -> int:
     import torch
 
     torch.set_num_threads(1)
+    if getattr(args, "cases", None) is not None:
+        from benchmark.train_queue import run_queue
+        return run_queue(args)
+    if getattr(args, "kinds", None):
+        raise _usage("--kinds is for the queue (--cases); with -i use --model-kind")
+    args.model_kind = args.model_kind or "siit"
     _check(args)
     resolve_weights(args)
+    if args.indices is None:
+        raise _usage("give the cases: -i ID[,ID...] (one recipe, the flags given) or --cases all|ID... (the queue)")
     ids = [i.strip() for i in str(args.indices).split(",") if i.strip()]
     if not ids:
         raise _usage("-i/--indices needs at least one case id")

@@ -236,6 +236,7 @@ class SIITTrainer:
         self.history: list[dict] = []
         self.stopped_early = False
         self.train_seconds = 0.0
+        self.cpu_seconds = 0.0             # CPU time of this process spent training (what max_seconds caps)
         self.best: tuple[float, int, dict] | None = None   # (score, epoch, state_dict) of the best val epoch
         self._targets = {k: self._hl_targets(getattr(data, k).tokens) for k in ("train", "val", "test")}
 
@@ -463,15 +464,20 @@ class SIITTrainer:
         return need
 
     # -- loop and checkpoints ------------------------------------------------------------------
-    def fit(self, checkpoint: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+    def fit(self, checkpoint: str | Path | None = None, progress: bool = True,
+            max_seconds: float | None = None) -> dict[str, Any]:
+        """Train until ``epochs``, early stopping, or ``max_seconds`` of training CPU time (this process's,
+        so a run on a loaded machine gets the same budget; counted over resumed sessions too: it is in the
+        checkpoint; checked after each epoch)."""
         from tqdm import tqdm
 
         c = self.cfg
+        out_of_time = lambda: max_seconds is not None and self.cpu_seconds >= max_seconds  # noqa: E731
         bar = tqdm(total=c.epochs, initial=self.epoch, desc="siit", file=sys.stderr, disable=not progress,
                    dynamic_ncols=True)
         try:
-            while self.epoch < c.epochs and not self.stopped_early:
-                t0 = time.perf_counter()
+            while self.epoch < c.epochs and not self.stopped_early and not out_of_time():
+                t0, c0 = time.perf_counter(), time.process_time()
                 row: dict[str, Any] = {"epoch": self.epoch + 1, "lr": self.opt.param_groups[0]["lr"]}
                 row.update(self.train_epoch())
                 self.sched.step()
@@ -485,7 +491,9 @@ class SIITTrainer:
                     if c.early_stop and self.reached(m):
                         self.stopped_early = True
                 self.train_seconds += time.perf_counter() - t0
+                self.cpu_seconds += time.process_time() - c0
                 row["seconds"] = self.train_seconds
+                row["cpu_seconds"] = self.cpu_seconds
                 self.history.append(row)
                 bar.update(1)
                 bar.set_postfix({k.replace("val_", ""): f"{v:.3f}" for k, v in row.items()
@@ -500,12 +508,13 @@ class SIITTrainer:
             best_epoch = self.best[1]
             self.log(f"restored the weights of epoch {best_epoch} (best validation score {self.best[0]:.4f})")
         return {"epochs": self.epoch, "stopped_early": self.stopped_early, "train_seconds": self.train_seconds,
-                "best_epoch": best_epoch}
+                "best_epoch": best_epoch, "cpu_seconds": self.cpu_seconds, "time_capped": not self.stopped_early and self.epoch < c.epochs}
 
     def state(self) -> dict:
         return {"model": self.ll.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
                 "epoch": self.epoch, "history": self.history, "stopped_early": self.stopped_early,
-                "train_seconds": self.train_seconds, "config": self.cfg.to_json(), "best": self.best}
+                "train_seconds": self.train_seconds, "config": self.cfg.to_json(), "best": self.best,
+                "cpu_seconds": self.cpu_seconds}
 
     def save_checkpoint(self, path: str | Path) -> None:
         from core.results import write_atomic
@@ -528,6 +537,7 @@ class SIITTrainer:
         self.epoch, self.history = int(st["epoch"]), list(st["history"])
         self.stopped_early, self.train_seconds = bool(st["stopped_early"]), float(st["train_seconds"])
         self.best = st.get("best")
+        self.cpu_seconds = float(st.get("cpu_seconds", 0.0))
 
 
 CHECKPOINT_KEYS = ("model", "opt", "sched", "epoch", "history", "stopped_early", "train_seconds", "config")

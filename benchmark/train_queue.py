@@ -1,0 +1,559 @@
+"""The training queue: ``python main.py train iit --cases all|ID... [--kinds ...] --resume``.
+
+For every (case, kind) that has no model yet, train it with the recipe ladder (:data:`LADDER`): the
+recipe of the shipped models first, then the next rung while a run ends below the bar (:data:`BAR`,
+>= ``--bar`` percent on each metric the kind is trained for, on the held-out test split). A model at
+the bar lands in ``OUT/<case>/<kind>/``; every attempt trains in its own directory,
+``OUT/_attempts/<case>/<kind>/<recipe>/`` (checkpointed every epoch, so a killed run resumes with
+``--resume``), and a finished attempt at the bar is moved into place with one directory rename, so a
+finished model is never half-written and never lost. Below-bar attempts stay in ``_attempts`` with
+their numbers. Each model's ``training_args.json`` records the single-case command that reproduces
+it and, under ``recipe``, the rung that succeeded and the attempts before it.
+
+With ``siit`` among the kinds, the baselines (``iit``, ``natural``) of a case are trained only once
+its SIIT model meets the bar (they are the controls of a SIIT model). Cases that already ship a
+model of a kind are skipped (``--include-shipped`` retrains them into OUT). ``OUT/summary.csv`` and
+``OUT/summary.md`` (case, kind, IIA, accuracy, strict, joint strict, epochs, seconds, recipe, status,
+attempts) are rewritten after every case. ``--exclude-file`` is re-read before each case is started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+KIND_ORDER = ("siit", "iit", "natural")
+# the held-out metrics each kind is trained for (the shipped-model test holds every shipped model to them)
+BAR = {"siit": ("iia", "accuracy", "strict_accuracy", "strict_accuracy_joint"), "iit": ("iia", "accuracy"),
+       "natural": ("accuracy",)}
+ATTEMPTS = "_attempts"
+SUMMARY_COLUMNS = ("case", "kind", "status", "iia", "accuracy", "strict_accuracy", "strict_accuracy_joint",
+                   "epochs", "seconds", "cpu_seconds", "recipe", "attempts", "attempt_seconds")
+DEFAULT_MAX_SECONDS = 600.0
+
+# the recipe of the shipped models (EXPERIMENTS.md §3), without the seed
+_COMMON = ("--use-single-loss", "--scored-positions", "defined", "--lr", "2e-3", "--lr-scheduler", "linear",
+           "--clip-grad-norm", "1.0", "--epochs", "300", "--early-stop", "--early-stop-accuracy-threshold", "99.6")
+_TAIL = ("--min-steps-per-epoch", "10", "--num-samples", "6000", "--eval-every", "2", "--eval-pairs", "1024")
+BASE_FLAGS = {
+    "siit": ("-s", "0.4", "-iit", "1", "-b", "1", "--use-single-loss", "--siit-sampling", "any_size",
+             "--strict-source-grad", *_COMMON[1:], "--early-stop-criterion", "min_joint", *_TAIL),
+    "iit": ("--model-kind", "iit", *_COMMON, "--early-stop-criterion", "min", *_TAIL),
+    "natural": ("--model-kind", "natural", *_COMMON, "--early-stop-criterion", "min", *_TAIL),
+}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One rung of the ladder: flags added to the kind's base flags."""
+
+    name: str
+    why: str
+    flags: tuple[str, ...]
+    widen: float = 1.0          # the LL's width multiplied by this (``--compression-ratio`` divided by it)
+    time_factor: float = 1.0    # ``--max-seconds`` multiplied by this
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "why": self.why, "flags": list(self.flags), "widen": self.widen,
+                "time_factor": self.time_factor}
+
+
+_SHIPPED = Recipe("shipped", "the recipe of the shipped models, seed 0", ("--seed", "0"))
+_SEED1 = Recipe("seed1", "another initialisation (seeds mattered more than width for 6, 33 and 40)", ("--seed", "1"))
+LADDER: dict[str, tuple[Recipe, ...]] = {
+    "siit": (_SHIPPED, _SEED1,
+             Recipe("wide", "a twice wider LL (d_model, or d_head where the heads are compressed): room for many "
+                            "output classes", ("--seed", "0"), widen=2.0),
+             Recipe("long", "seed 1 with 600 epochs and 4x the time: slow convergers", ("--seed", "1", "--epochs", "600"),
+                    time_factor=4.0)),
+    "iit": (_SHIPPED, _SEED1,
+            Recipe("long", "seed 1 with 600 epochs and 4x the time", ("--seed", "1", "--epochs", "600"), time_factor=4.0)),
+    "natural": (_SHIPPED, _SEED1),
+}
+RECIPE_NAMES = tuple(dict.fromkeys(r.name for rs in LADDER.values() for r in rs))
+
+# flags the queue passes on to every attempt (budget and placement); every other training flag is the ladder's
+PASS_ON = ("epochs", "num_samples", "eval_pairs", "eval_every", "min_steps_per_epoch", "batch_size", "device")
+QUEUE_OWN = ("cases", "kinds", "recipes", "workers", "exclude", "exclude_file", "include_shipped", "bar", "out",
+             "resume", "no_progress", "json", "max_seconds", "model_kind", "indices")
+
+
+def add_queue_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("queue (--cases): train what is missing with the recipe ladder")
+    g.add_argument("--cases", nargs="+", default=None, metavar="ID",
+                   help="'all' (every non-trivial Tracr case) or case ids, trained in this order")
+    g.add_argument("--kinds", nargs="+", choices=KIND_ORDER, default=None,
+                   help="model kinds (default: --model-kind if given, else siit iit natural)")
+    g.add_argument("--recipes", nargs="+", choices=RECIPE_NAMES, default=None,
+                   help=f"rungs of the ladder to use, in ladder order (default: all; {', '.join(RECIPE_NAMES)})")
+    g.add_argument("--workers", type=int, default=1, help="cases trained in parallel (processes; default 1)")
+    g.add_argument("--exclude", nargs="+", default=(), metavar="ID", help="case ids to skip")
+    g.add_argument("--exclude-file", default=None, metavar="PATH",
+                   help="a file of case ids to skip (whitespace/comma separated, # comments), re-read before each case")
+    g.add_argument("--include-shipped", action="store_true",
+                   help="also train the (case, kind)s that ship a model (into OUT)")
+    g.add_argument("--bar", type=float, default=99.0,
+                   help="percent each trained metric must reach on the test split (default 99)")
+
+
+def _usage(msg: str):
+    from benchmark.cli import UsageError
+
+    return UsageError(msg)
+
+
+# ---------------------------------------------------------------------------------------------------
+# model directories and their status
+# ---------------------------------------------------------------------------------------------------
+
+def finished_meta(d: Path) -> dict | None:
+    """The metadata of a finished model directory (weights and metadata written, no checkpoint, or the
+    checkpoint of a run stopped by ``--max-seconds``, kept so that a larger cap continues it), or None."""
+    from cases.siit import model_files
+
+    if not model_files.is_model_dir(d):
+        return None
+    meta = model_files.read_metadata(d)
+    if meta.get("status") != "finished" or ((d / "checkpoint.pt").exists() and not meta.get("time_capped")):
+        return None
+    return meta
+
+
+def _extendable(meta: dict, cap: float | None) -> bool:
+    """A time-capped attempt that a larger cap continues (from its kept checkpoint)."""
+    return bool(meta.get("time_capped")) and meta.get("max_seconds") is not None and cap is not None \
+        and cap > meta["max_seconds"]
+
+
+def meets_bar(meta: dict, kind: str, bar: float) -> bool:
+    test = (meta.get("metrics") or {}).get("test") or {}
+    return all(k in test and test[k] >= bar / 100 - 1e-12 for k in BAR[kind])
+
+
+def _worst(meta: dict, kind: str) -> float:
+    test = (meta.get("metrics") or {}).get("test") or {}
+    return min((test.get(k, 0.0) for k in BAR[kind]), default=0.0)
+
+
+def _attempt_record(meta: dict, kind: str, bar: float) -> dict:
+    test = (meta.get("metrics") or {}).get("test") or {}
+    return {"recipe": (meta.get("recipe") or {}).get("name"), "seed": meta.get("seed"),
+            "d_model": (meta.get("ll_config") or {}).get("d_model"),
+            "metrics": {k: test.get(k) for k in BAR["siit"] if k in test},
+            "epochs": meta.get("epochs_run"), "seconds": (meta.get("timing") or {}).get("train_seconds"),
+            "cpu_seconds": (meta.get("timing") or {}).get("train_cpu_seconds"), "stopped_early": meta.get("stopped_early"), "time_capped": meta.get("time_capped"),
+            "meets_bar": meets_bar(meta, kind, bar)}
+
+
+def ladder(kind: str, names=None) -> tuple[Recipe, ...]:
+    return tuple(r for r in LADDER[kind] if names is None or r.name in names)
+
+
+def read_exclude_file(path) -> set[str]:
+    if not path:
+        return set()
+    p = Path(path)
+    if not p.is_file():
+        return set()
+    ids = set()
+    for line in p.read_text().splitlines():
+        line = line.split("#", 1)[0]
+        ids.update(t for t in line.replace(",", " ").split() if t)
+    return ids
+
+
+# ---------------------------------------------------------------------------------------------------
+# one (case, kind)
+# ---------------------------------------------------------------------------------------------------
+
+def _attempt_args(cid: str, kind: str, recipe: Recipe, index: int, opts: dict, previous: list[dict]):
+    """The ``train iit`` namespace of one attempt, and the single-case command that reproduces it."""
+    from benchmark.train import add_train_iit_arguments
+
+    flags = list(BASE_FLAGS[kind])
+    for flag, value in _pairs(recipe.flags):
+        _set(flags, flag, value)
+    if recipe.widen != 1.0:
+        _set(flags, "--compression-ratio", widened_ratio(cid, recipe.widen))
+    for name in PASS_ON:
+        v = opts.get(name)
+        if v is not None:
+            _set(flags, "--" + name.replace("_", "-"), str(v))
+    if opts.get("max_seconds") is not None:
+        _set(flags, "--max-seconds", f"{opts['max_seconds'] * recipe.time_factor:g}")
+    argv = ["-i", cid, *flags, "--out", str(opts["out"]), "--no-progress", "--resume"]
+    ns = add_train_iit_arguments(argparse.ArgumentParser(allow_abbrev=False)).parse_args(argv)
+    ns.model_kind = ns.model_kind or "siit"
+    out = Path(opts["out"])
+    ns.out_dir = str(out / ATTEMPTS / cid / kind / recipe.name)
+    ns.command_line = "python main.py train iit " + " ".join(
+        shlex.quote(a) for a in ["-i", cid, *flags, "--out", "cases/siit/models", "--no-progress", "--resume"])
+    ns.recipe = {**recipe.to_json(), "rung": index, "ladder": [r.name for r in LADDER[kind]], "bar": opts["bar"],
+                 "queue_command": opts.get("queue_command"), "previous_attempts": previous}
+    return ns
+
+
+def _pairs(flags):
+    it = iter(flags)
+    return [(f, next(it)) for f in it]
+
+
+def _set(flags: list[str], flag: str, value: str) -> None:
+    """Set ``flag value`` in an argv list: replace the value where the flag is, else append both."""
+    if flag in flags:
+        flags[flags.index(flag) + 1] = value
+    else:
+        flags += [flag, value]
+
+
+def widened_ratio(cid: str, factor: float) -> str:
+    """The ``--compression-ratio`` that makes case ``cid``'s LL ``factor`` times wider (d_model, or d_head
+    for the cases whose heads are compressed). Checked against the size rule."""
+    from cases import get_case
+    from cases.siit.correspondence import RESID_COMPRESSION_CASES, ll_size
+
+    hl = get_case(cid).compiled_model().config
+    now = ll_size(cid, hl)
+    resid = str(cid) in RESID_COMPRESSION_CASES
+    hl_width, width = (hl["d_model"], now.d_model) if resid else (hl["d_head"], now.d_head)
+    target = int(round(width * factor))
+    text = f"{hl_width / (target + 0.5):.6g}"   # floor(hl_width / ratio) = target
+    got = ll_size(cid, hl, ratio=float(text))
+    if (got.d_model if resid else got.d_head) != target:
+        raise RuntimeError(f"case {cid}: ratio {text} gives {got}, not width {target}")
+    return text
+
+
+def train_one(cid: str, kind: str, opts: dict, log) -> dict:
+    """Train (case, kind) up the ladder until a run meets the bar; returns its summary row."""
+    from benchmark.train import _check, resolve_weights, train_case
+
+    out = Path(opts["out"])
+    final = out / cid / kind
+    attempts: list[dict] = []
+    for i, recipe in enumerate(ladder(kind, opts.get("recipes"))):
+        adir = out / ATTEMPTS / cid / kind / recipe.name
+        meta = finished_meta(adir)
+        cap = None if opts.get("max_seconds") is None else opts["max_seconds"] * recipe.time_factor
+        if meta is not None and _extendable(meta, cap) and (adir / "checkpoint.pt").exists():
+            log(f"case {cid} {kind}: recipe {recipe.name} stopped at --max-seconds {meta['max_seconds']:g}; "
+                f"continuing it up to {cap:g}")
+            meta = None
+        if meta is None:
+            ns = _attempt_args(cid, kind, recipe, [r.name for r in LADDER[kind]].index(recipe.name), opts, attempts)
+            _check(ns)
+            resolve_weights(ns)
+            log(f"case {cid} {kind}: recipe {recipe.name} ({recipe.why})")
+            meta = train_case(cid, ns, log)
+        rec = _attempt_record(meta, kind, opts["bar"])
+        attempts.append(rec)
+        if rec["meets_bar"]:
+            (adir / "checkpoint.pt").unlink(missing_ok=True)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(adir, final)  # one rename: the model appears whole or not at all
+            log(f"case {cid} {kind}: recipe {recipe.name} meets the bar -> {final}")
+            return row_of(cid, kind, "trained", meta, attempts)
+        log(f"case {cid} {kind}: recipe {recipe.name} below the bar (worst {_worst(meta, kind):.4f})")
+    return row_of(cid, kind, "below bar", _best(out, cid, kind, opts["bar"]), attempts)
+
+
+def _best(out: Path, cid: str, kind: str, bar: float) -> dict | None:
+    metas = [m for d in sorted((out / ATTEMPTS / cid / kind).glob("*")) if (m := finished_meta(d))]
+    return max(metas, key=lambda m: _worst(m, kind)) if metas else None
+
+
+def row_of(cid: str, kind: str, status: str, meta: dict | None, attempts: list[dict] | None = None) -> dict:
+    """A summary row. ``attempts``: the attempt records (default: those the model's metadata names)."""
+    meta = meta or {}
+    test = (meta.get("metrics") or {}).get("test") or {}
+    recipe = meta.get("recipe") or {}
+    if attempts is None:
+        attempts = [*recipe.get("previous_attempts", []), {"seconds": (meta.get("timing") or {}).get("train_seconds")}] \
+            if recipe else []
+    return {"case": cid, "kind": kind, "status": status,
+            **{k: test.get(k) for k in BAR["siit"]},
+            "epochs": meta.get("epochs_run"), "seconds": (meta.get("timing") or {}).get("train_seconds"),
+            "cpu_seconds": (meta.get("timing") or {}).get("train_cpu_seconds"),
+            "recipe": recipe.get("name") or (f"seed {meta['seed']} (before the queue)" if "seed" in meta else None),
+            "attempts": len(attempts) or None,
+            "attempt_seconds": sum(a.get("seconds") or 0 for a in attempts) if attempts else None}
+
+
+def case_status(cid: str, kind: str, opts: dict) -> tuple[str, dict | None]:
+    """('done' | 'shipped' | 'todo' | 'blocked', metadata)."""
+    from cases.siit.registry import SHIPPED_DIR
+
+    out = Path(opts["out"])
+    final = out / cid / kind
+    meta = finished_meta(final)
+    if meta is not None:
+        return "done", meta
+    if final.exists():
+        return "blocked", None
+    shipped = finished_meta(SHIPPED_DIR / cid / kind)
+    if shipped is not None and not opts.get("include_shipped") and out.resolve() != SHIPPED_DIR.resolve():
+        return "shipped", shipped
+    return "todo", None
+
+
+def run_case(cid: str, opts: dict) -> list[dict]:
+    """Every kind of one case (siit first; the baselines only after it meets the bar). Summary rows."""
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    import torch
+    torch.set_num_threads(1)
+    rows, siit_ok = [], None
+    for kind in opts["kinds"]:
+        state, meta = case_status(cid, kind, opts)
+        if kind == "siit":
+            # a shipped SIIT model is at the bar (the shipped-model test holds it there)
+            siit_ok = state == "shipped" or (state == "done" and meets_bar(meta, "siit", opts["bar"]))
+        if state in ("done", "shipped"):
+            rows.append(row_of(cid, kind, "trained" if state == "done" else "shipped", meta))
+            continue
+        if state == "blocked":
+            log(f"case {cid} {kind}: {Path(opts['out']) / cid / kind} exists but is not a finished model; move it away")
+            rows.append({**row_of(cid, kind, "error", None), "error": "output directory exists, not a finished model"})
+            continue
+        if kind != "siit" and siit_ok is False:
+            rows.append(row_of(cid, kind, "needs siit", None))
+            continue
+        try:
+            row = train_one(cid, kind, opts, log)
+        except Exception as err:  # noqa: BLE001 - one failing case does not stop the others
+            if type(err).__name__ == "UsageError":
+                raise
+            import traceback
+            traceback.print_exc()
+            row = {**row_of(cid, kind, "error", None), "error": f"{type(err).__name__}: {err}"}
+        if kind == "siit":
+            siit_ok = row["status"] == "trained"
+        rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------
+# the queue
+# ---------------------------------------------------------------------------------------------------
+
+def _queue_ids(args) -> list[str]:
+    from benchmark.commands import default_cases
+    from cases import get_case
+
+    ids: list[str] = []
+    for tok in args.cases:
+        for t in str(tok).replace(",", " ").split():
+            ids.extend(default_cases() if t == "all" else [t])
+    if not ids:
+        raise _usage("--cases needs 'all' or at least one case id")
+    for cid in ids:
+        try:
+            case = get_case(cid)
+        except Exception as err:  # unknown id -> one line
+            raise _usage(str(err)) from None
+        if getattr(case, "kind", None) != "tracr":
+            raise _usage(f"case {cid} is not a Tracr case; train iit trains Tracr cases")
+    return list(dict.fromkeys(str(get_case(c).id) for c in ids))
+
+
+def _check_queue_args(args) -> None:
+    from benchmark.train import add_train_iit_arguments
+
+    if args.indices is not None:
+        raise _usage("give either -i (one recipe, the flags given) or --cases (the queue), not both")
+    if args.kinds and args.model_kind:
+        raise _usage("give either --model-kind or --kinds")
+    defaults = vars(add_train_iit_arguments(argparse.ArgumentParser(allow_abbrev=False)).parse_args([]))
+    fixed = [k for k, v in vars(args).items() if k in defaults and k not in PASS_ON + QUEUE_OWN and v != defaults[k]]
+    if fixed:
+        raise _usage("the queue (--cases) trains with its recipe ladder; these flags are for -i: "
+                     + ", ".join("--" + k.replace("_", "-") for k in sorted(fixed)))
+    if args.workers < 1:
+        raise _usage(f"--workers must be >= 1, got {args.workers}")
+    if not 0 <= args.bar <= 100:
+        raise _usage(f"--bar is a percentage in [0, 100], got {args.bar}")
+    if args.max_seconds is not None and not args.max_seconds > 0:
+        raise _usage(f"--max-seconds must be > 0, got {args.max_seconds}")
+    for name in ("epochs", "num_samples", "eval_pairs", "eval_every", "min_steps_per_epoch", "batch_size"):
+        v = getattr(args, name)
+        if v != defaults[name] and v < 1:
+            raise _usage(f"--{name.replace('_', '-')} must be >= 1, got {v}")
+    if args.exclude_file and not Path(args.exclude_file).parent.is_dir():
+        raise _usage(f"--exclude-file {args.exclude_file}: its directory does not exist")
+
+
+def _unfinished(out: Path, ids, kinds) -> list[Path]:
+    return sorted(p for cid in ids for k in kinds for p in (out / ATTEMPTS / cid / k).glob("*/checkpoint.pt")
+                  if finished_meta(p.parent) is None)
+
+
+def write_summary(out: Path, rows: list[dict]) -> None:
+    from core.results import write_atomic
+
+    def fmt(k, v):
+        if v is None:
+            return ""
+        if k in BAR["siit"]:
+            return f"{100 * v:.2f}"
+        if k in ("seconds", "cpu_seconds", "attempt_seconds"):
+            return f"{v:.0f}"
+        return str(v)
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(SUMMARY_COLUMNS)
+    for r in rows:
+        w.writerow([fmt(k, r.get(k)) for k in SUMMARY_COLUMNS])
+    write_atomic(out / "summary.csv", buf.getvalue())
+    head = ("case", "kind", "status", "IIA %", "accuracy %", "strict %", "joint strict %", "epochs", "seconds",
+            "CPU seconds", "recipe", "attempts", "seconds, all attempts")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(fmt(k, r.get(k)) for k in SUMMARY_COLUMNS) + " |" for r in rows]
+    write_atomic(out / "summary.md", "\n".join(lines) + "\n")
+
+
+def run_queue(args) -> int:
+    from cases.siit import registry
+
+    _check_queue_args(args)
+    ids = _queue_ids(args)
+    kinds = [k for k in KIND_ORDER if k in (args.kinds or ([args.model_kind] if args.model_kind else KIND_ORDER))]
+    out = Path(args.out) if args.out else registry.local_dir()
+    if not args.resume:
+        stale = _unfinished(out, ids, kinds)
+        if stale:
+            raise _usage(f"{len(stale)} unfinished attempt(s) in {out / ATTEMPTS} (e.g. {stale[0].parent}): "
+                         "pass --resume to continue them, or remove them")
+    opts = {"out": str(out), "kinds": kinds, "recipes": args.recipes, "bar": args.bar,
+            "include_shipped": args.include_shipped,
+            "max_seconds": DEFAULT_MAX_SECONDS if args.max_seconds is None else args.max_seconds,
+            "queue_command": getattr(args, "command_line", None) or "python main.py " + " ".join(
+                shlex.quote(a) for a in sys.argv[1:]),
+            **{k: getattr(args, k) for k in PASS_ON if getattr(args, k) != _default(k)}}
+    out.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, list[dict]] = {}
+    excluded = set(map(str, args.exclude))
+
+    def record(cid, got):
+        rows[cid] = got
+        write_summary(out, [r for c in ids if c in rows for r in rows[c]])
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    pending = list(ids)
+    if args.workers == 1:
+        for cid in pending:
+            if cid in excluded | read_exclude_file(args.exclude_file):
+                log(f"case {cid}: excluded")
+                record(cid, [row_of(cid, k, "excluded", None) for k in kinds])
+                continue
+            record(cid, run_case(cid, opts))
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+        with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
+            running = {}
+            while pending or running:
+                while pending and len(running) < args.workers:
+                    cid = pending.pop(0)
+                    if cid in excluded | read_exclude_file(args.exclude_file):
+                        log(f"case {cid}: excluded")
+                        record(cid, [row_of(cid, k, "excluded", None) for k in kinds])
+                        continue
+                    running[pool.submit(run_case, cid, opts)] = cid
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    cid = running.pop(fut)
+                    try:
+                        record(cid, fut.result())
+                    except Exception as err:  # noqa: BLE001 - a dead worker does not stop the queue
+                        if type(err).__name__ == "UsageError":
+                            raise
+                        log(f"case {cid}: ERROR {type(err).__name__}: {err}")
+                        record(cid, [{**row_of(cid, k, "error", None), "error": f"{type(err).__name__}: {err}"}
+                                     for k in kinds])
+    flat = [r for c in ids if c in rows for r in rows[c]]
+    counts = {s: sum(r["status"] == s for r in flat) for s in dict.fromkeys(r["status"] for r in flat)}
+    log(f"queue: {', '.join(f'{n} {s}' for s, n in counts.items())}; summary in {out / 'summary.md'}")
+    if args.json:
+        print(json.dumps(flat, indent=1, default=str))
+    return 1 if counts.get("error") else 0
+
+
+def _default(name: str):
+    from benchmark.train import add_train_iit_arguments
+
+    return add_train_iit_arguments(argparse.ArgumentParser(allow_abbrev=False)).get_default(name)
+
+
+# ---------------------------------------------------------------------------------------------------
+# shipping: copy the queue's models at the bar into the package's model directory
+# ---------------------------------------------------------------------------------------------------
+
+def ship(out: str | Path, to: str | Path | None = None, bar: float = 99.0, dry_run: bool = False) -> list[Path]:
+    """Copy every finished model of a queue's OUT that meets its kind's bar and is not in ``to`` yet
+    (default: the shipped models, :data:`cases.siit.registry.SHIPPED_DIR`), its history trimmed
+    (:func:`benchmark.train.trim_history`). Returns the directories written."""
+    import shutil
+    import tempfile
+
+    from benchmark.train import HISTORY_KEPT, trim_history
+    from cases.siit import model_files
+    from cases.siit.registry import SHIPPED_DIR
+    from core.results import write_json_atomic
+
+    out, to = Path(out), Path(to) if to is not None else SHIPPED_DIR
+    written = []
+    for d in sorted(out.glob("*/*"), key=lambda p: (p.parent.name.zfill(6), KIND_ORDER.index(p.name)
+                                                    if p.name in KIND_ORDER else 9)):
+        if d.parent.name == ATTEMPTS or d.name not in KIND_ORDER:
+            continue
+        meta = finished_meta(d)
+        dst = to / d.parent.name / d.name
+        if meta is None or not meets_bar(meta, d.name, bar) or dst.exists():
+            continue
+        written.append(dst)
+        if dry_run:
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{d.name}."))
+        for name in model_files.FILES:
+            if (d / name).is_file() and name != model_files.ARGS:
+                shutil.copyfile(d / name, tmp / name)
+        write_json_atomic(tmp / model_files.ARGS, {**meta, "history": trim_history(meta.get("history") or []),
+                                                   "history_kept": HISTORY_KEPT})
+        os.rename(tmp, dst)
+    return written
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmark.train_queue", allow_abbrev=False,
+                                description="ship OUT: copy a queue's models at the bar into the shipped models")
+    p.add_argument("action", choices=["ship"])
+    p.add_argument("out", help="the queue's output directory (train iit --cases ... --out OUT)")
+    p.add_argument("--to", default=None, help="target root (default: cases/siit/models of this package)")
+    p.add_argument("--bar", type=float, default=99.0)
+    p.add_argument("--dry-run", action="store_true")
+    a = p.parse_args(argv)
+    if not Path(a.out).is_dir():
+        print(f"error: {a.out} is not a directory", file=sys.stderr)
+        return 2
+    for d in ship(a.out, a.to, a.bar, a.dry_run):
+        print(d)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
