@@ -587,11 +587,11 @@ def cmd_run(args, extra: Sequence[str]) -> int:
     from methods import method_class
 
     params = method_class(method).with_default_sweep(params)  # the same defaults as `benchmark`
-    check_out_dir(args.out)
     job = Job(case=str(case.id), method=method, model=args.model, params=params, seed=args.seed,
               n=args.n or DEFAULT_N, ablation=args.ablation, metric=metric, device=args.device, out=args.out,
               model_dir=args.model_dir)
     check_jobs([job])  # every method value and the model, before anything is built
+    check_out_dir(args.out)  # then --out (created and probed): a bad value above leaves nothing behind
     _setup_torch(args.device)
     tracker = None
     if args.wandb_project:

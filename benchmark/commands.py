@@ -112,7 +112,6 @@ def cmd_benchmark(args) -> int:
 
     cases = args.cases or default_cases()
     cases = [str(get_case(cid).id) for cid in cases]  # plug-ins and case files by their resolvable id
-    check_out_dir(args.out)
     direction_cases = [c for c in cases if is_direction_case(c)]
     if direction_cases:  # direction methods on known-direction cases (issue 11)
         return _benchmark_directions(args, cases, direction_cases)
@@ -148,6 +147,7 @@ def cmd_benchmark(args) -> int:
     from benchmark.cli import check_jobs
 
     check_jobs(jobs)  # every job's model and parameters, before any job runs (build_problem logs the model)
+    check_out_dir(args.out)  # then --out (created and probed): a bad value above leaves nothing behind
     _setup_torch(args.device)
 
     def done(doc):  # called in this process as each job finishes (any executor)
