@@ -36,7 +36,8 @@ NORMS = (None, "LN", "LNPre", "RMS", "RMSPre")
 
 
 def unsupported(cfg) -> str | None:
-    """Why the fast path cannot run this config (None: it can)."""
+    """Why the fast path cannot run this config (None: it can). The engine also checks, when it is
+    built, that the unpatched pass reproduces the model's logits (anything this list misses)."""
     g = lambda name, default=None: getattr(cfg, name, default)  # noqa: E731
     checks = [
         (g("positional_embedding_type", "standard") != "standard", f"positional embedding {g('positional_embedding_type')!r}"),
@@ -56,8 +57,7 @@ def unsupported(cfg) -> str | None:
         (str(g("act_fn", "")).endswith("_ln"), f"activation {g('act_fn')!r}"),
         (g("dtype") not in (torch.float32, torch.float64), f"dtype {g('dtype')}"),
         (g("attention_dir", "causal") not in ("causal", "bidirectional"), f"attention {g('attention_dir')!r}"),
-        (g("original_architecture") not in (None, "GPT2LMHeadModel", "neel", "neel-solu-old"),
-         f"architecture {g('original_architecture')!r}"),
+        (str(g("original_architecture", "")).startswith("Olmo"), f"architecture {g('original_architecture')!r}"),
     ]
     reasons = [why for bad, why in checks if bad]
     return "; ".join(reasons) or None
@@ -83,6 +83,8 @@ class FastForward:
         self.s_attn = [graph.sender_index[f"a{layer}.h0"] for layer in range(self.L)]
         self.s_mlp = [graph.sender_index[f"m{layer}"] for layer in range(self.L)] if self.has_mlp else None
         self._fold_cache: dict = {}
+        self._mlp_cache: dict = {}
+        self._head_cache: dict = {}
 
     # ---- pieces ---------------------------------------------------------------------------------------
     def _normed(self, x: torch.Tensor, ln) -> torch.Tensor:
@@ -119,6 +121,81 @@ class FastForward:
         if self.norm in ("LN", "LNPre"):
             Wp = Wp - Wp.mean(1, keepdim=True)  # x (I - 11^T / D) W: the centring
         return Wp, bp
+
+    def _attend(self, qkv: list[torch.Tensor], attn, P: int) -> torch.Tensor:
+        q, k, v = qkv
+        scores = torch.matmul(q, k.transpose(-1, -2)) / attn.attn_scale  # [K, H, n, P, P]
+        if self.causal:
+            future = torch.ones(P, P, dtype=torch.bool, device=scores.device).triu(1)
+            scores = scores.masked_fill(future, float("-inf"))
+        return torch.matmul(torch.softmax(scores, -1), v)
+
+    def _head_dims(self, attn):
+        """Head dimensions that can contribute, over all heads of a layer (zero padding skipped): q/k
+        dimensions where both the query and the key weights (or biases) are nonzero, v dimensions
+        with nonzero value weights (or bias) and output rows. ``(qk or None, vo or None)`` (None:
+        all); cached while the parameters are unchanged."""
+        params = (attn.W_Q, attn.b_Q, attn.W_K, attn.b_K, attn.W_V, attn.b_V, attn.W_O)
+        key = tuple((id(p), p._version) for p in params)
+        hit = self._head_cache.get(id(attn))
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        with torch.no_grad():
+            def used(W, b):  # [H, D, d], [H, d] -> [d]
+                return (W.abs().sum((0, 1)) > 0) | (b.abs().sum(0) > 0)
+            qk = used(attn.W_Q, attn.b_Q) & used(attn.W_K, attn.b_K)
+            vo = used(attn.W_V, attn.b_V) & (attn.W_O.abs().sum((0, 2)) > 0)
+        out = tuple(None if bool(m.all()) else m.nonzero().flatten() for m in (qk, vo))
+        self._head_cache[id(attn)] = (key, out)
+        return out
+
+    def _mlp(self, mlp, x: torch.Tensor) -> torch.Tensor:
+        """The MLP on ``x [..., D]`` computed on its live part only (see :meth:`_compact`)."""
+        c = self._compact(mlp)
+        if c is None:
+            return F.linear(mlp.act_fn(F.linear(x, mlp.W_in.T, mlp.b_in)), mlp.W_out.T, mlp.b_out)
+        rows, W_in, b_in, W_out, cols = c
+        if W_in.shape[1] == 0:
+            return mlp.b_out.expand(*x.shape[:-1], x.shape[-1])
+        o = mlp.act_fn(F.linear(x if rows is None else x[..., rows], W_in.T, b_in)) @ W_out
+        if cols is None:
+            return o + mlp.b_out
+        return torch.zeros_like(x).index_add_(-1, cols, o) + mlp.b_out if not torch.is_grad_enabled() else \
+            x.new_zeros(x.shape).index_add(-1, cols, o) + mlp.b_out
+
+    def _compact(self, mlp):
+        """Exact compaction of an MLP with zero padding (Tracr pads every layer to the largest d_mlp):
+        hidden units whose output row is zero, or whose input column and bias are zero (act(0) = 0),
+        contribute nothing; residual dimensions no live unit reads, or none writes, are skipped.
+        ``(rows or None, W_in, b_in, W_out, cols or None)``, or None when nothing is saved.
+        Cached while the parameters are unchanged; recomputed if they require grad under autograd."""
+        params = (mlp.W_in, mlp.b_in, mlp.W_out)
+        key = tuple((id(p), p._version) for p in params)
+        hit = self._mlp_cache.get(id(mlp))
+        tracked = torch.is_grad_enabled() and any(p.requires_grad for p in params)
+        if hit is not None and hit[0] == key and not tracked:
+            return hit[1]
+        with torch.no_grad():
+            zero_act = float(mlp.act_fn(torch.zeros(1, dtype=mlp.W_in.dtype, device=mlp.W_in.device))) == 0.0
+            live = mlp.W_out.abs().sum(1) > 0
+            if zero_act:
+                live &= (mlp.W_in.abs().sum(0) > 0) | (mlp.b_in != 0)
+            h = live.nonzero().flatten()
+            rows = (mlp.W_in[:, h].abs().sum(1) > 0).nonzero().flatten()
+            cols = (mlp.W_out[h].abs().sum(0) > 0).nonzero().flatten()
+        D, d_mlp = mlp.W_in.shape
+        if len(h) > 0.8 * d_mlp and len(rows) > 0.8 * D and len(cols) > 0.8 * D:
+            out = None
+        else:
+            keep_rows = len(rows) <= 0.8 * D
+            keep_cols = len(cols) <= 0.8 * D
+            W_in = mlp.W_in[rows][:, h] if keep_rows else mlp.W_in[:, h]
+            W_out = mlp.W_out[h][:, cols] if keep_cols else mlp.W_out[h]
+            out = (rows if keep_rows else None, W_in, mlp.b_in[h], W_out, cols if keep_cols else None)
+        if not tracked:
+            self._mlp_cache[id(mlp)] = (key, None if out is None else tuple(
+                t.detach() if isinstance(t, torch.Tensor) and t.is_floating_point() else t for t in out))
+        return out
 
     def _scale(self, x: torch.Tensor, ln) -> torch.Tensor:
         """The normalisation's divisor ``[..., 1]`` (standard deviation or root mean square)."""
@@ -210,12 +287,18 @@ class FastForward:
             delta = delta_for(self.qkv_start[layer], 3 * H, self.s_attn[layer],
                               [(f"blocks.{layer}.hook_{x}_input", H) for x in "qkv"])
             weights = ((attn.W_Q, attn.b_Q), (attn.W_K, attn.b_K), (attn.W_V, attn.b_V))
+            qk_idx, vo_idx = self._head_dims(attn)
+            W_O = attn.W_O if vo_idx is None else attn.W_O[:, vo_idx]
+            dead = W_O.shape[1] == 0  # no head writes anything: outputs are zero, skip the attention
             qkv = []
             # centred residual: the folded weights ignore the mean, and the variance is computed as
             # E[x^2] - E[x]^2 of (centred residual + delta), whose mean is only the delta's
-            rc = resid - resid.mean(-1, keepdim=True) if self.norm in ("LN", "LNPre") else resid
-            for j, (Wp, bp) in enumerate(weights):
+            rc = resid - resid.mean(-1, keepdim=True) if self.norm in ("LN", "LNPre") and not dead else resid
+            for j, (Wp, bp) in enumerate(weights if not dead else ()):
                 Wf, bf = self._folded(Wp, bp, block.ln1)
+                idx = qk_idx if j < 2 else vo_idx
+                if idx is not None:  # dimensions that cannot contribute (zero padding)
+                    Wf, bf = Wf[..., idx], bf[:, idx]
                 d = None if delta is None else delta[:, j * H:(j + 1) * H]
                 if d is None:  # every head reads the residual: one unsplit projection
                     k = rc.shape[0]
@@ -232,26 +315,26 @@ class FastForward:
                         y = y / self._scale(x, block.ln1)
                     y = y + bf.view(1, H, 1, 1, -1)
                 qkv.append(y)
-            q, kk, v = qkv
-            scores = torch.matmul(q, kk.transpose(-1, -2)) / attn.attn_scale  # [K, H, n, P, P]
-            if self.causal:
-                future = torch.ones(P, P, dtype=torch.bool, device=scores.device).triu(1)
-                scores = scores.masked_fill(future, float("-inf"))
-            pattern = torch.softmax(scores, -1)
-            z = torch.matmul(pattern, v)  # [K, H, n, P, dh]
+            if dead:
+                z = resid.new_zeros(1, H, n, P, 0)
+            else:
+                z = self._attend(qkv, attn, P)  # [K, H, n, P, dv]
             k = z.shape[0]
             if gates is not None:
                 g = gates[:, gi[1]:gi[1] + H]  # [K, H]
-                zg = z * g.view(K, H, 1, 1, 1)
                 abl = ablated[gi[0]][0]  # [H, n, P, D]
-                attn_out = torch.einsum("khnpe,hed->knpd", zg, attn.W_O) + attn.b_O
-                attn_out = attn_out + torch.matmul(1 - g, abl.reshape(H, -1)).view(K, n, P, D)
+                attn_out = attn.b_O + torch.matmul(1 - g, abl.reshape(H, -1)).view(K, n, P, D)
+                if not dead:
+                    attn_out = attn_out + torch.einsum("khnpe,hed->knpd", z * g.view(K, H, 1, 1, 1), W_O)
                 gi[0] += 1
                 gi[1] += H
                 if collect is not None:
                     collect.append(None)
             else:
-                result = torch.matmul(z.reshape(k, H, n * P, -1), attn.W_O).view(k, H, n, P, D)
+                if dead:
+                    result = resid.new_zeros(1, H, n, P, D)
+                else:
+                    result = torch.matmul(z.reshape(k, H, n * P, -1), W_O).view(k, H, n, P, D)
                 result = finish_sender(result, H)
                 attn_out = result.sum(1) + attn.b_O
             resid = resid + attn_out
@@ -260,9 +343,7 @@ class FastForward:
                 delta = delta_for(self.mlp_start[layer], 1, self.s_mlp[layer], [(f"blocks.{layer}.hook_mlp_in", 1)])
                 x = resid if delta is None else resid + delta[:, 0]
                 x = self._normed(x, block.ln2)
-                mlp = block.mlp
-                post = mlp.act_fn(F.linear(x, mlp.W_in.T, mlp.b_in))
-                out = F.linear(post, mlp.W_out.T, mlp.b_out)
+                out = self._mlp(block.mlp, x)
                 out = finish_sender(out.unsqueeze(1), 1)[:, 0]
                 resid = resid + out
         if stop_after_senders:

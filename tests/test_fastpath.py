@@ -198,3 +198,57 @@ def test_acdc_given_order_matches_naive(toy):
         ACDC(order="given", edge_order=order[::-1]).discover(problem)
     with pytest.raises(ValueError, match="edge_order"):
         ACDC(order="given")
+
+
+def test_zero_padded_mlps_are_compacted_exactly():
+    """Tracr pads every MLP to the largest d_mlp and leaves residual dimensions unread: the fast path
+    skips dead hidden units and unread/unwritten dimensions, with the same values and gradients."""
+    model = random_model(None, n_layers=2, n_heads=2, d_mlp=20)
+    with torch.no_grad():
+        for layer, block in enumerate(model.blocks):
+            block.mlp.W_out[5 + layer:] = 0.0             # dead hidden units (no output)
+            block.mlp.W_in[:, :3] = 0.0                   # and some with no input ...
+            block.mlp.b_in[:2] = 0.0                      # ... and no bias (relu/gelu(0) = 0); unit 2 keeps its bias
+            block.mlp.W_in[: 6 + layer] = 0.0             # residual dimensions the MLP does not read
+            block.mlp.W_out[:, 8:] = 0.0                  # and does not write
+    graph = Graph.from_model(model)
+    data = random_data()
+    fast, slow = engines(model, graph, data)
+    assert all(fast.fast._compact(b.mlp) is not None for b in model.blocks)
+    masks = masks_for(graph).requires_grad_(True)
+    a, b = fast.run(masks), slow.run(masks)
+    assert (a - b).abs().max() < 1e-9
+    ga, = torch.autograd.grad(fast.default_loss()(a).sum(), masks)
+    gb, = torch.autograd.grad(slow.default_loss()(b).sum(), masks)
+    assert ga.abs().sum() > 0 and (ga - gb).abs().max() < 1e-9
+    ref = brute_force(model, graph, data.clean, corrupted_acts(model, data.corrupted), masks[4].detach())
+    assert (a[4] - ref).abs().max() < 1e-9
+
+
+def test_zero_padded_heads_are_compacted_exactly():
+    """Head dimensions that cannot contribute (zero query or key, zero value or output) are skipped;
+    a layer whose heads write nothing skips its attention (Tracr layers without heads)."""
+    model = random_model("LN", n_layers=3, n_heads=2)
+    with torch.no_grad():
+        a0, a1 = model.blocks[0].attn, model.blocks[1].attn
+        a0.W_Q[:, :, :2] = 0.0
+        a0.b_Q[:, :1] = 0.0                   # q/k dim 0 dead; dim 1 keeps a query bias
+        a0.W_O[:, 3] = 0.0                    # v/o dim 3 dead
+        a1.W_O.zero_()                        # layer 1 writes nothing
+    graph = Graph.from_model(model)
+    data = random_data()
+    fast, slow = engines(model, graph, data)
+    qk, vo = fast.fast._head_dims(a0)
+    assert qk.tolist() == [1, 2, 3] and vo.tolist() == [0, 1, 2]
+    assert fast.fast._head_dims(a1)[1].numel() == 0
+    masks = masks_for(graph).requires_grad_(True)
+    a, b = fast.run(masks), slow.run(masks)
+    assert (a - b).abs().max() < 1e-9
+    ga, = torch.autograd.grad(fast.default_loss()(a).sum(), masks)
+    gb, = torch.autograd.grad(slow.default_loss()(b).sum(), masks)
+    assert ga.abs().sum() > 0 and (ga - gb).abs().max() < 1e-9
+    gates = torch.rand(2, len(graph.senders), generator=torch.Generator().manual_seed(0))
+    senders, _ = graph.edge_sender_receiver()
+    col = torch.tensor([graph.sender_index[s] for s in senders])
+    with torch.no_grad():
+        assert (fast.run_nodes(gates) - slow.run(gates[:, col])).abs().max() < 1e-9
