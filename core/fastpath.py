@@ -215,7 +215,8 @@ class FastForward:
             ablated: list[torch.Tensor] | None = None, start: int = 0, resid: torch.Tensor | None = None,
             below: list[torch.Tensor] | None = None, probes: dict | None = None,
             sender_override: dict[int, Callable] | None = None, gates: torch.Tensor | None = None,
-            collect: list | None = None, stop_after_senders: bool = False) -> torch.Tensor | None:
+            collect: list | None = None, stop_after_senders: bool = False,
+            keep: list[bool] | None = None) -> torch.Tensor | None:
         """Logits ``[K, n, pos, vocab]``.
 
         ``inputs``: the input sender outputs, ``[K or 1, n, pos, d]`` each (ignored when ``start > 0``).
@@ -225,7 +226,8 @@ class FastForward:
         residual there) with the differences ``below`` (``[1, size, n, pos, d]``) of the groups before it.
         ``probes``: filled with zero tensors ``[K, n, pos, size, d]`` added at each receiver group.
         ``sender_override``: {group index: fn(x) -> x} on the group's output in the hook's shape.
-        ``gates [K, S]``: node gating (``ablated + g (own - ablated)`` per sender) instead of edges.
+        ``gates [K, S]``: node gating (``ablated + g (own - ablated)`` per sender) instead of edges;
+        ``keep [S]``: senders left ungated (their outputs stay shared by all K rows).
         ``collect``: a list to fill with each sender group's output ``[K or 1, size, n, pos, d]``.
         """
         m, graph = self.model, self.graph
@@ -247,7 +249,7 @@ class FastForward:
                 shaped = sender_override[g](shaped if size > 1 else shaped[:, :, 0])
                 shaped = shaped if size > 1 else shaped.unsqueeze(2)
                 out = shaped.reshape(-1, n, P, size, D).permute(0, 3, 1, 2, 4)
-            if gates is not None and size == 1:  # heads are gated at z (below)
+            if gates is not None and size == 1 and not (keep is not None and keep[s0]):  # heads: at z (below)
                 gz = gates[:, s0:s0 + 1].view(K, 1, 1, 1, 1)
                 out = ablated[g] + gz * (out - ablated[g])
             if collect is not None:

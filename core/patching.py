@@ -274,7 +274,7 @@ class PatchEngine:
         logits = self.model.run_with_hooks(tokens.repeat(K, 1), fwd_hooks=hooks)
         return logits.view(K, n, *logits.shape[1:])
 
-    def run_nodes(self, gates: torch.Tensor) -> torch.Tensor:
+    def run_nodes(self, gates: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         """Logits ``[K, n, pos, vocab]`` with each sender's output set to
         ``ablated + gate * (own - ablated)``, for gates ``[K, S]`` over ``graph.senders`` (1 keeps).
 
@@ -284,7 +284,8 @@ class PatchEngine:
         linear in z: ``result_h = z_h W_O[h]``, and the ablated z gives the ablated result), so the
         model runs without per-head results or split q/k/v inputs, which TransformerLens computes with
         ``[batch, pos, head, d_head, d_model]`` products. Used by node-level methods (SP).
-        Differentiable with respect to ``gates``.
+        Differentiable with respect to ``gates``. ``keep`` (``[S]`` bool, optional): senders that are
+        never gated (their gate columns are ignored and get no gradient), e.g. SP's ``input``.
         """
         if gates.dim() == 1:
             gates = gates.unsqueeze(0)
@@ -292,9 +293,13 @@ class PatchEngine:
             raise ValueError(f"gates have {gates.shape[-1]} senders, the graph has {len(self.graph.senders)}")
         gates = gates.to(self.device, self.model.cfg.dtype)
         K, n = gates.shape[0], self.clean.shape[0]
+        if keep is not None:
+            keep = keep.to(self.device, torch.bool)
+            gates = torch.where(keep, torch.ones_like(gates).detach(), gates)
         if self.fast is not None:  # heads gated at z as below, the ablated outputs added after W_O
             inputs = [x.unsqueeze(0) for x in self.fast.embed(self.clean)]
-            return self.fast.run(K, inputs, gates=gates, ablated=self._ablated_layout())
+            return self.fast.run(K, inputs, gates=gates, ablated=self._ablated_layout(),
+                                 keep=None if keep is None else keep.tolist())
         ablated_z = self._ablated_z()
         hooks = []
         for gi, g in enumerate(self.senders):

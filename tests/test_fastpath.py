@@ -252,3 +252,22 @@ def test_zero_padded_heads_are_compacted_exactly():
     col = torch.tensor([graph.sender_index[s] for s in senders])
     with torch.no_grad():
         assert (fast.run_nodes(gates) - slow.run(gates[:, col])).abs().max() < 1e-9
+
+
+def test_run_nodes_keep():
+    """``keep``: those senders' gate columns are ignored (treated as 1, no gradient); both paths agree."""
+    model = random_model("LN", n_layers=2, n_heads=2)
+    graph = Graph.from_model(model)
+    fast, slow = engines(model, graph, random_data())
+    g = torch.Generator().manual_seed(6)
+    gates = torch.rand(3, len(graph.senders), generator=g).requires_grad_(True)
+    keep = torch.zeros(len(graph.senders), dtype=torch.bool)
+    keep[0] = True
+    ones = gates.detach().clone()
+    ones[:, 0] = 1.0
+    outs = [e.run_nodes(gates, keep=keep) for e in (fast, slow)]
+    assert (outs[0] - outs[1]).abs().max() < 1e-9
+    with torch.no_grad():
+        assert (outs[0] - fast.run_nodes(ones)).abs().max() < 1e-9
+    grad, = torch.autograd.grad(fast.default_loss()(outs[0]).sum(), gates)
+    assert grad[:, 0].abs().max() == 0 and grad[:, 1:].abs().max() > 0
