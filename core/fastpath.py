@@ -216,7 +216,7 @@ class FastForward:
             below: list[torch.Tensor] | None = None, probes: dict | None = None,
             sender_override: dict[int, Callable] | None = None, gates: torch.Tensor | None = None,
             collect: list | None = None, stop_after_senders: bool = False,
-            keep: list[bool] | None = None) -> torch.Tensor | None:
+            keep: list[bool] | None = None, resids: list | None = None) -> torch.Tensor | None:
         """Logits ``[K, n, pos, vocab]``.
 
         ``inputs``: the input sender outputs, ``[K or 1, n, pos, d]`` each (ignored when ``start > 0``).
@@ -283,6 +283,8 @@ class FastForward:
             outs = [finish_sender(x.unsqueeze(1), 1) for x in inputs]
             resid = sum(o[:, 0] for o in outs)  # [K|1, n, P, D]
         for layer in range(start, self.L):
+            if resids is not None:
+                resids.append(resid)
             block = m.blocks[layer]
             attn = block.attn
             # ---- attention: q/k/v inputs

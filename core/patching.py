@@ -442,6 +442,11 @@ class PatchEngine:
     def _clean_resid_pre(self, layer: int) -> torch.Tensor:
         """``blocks.{layer}.hook_resid_pre`` on the clean input (cached)."""
         cache = self.__dict__.setdefault("_resid_cache", {})
+        if layer not in cache and self.fast is not None:  # the fast path's own values, bit for bit
+            resids: list[torch.Tensor] = []
+            self.fast.run(1, [x.unsqueeze(0) for x in self.fast.embed(self.clean)], resids=resids,
+                          stop_after_senders=True)
+            cache.update((i, r[0].detach()) for i, r in enumerate(resids))
         if layer not in cache:
             saved = {}
 
