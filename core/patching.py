@@ -18,6 +18,7 @@ run is differentiable with respect to the masks.
 
 from __future__ import annotations
 
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
@@ -26,6 +27,7 @@ import torch
 
 from core import metrics
 from core.data import CaseData, OutputType
+from core.fastpath import FastForward, unsupported
 from core.graph import Graph
 
 if TYPE_CHECKING:
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 
 ABLATIONS = ("corrupted", "mean", "zero", "optimal")
 LossFn = Callable[[torch.Tensor], torch.Tensor]  # logits [K, n, seq, vocab] -> [K]
+_VERIFIED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> config its fast path was checked on
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,7 @@ class PatchEngine:
     """Runs a model under batches of edge masks. Built once per (model, graph, data, ablation)."""
 
     def __init__(self, model: "HookedTransformer", graph: Graph, data: CaseData, output_type: OutputType,
-                 ablation: str = "corrupted", memory_budget: float = 2**29):
+                 ablation: str = "corrupted", memory_budget: float = 2**29, fast: bool = True):
         if ablation not in ABLATIONS:
             raise ValueError(f"unknown ablation {ablation!r}; expected one of {', '.join(ABLATIONS)}")
         self.model, self.graph, self.data = model, graph, data
@@ -102,12 +105,13 @@ class PatchEngine:
         self.clean = data.clean.to(self.device)
         self.mask = data.mask.to(self.device)
         self.slots = graph.slots.to(self.device)
+        self.fast, self.fast_reason = self._build_fast() if fast else (None, "turned off (fast=False)")
         with torch.no_grad():
             clean_acts, self.clean_logits = self.sender_activations(self.clean, return_logits=True)
             self.clean_acts = clean_acts
             if ablation == "corrupted":
                 self.ablated, self.corrupted_logits = self.sender_activations(
-                    data.corrupted.to(self.device), return_logits=True, fwd_hooks=self.corrupted_run_hooks())
+                    data.corrupted.to(self.device), return_logits=True, corrupted_pos=True)
             elif ablation == "mean":
                 self.ablated = [a.mean(0, keepdim=True) for a in clean_acts]
                 self.corrupted_logits = None
@@ -128,15 +132,62 @@ class PatchEngine:
         pos = pos.to(self.device)
         return [("hook_pos_embed", lambda x, hook: self.model.W_pos[pos].to(x.dtype))]
 
-    def sender_activations(self, tokens: torch.Tensor, return_logits: bool = False, fwd_hooks=()):
-        """Each sender group's output ``[n, pos, size, d]`` on ``tokens`` (no patching)."""
+    def sender_activations(self, tokens: torch.Tensor, return_logits: bool = False, fwd_hooks=(),
+                           corrupted_pos: bool = False):
+        """Each sender group's output ``[n, pos, size, d]`` on ``tokens`` (no patching).
+        ``corrupted_pos``: with the data's position scrambling (:meth:`corrupted_run_hooks`)."""
+        if self.fast is not None and not fwd_hooks:
+            pos = self.data.corrupted_pos if corrupted_pos else None
+            out, logits = self._fast_plain(tokens, None if pos is None else self.model.W_pos[pos.to(self.device)])
+            return (out, logits) if return_logits else out
+        fwd_hooks = list(fwd_hooks) + (self.corrupted_run_hooks() if corrupted_pos else [])
         acts: dict[str, torch.Tensor] = {}
 
         def save(x, hook):
             acts[hook.name] = x
-        logits = self.model.run_with_hooks(tokens, fwd_hooks=[(g.hook, save) for g in self.senders] + list(fwd_hooks))
+        # hooks that change values first, so the saved senders see them (hook_pos_embed is a sender)
+        logits = self.model.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks) + [(g.hook, save) for g in self.senders])
         out = [_as_senders(acts[g.hook], g.per_head) for g in self.senders]
         return (out, logits) if return_logits else out
+
+    # ---- the fast path (core/fastpath.py) -------------------------------------------------------------
+    def _build_fast(self):
+        """The engine's own forward when the config allows it and it reproduces the model's logits."""
+        why = unsupported(self.model.cfg)
+        if why is not None:
+            return None, why
+        fast = FastForward(self.model, self.graph)
+        key = repr(sorted(self.model.cfg.to_dict().items(), key=lambda kv: kv[0]))
+        if _VERIFIED.get(self.model) == key:  # this model object, this config: checked before
+            return fast, None
+        probe = self.clean[:2]
+        with torch.no_grad():
+            ref = self.model(probe)
+            got = fast.run(1, [x.unsqueeze(0) for x in fast.embed(probe)])[0]
+        tol = (1e-9 if ref.dtype == torch.float64 else 1e-4) * (1 + float(ref.abs().max()))
+        err = float((got - ref).abs().max())
+        if not err <= tol:
+            return None, f"own forward differs from the model by {err:.3g} (> {tol:.3g})"
+        _VERIFIED[self.model] = key
+        return fast, None
+
+    def _fast_plain(self, tokens: torch.Tensor, pos_override: torch.Tensor | None):
+        collect: list[torch.Tensor] = []
+        logits = self.fast.run(1, [x.unsqueeze(0) for x in self.fast.embed(tokens, pos_override)], collect=collect)
+        return [c[0].permute(1, 2, 0, 3) for c in collect], logits[0]
+
+    def _layout(self, acts: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Per group ``[n or 1, pos, size, d]`` -> the fast path's ``[1, size, n, pos, d]``."""
+        n = self.clean.shape[0]
+        return [a.expand(n, *a.shape[1:]).permute(2, 0, 1, 3).unsqueeze(0).contiguous() for a in acts]
+
+    def _ablated_layout(self) -> list[torch.Tensor]:
+        """:attr:`ablated` in the fast layout (cached while ``ablated`` holds the same tensors)."""
+        key = tuple((id(a), a.data_ptr(), a._version, tuple(a.shape)) for a in self.ablated)
+        if self.__dict__.get("_abl_key") != key:
+            self._abl_key, self._abl_fast = key, self._layout(self.ablated)
+            self.__dict__.pop("_below_fast_cache", None)
+        return self._abl_fast
 
     def default_loss(self, reference: torch.Tensor | None = None) -> LossFn:
         """KL (categorical) / MSE (numerical) to the clean model's output on the masked positions."""
@@ -216,13 +267,19 @@ class PatchEngine:
             raise ValueError(f"tokens must have the clean data's shape {tuple(self.clean.shape)}, got {tuple(tokens.shape)}")
         K, n = masks.shape[0], tokens.shape[0]
         W = self.dense_weights(masks)
+        if self.fast is not None:
+            inputs = [x.unsqueeze(0) for x in self.fast.embed(tokens)]
+            if input_override is not None:
+                inputs[0] = input_override.unsqueeze(0)
+            return self.fast.run(K, inputs, W=W, ablated=self._ablated_layout(), probes=probes,
+                                 sender_override=sender_override)
         if input_override is not None:
             input_override = input_override.repeat(K, *([1] * (input_override.dim() - 1)))
         hooks = self._hooks(W, n, self.ablated, probes, input_override, sender_override)
         logits = self.model.run_with_hooks(tokens.repeat(K, 1), fwd_hooks=hooks)
         return logits.view(K, n, *logits.shape[1:])
 
-    def run_nodes(self, gates: torch.Tensor) -> torch.Tensor:
+    def run_nodes(self, gates: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         """Logits ``[K, n, pos, vocab]`` with each sender's output set to
         ``ablated + gate * (own - ablated)``, for gates ``[K, S]`` over ``graph.senders`` (1 keeps).
 
@@ -232,7 +289,8 @@ class PatchEngine:
         linear in z: ``result_h = z_h W_O[h]``, and the ablated z gives the ablated result), so the
         model runs without per-head results or split q/k/v inputs, which TransformerLens computes with
         ``[batch, pos, head, d_head, d_model]`` products. Used by node-level methods (SP).
-        Differentiable with respect to ``gates``.
+        Differentiable with respect to ``gates``. ``keep`` (``[S]`` bool, optional): senders that are
+        never gated (their gate columns are ignored and get no gradient), e.g. SP's ``input``.
         """
         if gates.dim() == 1:
             gates = gates.unsqueeze(0)
@@ -240,6 +298,13 @@ class PatchEngine:
             raise ValueError(f"gates have {gates.shape[-1]} senders, the graph has {len(self.graph.senders)}")
         gates = gates.to(self.device, self.model.cfg.dtype)
         K, n = gates.shape[0], self.clean.shape[0]
+        if keep is not None:
+            keep = keep.to(self.device, torch.bool)
+            gates = torch.where(keep, torch.ones_like(gates).detach(), gates)
+        if self.fast is not None:  # heads gated at z as below, the ablated outputs added after W_O
+            inputs = [x.unsqueeze(0) for x in self.fast.embed(self.clean)]
+            return self.fast.run(K, inputs, gates=gates, ablated=self._ablated_layout(),
+                                 keep=None if keep is None else keep.tolist())
         ablated_z = self._ablated_z()
         hooks = []
         for gi, g in enumerate(self.senders):
@@ -317,6 +382,12 @@ class PatchEngine:
         if below.any() and bool((masks[:, below] != 1).any()):
             raise ValueError(f"run_from({layer}) needs every edge into a receiver below layer {layer} kept")
         K, n = masks.shape[0], self.clean.shape[0]
+        if self.fast is not None and layer == 0:
+            return self.run(masks)
+        if self.fast is not None:
+            resid = self._clean_resid_pre(layer).unsqueeze(0)
+            return self.fast.run(K, None, W=self.dense_weights(masks), ablated=self._ablated_layout(), start=layer,
+                                 resid=resid, below=self._below_fast(layer))
         hooks = self._hooks(self.dense_weights(masks), n, self.ablated, None, None, None)
         # Sender groups whose hook sits before block `layer` never fire: feed their clean outputs to
         # their sender hooks by hand (in sender order, as the receivers expect).
@@ -328,6 +399,17 @@ class PatchEngine:
         resid = self._clean_resid_pre(layer)
         logits = self.model.run_with_hooks(resid.repeat(K, 1, 1), start_at_layer=layer, fwd_hooks=hooks)
         return logits.view(K, n, *logits.shape[1:])
+
+    @torch.no_grad()
+    def _below_fast(self, layer: int) -> list[torch.Tensor]:
+        """``ablated - clean`` (fast layout) of the sender groups below block ``layer`` (cached)."""
+        abl = self._ablated_layout()
+        cache = self.__dict__.setdefault("_below_fast_cache", {})
+        if layer not in cache:
+            if "_clean_fast" not in self.__dict__:
+                self._clean_fast = self._layout(self.clean_acts)
+            cache[layer] = [a - c for a, c, g in zip(abl, self._clean_fast, self.senders) if _hook_layer(g.hook) < layer]
+        return cache[layer]
 
     @torch.no_grad()
     def evaluate_from(self, layer: int, masks: torch.Tensor, loss_fn: LossFn | None = None,
@@ -365,6 +447,11 @@ class PatchEngine:
     def _clean_resid_pre(self, layer: int) -> torch.Tensor:
         """``blocks.{layer}.hook_resid_pre`` on the clean input (cached)."""
         cache = self.__dict__.setdefault("_resid_cache", {})
+        if layer not in cache and self.fast is not None:  # the fast path's own values, bit for bit
+            resids: list[torch.Tensor] = []
+            self.fast.run(1, [x.unsqueeze(0) for x in self.fast.embed(self.clean)], resids=resids,
+                          stop_after_senders=True)
+            cache.update((i, r[0].detach()) for i, r in enumerate(resids))
         if layer not in cache:
             saved = {}
 
@@ -397,14 +484,10 @@ class PatchEngine:
 
         ``sender_diffs``: per sender group ``[n, pos, size, d]`` (e.g. ablated - clean).
         """
-        S, R = len(self.graph.senders), len(self.graph.receivers)
-        dense = torch.zeros(S, R, device=self.device, dtype=self.model.cfg.dtype)
-        for rg in self.receivers:
-            g = grads[rg.hook]
-            for sg, d in zip(self.senders, sender_diffs):
-                if sg.start + sg.size > rg.n_senders:
-                    break
-                dense[sg.start:sg.start + sg.size, rg.start:rg.start + rg.size] = torch.einsum("npsd,nprd->sr", d, g)
+        # one product [S, n*pos*d] @ [n*pos*d, R]; slots pick the (sender, receiver) pairs of edges
+        d = torch.cat([x.expand(*grads[self.receivers[0].hook].shape[:2], *x.shape[2:]) for x in sender_diffs], 2)
+        g = torch.cat([grads[rg.hook] for rg in self.receivers], 2)
+        dense = d.permute(2, 0, 1, 3).reshape(d.shape[2], -1) @ g.permute(2, 0, 1, 3).reshape(g.shape[2], -1).T
         e, s, r = self.slots.unbind(1)
         return torch.zeros(self.graph.n_edges, device=self.device, dtype=dense.dtype).index_add(0, e, dense[s, r])
 

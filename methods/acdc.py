@@ -60,7 +60,7 @@ from core.protocols import Method, MethodOutput, Problem
 from methods import _checks
 
 DEFAULT_THRESHOLD = 0.01
-ORDERS = ("reverse-topological",)
+ORDERS = ("reverse-topological", "given")
 
 
 def default_thresholds(n: int = 21) -> list[float]:
@@ -99,15 +99,39 @@ def visiting_order(graph) -> tuple[list[ReceiverStep], dict[str, list[int]]]:
     return steps, outgoing
 
 
+def given_order(graph, edge_order: list[str]) -> list[ReceiverStep]:
+    """Steps that visit ``edge_order`` (every edge of the graph once) as given: consecutive edges into
+    the same block form one step (its trials restart at that block), named ``given:<block>``. Such
+    steps have no node, so the dangling-receiver skip does not apply (auto-circuit's ACDC has none)."""
+    idx = [graph.edge_index[e] for e in graph.edge_names(edge_order)]
+    if sorted(idx) != list(range(graph.n_edges)):
+        raise ValueError(f"edge_order must list each of the graph's {graph.n_edges} edges exactly once")
+    layers = [graph.n_layers - 1 if r == naming.LOGITS else naming.node_layer(r)[0]
+              for r in graph.edge_sender_receiver()[1]]
+    steps: list[ReceiverStep] = []
+    for e in idx:
+        if steps and steps[-1].layer == layers[e]:
+            steps[-1].edges.append(e)
+        else:
+            steps.append(ReceiverStep(f"given:{layers[e]}", naming.LOGITS, layers[e], [e]))
+    for a, b in zip(steps, steps[1:]):
+        if b.layer > a.layer:  # a later step would restart above edges already removed below it
+            raise ValueError("edge_order must visit receivers block by block, last block first")
+    return steps
+
+
 class ACDC(Method):
     """Online greedy ACDC; batched and restarted from cached activations (exact, see module doc)."""
 
     name = "acdc"
 
     def __init__(self, threshold: float | None = None, thresholds: list[float] | None = None,
-                 abs_value_threshold: bool = False, order: str = "reverse-topological", min_window: int = 4):
+                 abs_value_threshold: bool = False, order: str = "reverse-topological", min_window: int = 4,
+                 edge_order: list[str] | None = None):
         if order not in ORDERS:
             raise ValueError(f"unknown order {order!r}; expected one of {', '.join(ORDERS)}")
+        if (order == "given") != (edge_order is not None):
+            raise ValueError("order='given' needs edge_order (a list of every edge name), and edge_order needs it")
         if threshold is not None and thresholds is not None:
             raise ValueError("give either threshold or thresholds, not both")
         self.threshold = DEFAULT_THRESHOLD if threshold is None and thresholds is None else \
@@ -116,6 +140,7 @@ class ACDC(Method):
         self.abs_value_threshold = abs_value_threshold
         self.order = order
         self.min_window = _checks.integer("min_window", min_window)  # speed only: fewest trials per batch
+        self.edge_order = None if edge_order is None else [str(e) for e in edge_order]
 
     sweep_single = {"thresholds": "threshold"}
 
@@ -129,6 +154,8 @@ class ACDC(Method):
         graph, engine, loss_fn = problem.graph, problem.engine(), problem.loss_fn()
         taus = self.thresholds if self.thresholds is not None else [float(self.threshold)]
         steps, outgoing = visiting_order(graph)
+        if self.edge_order is not None:
+            steps = given_order(graph, self.edge_order)
         scores = torch.zeros(graph.n_edges, dtype=torch.float64)
         sweep = []
         self._stats = {"passes": 0, "trials": 0, "cached": 0, "right": 0, "wrong": 0}

@@ -154,8 +154,10 @@ class SubnetworkProbing(Method):
             idx = torch.tensor([col.get(s, 0) for s in graph.senders], device=device)
             n_gates = len(gated)
 
+            keep = idx == 0  # input / pos: never gated
+
             def patched(z):  # [K, n_gated] node gates
-                return engine.run_nodes(torch.cat([torch.ones_like(z[..., :1]), z], -1)[..., idx])
+                return engine.run_nodes(torch.cat([torch.ones_like(z[..., :1]), z], -1)[..., idx], keep=keep)
         gen = torch.Generator().manual_seed(problem.seed)
         L = len(lams)
         lam = torch.tensor(lams, device=device)
