@@ -253,7 +253,7 @@ def test_plugin_method_ranked_against_the_shipped_reference(tmp_path, capsys):
 
 
 def test_uncertainty_tables_reread_the_experiments_tables():
-    """benchmarks/uncertainty_tables.py, the source of EXPERIMENTS.md section 10's re-reading."""
+    """benchmarks/uncertainty_tables.py, the source of EXPERIMENTS.md section 13's re-reading."""
     import importlib.util
 
     root = Path(__file__).resolve().parents[1]

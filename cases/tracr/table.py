@@ -16,12 +16,12 @@ tokens, and applies only with ``variable_length_seqs=True`` (its tests): its tra
 data are all at the maximum length (``interpbench.md`` §2.1). So InterpBench's own data length is in
 our range; length 3 is not. The 4 is InterpBench's 4 read without its BOS (the commit that set it
 gives no other reason) and nothing here needs it: with a minimum of 3 every case's dataset test
-passes (EXPERIMENTS.md §7). It stays because the shipped trained models and the training queue use
+passes (EXPERIMENTS.md §11). It stays because the shipped trained models and the training queue use
 these datasets: a minimum of 3 changes every dataset (the length draw shifts every row), and
 length 3 is off those models' training distribution (the shipped case-18 SIIT, IIT and natural models
 get no length-3 input fully right, against all of length >= 4; causal cases are unaffected, their
 first three outputs being those of any longer input). Changing it means retraining every shipped
-model (EXPERIMENTS.md §7).
+model (EXPERIMENTS.md §11).
 """
 
 from __future__ import annotations
