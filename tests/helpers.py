@@ -29,3 +29,29 @@ def random_data(n=6, seq=5, vocab=7, seed=0):
     corr = torch.randint(0, vocab, (n, seq), generator=g)
     zeros = torch.zeros(n, seq, dtype=torch.long)
     return CaseData(clean, corr, zeros, zeros, torch.ones(n, seq, dtype=torch.bool))
+
+
+def loop_bootstrap(values, n_boot, seed, cases=None, level=0.95):
+    """evaluations.stats' two-stage bootstrap as documented there, written out one replicate and one case
+    at a time (the independent check of its vectorised draws): (point, low, high). ``cases``: the order
+    in which the procedure saw the cases (default: the mapping's)."""
+    import math
+
+    import numpy as np
+
+    cases = list(values) if cases is None else list(cases)
+    width = max(len(values[c]) for c in cases)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(cases), size=(n_boot, len(cases)))
+    u = rng.random((n_boot, len(cases), width))
+    reps = []
+    for b in range(n_boot):
+        per_case = []
+        for j, ci in enumerate(draws[b]):
+            vs = values[cases[ci]]
+            picks = [min(int(math.floor(u[b, j, s] * len(vs))), len(vs) - 1) for s in range(len(vs))]
+            per_case.append(sum(vs[p] for p in picks) / len(vs))
+        reps.append(sum(per_case) / len(per_case))
+    point = sum(sum(values[c]) / len(values[c]) for c in cases) / len(cases)
+    lo, hi = np.percentile(reps, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    return point, float(lo), float(hi)

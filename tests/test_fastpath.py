@@ -26,6 +26,17 @@ def masks_for(graph, seed=1):
     return torch.cat([(torch.rand(3, graph.n_edges, generator=g) > 0.5).float(),
                       torch.rand(2, graph.n_edges, generator=g)])
 
+def same_values_and_gradients(fast, slow, graph):
+    """Both paths on the same masks: equal logits and equal, non-zero mask gradients (to 1e-9)."""
+    masks = masks_for(graph).requires_grad_(True)
+    a, b = fast.run(masks), slow.run(masks)
+    assert (a - b).abs().max() < 1e-9
+    ga, = torch.autograd.grad(fast.default_loss()(a).sum(), masks)
+    gb, = torch.autograd.grad(slow.default_loss()(b).sum(), masks)
+    assert ga.abs().sum() > 0 and (ga - gb).abs().max() < 1e-9
+    return masks, a
+
+
 
 @pytest.mark.parametrize("normalization", [None, "LN", "LNPre", "RMS", "RMSPre"])
 @pytest.mark.parametrize("attn_only", [False, True])
@@ -215,12 +226,7 @@ def test_zero_padded_mlps_are_compacted_exactly():
     data = random_data()
     fast, slow = engines(model, graph, data)
     assert all(fast.fast._compact(b.mlp) is not None for b in model.blocks)
-    masks = masks_for(graph).requires_grad_(True)
-    a, b = fast.run(masks), slow.run(masks)
-    assert (a - b).abs().max() < 1e-9
-    ga, = torch.autograd.grad(fast.default_loss()(a).sum(), masks)
-    gb, = torch.autograd.grad(slow.default_loss()(b).sum(), masks)
-    assert ga.abs().sum() > 0 and (ga - gb).abs().max() < 1e-9
+    masks, a = same_values_and_gradients(fast, slow, graph)
     ref = brute_force(model, graph, data.clean, corrupted_acts(model, data.corrupted), masks[4].detach())
     assert (a[4] - ref).abs().max() < 1e-9
 
@@ -241,12 +247,7 @@ def test_zero_padded_heads_are_compacted_exactly():
     qk, vo = fast.fast._head_dims(a0)
     assert qk.tolist() == [1, 2, 3] and vo.tolist() == [0, 1, 2]
     assert fast.fast._head_dims(a1)[1].numel() == 0
-    masks = masks_for(graph).requires_grad_(True)
-    a, b = fast.run(masks), slow.run(masks)
-    assert (a - b).abs().max() < 1e-9
-    ga, = torch.autograd.grad(fast.default_loss()(a).sum(), masks)
-    gb, = torch.autograd.grad(slow.default_loss()(b).sum(), masks)
-    assert ga.abs().sum() > 0 and (ga - gb).abs().max() < 1e-9
+    masks, a = same_values_and_gradients(fast, slow, graph)
     gates = torch.rand(2, len(graph.senders), generator=torch.Generator().manual_seed(0))
     senders, _ = graph.edge_sender_receiver()
     col = torch.tensor([graph.sender_index[s] for s in senders])

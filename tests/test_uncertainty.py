@@ -6,7 +6,6 @@ rerunning the baselines (with the refusals when the data differ)."""
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from scipy.stats import wilcoxon
 
 from benchmark.cli import main
 from core.results import iter_results
+from tests.helpers import loop_bootstrap
 
 CASES = ("3", "4", "12")
 METHODS = ("eap", "eap-ig", "exact", "random")
@@ -44,23 +44,9 @@ def _by_method(out: Path, key=lambda d: d["roc"]["edges"]["auroc"]) -> dict[str,
 
 
 def _hand_bootstrap(values: dict[str, list[float]], n_boot: int, seed: int) -> tuple[float, float, float]:
-    """The two-stage bootstrap as documented in evaluations/stats.py, written out case by case."""
-    cases = sorted(values)  # the leaderboard keeps result order: sorted paths, so case ids sorted as text
-    rng = np.random.default_rng(seed)
-    width = max(len(values[c]) for c in cases)
-    draws = rng.integers(0, len(cases), size=(n_boot, len(cases)))
-    u = rng.random((n_boot, len(cases), width))
-    reps = []
-    for b in range(n_boot):
-        per_case = []
-        for j, ci in enumerate(draws[b]):
-            vs = values[cases[ci]]
-            picks = [min(int(math.floor(u[b, j, s] * len(vs))), len(vs) - 1) for s in range(len(vs))]
-            per_case.append(sum(vs[p] for p in picks) / len(vs))
-        reps.append(sum(per_case) / len(per_case))
-    point = sum(sum(v) / len(v) for v in values.values()) / len(values)
-    lo, hi = np.percentile(reps, [2.5, 97.5])
-    return point, float(lo), float(hi)
+    """The two-stage bootstrap as documented in evaluations/stats.py, written out case by case; the
+    leaderboard keeps result order: sorted paths, so case ids sorted as text."""
+    return loop_bootstrap(values, n_boot, seed, cases=sorted(values))
 
 
 def test_intervals_and_paired_tests_match_a_hand_computation(runs, capsys):
