@@ -68,6 +68,8 @@ def _load(spec: str) -> type[Method]:
             raise
         raise ImportError(f"cannot load method {spec!r}: {type(err).__name__} in {err.filename} line {err.lineno}: "
                           f"{err.msg} (CIRCUIT_BENCH_DEBUG=1 shows the traceback)") from None
+    except SystemExit as err:  # a plug-in module that exits while imported is bad input, not the end of the command
+        raise ImportError(f"cannot load method {spec!r}: importing it called sys.exit({err.code!r})") from None
     except (ImportError, AttributeError) as err:
         raise UnknownNameError("method", spec, []) if ":" not in spec else ImportError(
             f"cannot load method {spec!r}: {err}") from err

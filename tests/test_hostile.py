@@ -687,3 +687,13 @@ def test_fuzz_command_lines_in_subprocesses(tmp_path):
         full = argv + (["--out", str(tmp_path / "res")] if argv[0] in TAKES_OUT and argv[0] != "eval" else [])
         rc, out, err = cli(*full)
         assert rc == 2 and one_line_error(err), (full, err)
+
+
+def test_plugin_that_exits_while_imported_is_one_line(tmp_path):
+    """A plug-in module calling sys.exit() at import is a usage error (exit 2, one line), never the end of
+    the command with its own exit status."""
+    (tmp_path / "exiting_plugin.py").write_text("import sys\nsys.exit(3)\n")
+    env = {"PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"}
+    rc, out, err = cli("run", "exiting_plugin:M", "-i", "toy", "--out", tmp_path / "res", env=env)
+    assert rc == 2 and one_line_error(err) and "sys.exit(3)" in err, err
+    assert not list((tmp_path / "res").rglob("result.json"))
