@@ -50,6 +50,12 @@ class EdgePruning(SubnetworkProbing):
 
     name = "edge-pruning"
 
+    @classmethod
+    def default_sweep(cls) -> dict:
+        """None of SP's lambda grid: the sweep is the constructor's own (its sparsity targets, or the
+        ``lambdas`` a user gives for the penalty form), the same in ``run`` and ``benchmark``."""
+        return {}
+
     def __init__(self, sparsity_targets: list[float] | None = None, lambdas: list[float] | None = None,
                  epochs: int = 200, lr: float = 0.1, lr_lagrangian: float = 0.5, warmup: float = 0.5,
                  n_samples: int = 1, mask_p: float = 0.9, lambda_batch: int = 0):

@@ -290,16 +290,17 @@ def test_cli_run_of_each_method(tmp_path, argv):
     json.dumps(doc)
 
 
-def test_cli_rejects_bad_frontier_flags(tmp_path):
+def test_cli_rejects_bad_frontier_flags(tmp_path, capsys):
     from benchmark.cli import main
 
     from core.results import iter_results
 
-    # bad hyper-parameter values: the run fails with the method's one-line reason recorded (`run` does
-    # not validate method parameters before work yet: issue 18's flag validation)
-    assert main(["run", "edge-pruning", "-i", "toy", "--sparsity-targets", "2", "--out", str(tmp_path)]) != 0
-    assert main(["run", "nap", "-i", "toy", "--integrated-grad-steps", "0", "--out", str(tmp_path)]) != 0
-    errors = sorted(d["error"] for _, d in iter_results(tmp_path))
-    assert any("integrated_grad_steps must be a positive integer" in e for e in errors)
-    assert any("sparsity_targets must be in [0, 1)" in e for e in errors)
+    # bad hyper-parameter values: a one-line usage error with the method's reason, exit 2, before any
+    # work, and no result file (issue 18's validation before work)
+    for argv, why in ((["run", "edge-pruning", "--sparsity-targets", "2"], "sparsity_targets must be in [0, 1)"),
+                      (["run", "nap", "--integrated-grad-steps", "0"], "integrated_grad_steps must be a positive integer")):
+        assert main([*argv, "-i", "toy", "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert why in err and len(err.splitlines()) == 1, err
+    assert not list(iter_results(tmp_path))
     assert main(["run", "eap", "-i", "toy", "--ablation", "optimum", "--out", str(tmp_path)]) == 2
