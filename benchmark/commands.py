@@ -448,7 +448,9 @@ def cmd_eval_faithfulness(args) -> int:
                 get_case(doc["case"]).resolve_model(doc["model"])
                 case, problem, engine = _engine_for(doc, args.ablation, args.n)
             except (UnknownNameError, FileNotFoundError, ValueError) as err:
-                if isinstance(err, ValueError) and "has no model" not in str(err):
+                from cases.files import CaseFileError
+
+                if isinstance(err, ValueError) and not isinstance(err, CaseFileError) and "has no model" not in str(err):
                     raise
                 results.warn_skip(path, f"cannot rebuild its case: {err}")
                 continue

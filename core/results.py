@@ -154,10 +154,16 @@ def iter_results(out: str | os.PathLike, name: str = RESULT, on_skip=None) -> It
             if f == name:
                 p = Path(root) / f
                 found.append((p, "a symbolic link (not followed)" if p.is_symlink() else None))
+    # result documents are validated; other files found this way (e.g. eval's faithfulness.json) only
+    # have to be a JSON object
+    check = name in (RESULT, "direction_result.json")
     for path, why in sorted(found, key=lambda t: str(t[0])):
         if why is None:
             try:
-                yield path, load_result(path)
+                doc = load_result(path, validate=check)
+                if not isinstance(doc, dict):
+                    raise ValueError(f"{path}: not a JSON object")
+                yield path, doc
                 continue
             except OSError as err:
                 why = f"cannot be read ({err.strerror or err})"
@@ -223,7 +229,11 @@ def check_name(value: Any, field: str, optional: bool = False) -> str | None:
         return None
     if not isinstance(value, str):
         return f"{field!r} must be a string, got {type(value).__name__}"
-    if value in ("", ".", "..") or any(c in value for c in "/\\\x00") or len(value) > 200:
+    if value in ("", ".", "..") or "\x00" in value:
+        return f"{field!r} is not a safe name: {value!r:.60}"
+    if field == "case":  # a case id, plug-in spec or case-file path: written only through safe_component
+        return f"{field!r} is longer than 4096 characters" if len(value) > 4096 else None
+    if any(c in value for c in "/\\") or len(value) > 200:
         return f"{field!r} is not a safe name: {value!r:.60}"
     return None
 
@@ -310,11 +320,15 @@ def validate_result(doc: Any, max_schema: int | None = None) -> list[str]:
     if not isinstance(roc, dict):
         out.append(f"missing or malformed 'roc' (got {type(roc).__name__})")
         return out
-    for level in ("edges", "nodes"):
-        if level not in roc:
-            out.append(f"missing key 'roc.{level}'")
-    for level, r in roc.items():
-        _check_roc(level, r, out)
+    if "skipped" in roc:  # a case without a ground truth (its faithfulness evaluations still work)
+        if not isinstance(roc["skipped"], str):
+            out.append("'roc.skipped' must be a string (why the ROC was skipped)")
+    else:
+        for level in ("edges", "nodes"):
+            if level not in roc:
+                out.append(f"missing key 'roc.{level}'")
+        for level, r in roc.items():
+            _check_roc(level, r, out)
     scores = doc.get("scores") or {}
     for level in ("edges", "nodes"):
         s = scores.get(level)

@@ -1145,7 +1145,7 @@ def test_compiled_shapes_match_interpbench():
 
     differ = {}
     for cid in INTERPBENCH_IDS:
-        meta = cache_mod.default_cache_dir() / TracrCase(cid).cache_key() / META_FILE
+        meta = cache_mod.find_entry(TracrCase(cid).cache_key()) / META_FILE
         cfg = json.loads(meta.read_text())["config"]  # the shipped cache: no compiling here
         ours = f"{cfg['n_layers']}/{cfg['n_heads']}/{cfg['d_model']}/{cfg['d_mlp']}"
         if ours != IB_COMPILED_SHAPE[int(cid)]:
