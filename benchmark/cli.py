@@ -8,161 +8,15 @@ Heavy imports (torch, transformer_lens, jax) happen inside the commands that nee
 from __future__ import annotations
 
 import argparse
-import contextlib
 import difflib
 import inspect
 import os
 import sys
 from typing import Any, Sequence
 
-EXIT_USAGE = 2
-EXIT_FAILED = 1
-METRIC_CHOICES = ["faithfulness", "task", "logit-diff", "kl", "ce", "mse"]  # core.protocols.METRICS + aliases
-
-
-class UsageError(Exception):
-    """A bad command line or unknown name: one line on stderr, exit status 2."""
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors that name close matches, and no prefix matching of flags."""
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("allow_abbrev", False)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str):  # noqa: D401 -- argparse hook
-        raise UsageError(message + _hint(self, message))
-
-
-def _option_strings(parser: argparse.ArgumentParser) -> list[str]:
-    return [s for a in parser._actions for s in a.option_strings]
-
-
-def _hint(parser: argparse.ArgumentParser, message: str) -> str:
-    words: list[str] = []
-    if "unrecognized arguments:" in message:
-        words = [w.split("=")[0] for w in message.split("unrecognized arguments:")[1].split() if w.startswith("-")]
-        known = _option_strings(parser)
-    elif "invalid choice:" in message:
-        words = [message.split("invalid choice:")[1].split("'")[1]]
-        known = [c for a in parser._actions if a.choices for c in a.choices]
-    else:
-        return ""
-    known = [k for k in known if "_" not in k or k.replace("_", "-") not in known]  # one spelling per flag
-    close = [m for w in words for m in difflib.get_close_matches(w, known, n=2, cutoff=0.6)]
-    return f" (did you mean {', '.join(dict.fromkeys(close))}?)" if close else ""
-
-
-_REAL_STDOUT: list = []  # set by main() while a --json command runs with stdout sent to stderr
-
-
-@contextlib.contextmanager
-def json_stdout(enabled: bool):
-    """While working, send stdout to stderr (libraries print); yield the real stdout for the document."""
-    if _REAL_STDOUT:  # main() already redirected the whole command
-        yield _REAL_STDOUT[-1]
-        return
-    real = sys.stdout
-    if not enabled:
-        yield real
-        return
-    sys.stdout = sys.stderr
-    try:
-        yield real
-    finally:
-        sys.stdout = real
-
-
-def emit(doc: Any, stream) -> None:
-    from core.results import dumps
-
-    stream.write(dumps(doc, indent=1) + "\n")
-    stream.flush()
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def _int_at_least(lo: int):
-    """An argparse type: an integer >= ``lo`` (a bad value is a one-line usage error at parse time)."""
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if v < lo:
-            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}")
-        return v
-    parse.__name__ = f"integer >= {lo}"
-    return parse
-
-
-POSITIVE_INT = _int_at_least(1)
-SEED = _int_at_least(0)
-
-
-def finite_float(text: str) -> float:
-    """An argparse type: a finite number (no nan, no inf)."""
-    import math
-
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-    return v
-
-
-def check_out_dir(out, flag: str = "--out") -> None:
-    """``out`` is (or can be made) a directory this process can write: checked before any work by
-    creating it and a probe file in it. A one-line usage error otherwise."""
-    import tempfile
-    from pathlib import Path
-
-    d = Path(out)
-    if d.exists() and not d.is_dir():
-        raise UsageError(f"{flag} {out}: exists and is not a directory")
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=d, prefix=".circuit-bench-probe.")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as err:
-        raise UsageError(f"{flag} {out}: not a writable directory ({err.strerror or err})") from None
-
-
-def _setup_torch(device: str = "cpu") -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import re
-
-    import torch
-
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", str(device)):
-        raise UsageError(f"--device {device}: expected cpu, cuda or cuda:N")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: this torch build or machine has no CUDA device (use --device cpu)")
-
-    if "CIRCUIT_BENCH_THREADS" in os.environ:
-        torch.set_num_threads(int(os.environ["CIRCUIT_BENCH_THREADS"]))
-    elif os.environ.get("OMP_NUM_THREADS") == "1":
-        torch.set_num_threads(1)
-    quiet_transformer_lens()
-
-
-def quiet_transformer_lens() -> None:
-    """TransformerLens prints "Moving model to device: cpu" on stdout for every model it moves: send its
-    prints to stderr, so stdout carries only what the command outputs."""
-    from transformer_lens.utilities import devices
-
-    def to_stderr(*args, **kwargs):
-        kwargs["file"] = sys.stderr
-        print(*args, **kwargs)
-
-    devices.print = to_stderr
-
+from benchmark.console import (EXIT_FAILED, EXIT_USAGE, METRIC_CHOICES, POSITIVE_INT, SEED, Parser, UsageError,  # noqa: F401
+                               _hint, _progress, _setup_torch, check_out_dir, emit, finite_float, json_stdout, log,
+                               quiet_transformer_lens, _REAL_STDOUT, _option_strings)
 
 # ---------------------------------------------------------------------------------------------------
 # Method flags, derived from each method's constructor (hyper-parameters as constructor arguments)
@@ -515,7 +369,7 @@ def model_locations(case) -> dict[str, dict]:
             continue
         out[kind] = {"source": ref.source, "directory": ref.directory, "weights_sha256": ref.sha256}
     if case.kind == "tracr":
-        from cases.siit.registry import trained_models
+        from training.registry import trained_models
 
         for kind, d in trained_models(case.id).items():
             out[f"{kind} (trained, --model-dir)"] = {"source": "trained", "directory": d}
@@ -553,14 +407,6 @@ def cmd_cases_build(args) -> int:
         else:
             print(f"built {len(ids) - failed}/{len(ids)} cases", file=out)
     return EXIT_FAILED if failed else 0
-
-
-def _progress(items, desc: str):
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        return items
-    return tqdm(items, desc=desc, file=sys.stderr, disable=len(items) < 2)
 
 
 def cmd_run(args, extra: Sequence[str]) -> int:

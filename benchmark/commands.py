@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from benchmark.cli import EXIT_FAILED, UsageError, check_out_dir, emit, json_stdout, log
+from benchmark.console import EXIT_FAILED, UsageError, check_out_dir, emit, json_stdout, log
 from core import results
 from core.registry import UnknownNameError
 
@@ -100,7 +100,8 @@ def sweep_params(method: str) -> dict:
 
 
 def cmd_benchmark(args) -> int:
-    from benchmark.cli import _progress, _setup_torch, summary_line
+    from benchmark.console import _progress, _setup_torch
+    from benchmark.cli import summary_line
     from benchmark.runner import DEFAULT_N, Job, run_jobs
     from cases import get_case
     from methods import method_class
@@ -190,7 +191,7 @@ def _report_jobs(docs: list[dict], args, summary_line, out) -> int:
 
 
 def _benchmark_directions(args, cases: list[str], direction_cases: list[str]) -> int:
-    from benchmark.cli import _setup_torch
+    from benchmark.console import _setup_torch
     from benchmark.direction import DEFAULT_N_FIT, DirectionJob, run_direction_jobs, summary_line
     from methods.directions import direction_method_class
 
@@ -212,7 +213,7 @@ def _benchmark_directions(args, cases: list[str], direction_cases: list[str]) ->
 
 def _run_group(jobs, resume):
     """One case's jobs in one worker, sharing its activations (runner.ProblemCache)."""
-    from benchmark.cli import _setup_torch
+    from benchmark.console import _setup_torch
     from benchmark.runner import run_jobs
 
     _setup_torch()
@@ -366,7 +367,7 @@ def cmd_eval_roc(args) -> int:
 
     docs = result_docs(args.paths)
     if args.recompute:
-        from benchmark.cli import _setup_torch
+        from benchmark.console import _setup_torch
 
         _setup_torch()
         docs = [(p, d) for p, d in ((p, _recompute_or_skip(p, d)) for p, d in docs) if d is not None]
@@ -426,7 +427,7 @@ def _engine_for(doc: dict, ablation: str | None, n: int | None):
 
 
 def cmd_eval_faithfulness(args) -> int:
-    from benchmark.cli import _setup_torch
+    from benchmark.console import _setup_torch
     from evaluations.faithfulness import circuit_faithfulness, faithfulness_curve
     from evaluations.plots import plot_faithfulness
 
@@ -545,7 +546,7 @@ def cmd_import(args) -> int:
 
 
 def _case_engine(args, ablation: str):
-    from benchmark.cli import _setup_torch
+    from benchmark.console import _setup_torch
     from benchmark.runner import DEFAULT_N, Job, build_problem, job_ground_truth
     from cases import get_case
 
@@ -601,7 +602,7 @@ def cmd_eval_iit(args) -> int:
     if model != "tracr" and case.kind == "tracr":
         # a trained model has a high-level model: IIA and strict accuracy come from interchange
         # interventions on its held-out test split (the node effects above stay ablation-based)
-        from cases.siit.evaluate import evaluate_trained
+        from cases.tracr.siit import evaluate_trained
 
         _, m = evaluate_trained(case, model, directory=getattr(args, "model_dir", None))
         report.summary.update({"iia": m["iia"], "strict_accuracy": m["strict_accuracy"],

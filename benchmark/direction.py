@@ -180,7 +180,8 @@ def summary_line(doc: dict) -> str:
 # ---------------------------------------------------------------------------------------------------
 
 def cmd_run_direction(args, method: str, extra: Sequence[str]) -> int:
-    from benchmark.cli import UsageError, _hint, _setup_torch, emit, json_stdout, log, method_parser
+    from benchmark.console import UsageError, _hint, _setup_torch, emit, json_stdout, log
+    from benchmark.cli import method_parser
     from methods.directions import DIRECTION_METHODS, direction_method_class, is_direction_method
 
     if not is_direction_case(args.case):
@@ -200,7 +201,7 @@ def cmd_run_direction(args, method: str, extra: Sequence[str]) -> int:
     if getattr(args, "model_dir", None):
         raise UsageError(f"case {args.case}: direction cases load their shipped model only (no --model-dir)")
     _setup_torch(args.device)
-    from benchmark.cli import check_out_dir
+    from benchmark.console import check_out_dir
     check_out_dir(args.out)
     job = DirectionJob(case=str(args.case), method=method, model=args.model, params=vars(ns), seed=args.seed,
                        n_fit=args.n or DEFAULT_N_FIT, out=args.out)
@@ -230,7 +231,7 @@ def collect_direction_rows(out: str | Path) -> list[dict[str, Any]]:
 
 
 def _direction_docs(paths: Sequence[str]) -> list[tuple[Path, dict]]:
-    from benchmark.cli import UsageError
+    from benchmark.console import UsageError
     from benchmark.commands import result_docs
 
     docs = [(f, d) for f, d in result_docs(paths, RESULT_NAME, "results/sentiment/direction")
@@ -242,7 +243,7 @@ def _direction_docs(paths: Sequence[str]) -> list[tuple[Path, dict]]:
 
 def cmd_eval_direction(args) -> int:
     """Print the direction leaderboard; write leaderboard md/csv/html and a PNG next to the results."""
-    from benchmark.cli import emit, json_stdout
+    from benchmark.console import emit, json_stdout
     from evaluations.direction import leaderboard_rows, plot_directions, to_csv, to_html, to_markdown
 
     docs = _direction_docs(args.paths)

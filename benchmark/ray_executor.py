@@ -92,7 +92,7 @@ def runtime_env(extra_packages: Sequence[str] = (), pip: bool = False, working_d
 
 def _compute(jobs):
     """Ray task body: one group of jobs on this worker (results returned, never written here)."""
-    from benchmark.cli import _setup_torch
+    from benchmark.console import _setup_torch
     from benchmark.runner import compute_jobs
 
     _setup_torch()

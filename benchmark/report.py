@@ -244,7 +244,7 @@ def collect(args) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str,
     from pathlib import Path
 
     from benchmark import reference as ref
-    from benchmark.cli import UsageError
+    from benchmark.console import UsageError
     from core.results import iter_results
     from evaluations.roc import DEFAULT_SCORE_FLOOR
 
@@ -283,7 +283,7 @@ def json_extra(extra: Mapping[str, Any]) -> dict[str, Any]:
 def cmd_compare(args, extra: Mapping[str, Any]) -> int:
     from pathlib import Path
 
-    from benchmark.cli import UsageError, emit, json_stdout
+    from benchmark.console import UsageError, emit, json_stdout
     from core import results
 
     try:
@@ -302,7 +302,7 @@ def cmd_compare(args, extra: Mapping[str, Any]) -> int:
 
 def cmd_write_reference(args) -> int:
     from benchmark import reference as ref
-    from benchmark.cli import UsageError, emit, json_stdout
+    from benchmark.console import UsageError, emit, json_stdout
 
     if args.with_reference is not None or args.compare:
         raise UsageError("--write-reference goes alone (not with --with-reference or --compare)")

@@ -65,7 +65,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from benchmark.cli import UsageError, emit, json_stdout, log
+from benchmark.console import UsageError, emit, json_stdout, log
 from core import results
 
 POLICIES = ("greedy", "topk-abs", "topk-signed")
@@ -693,7 +693,7 @@ def plot_overlap(doc: dict, path: Path) -> str:
 
 # ---- CLI wrappers ------------------------------------------------------------------------------------------------
 def _common(args) -> dict[str, Any]:
-    from benchmark.cli import _setup_torch
+    from benchmark.console import _setup_torch
     from benchmark.runner import DEFAULT_N
 
     _setup_torch(getattr(args, "device", "cpu") or "cpu")

@@ -60,7 +60,7 @@ class WandbTracker:
     """Logs each finished job of a benchmark as one W&B run (see the module docstring)."""
 
     def __init__(self, project: str, out: str | Path = "results", mode: str | None = None):
-        from benchmark.cli import UsageError
+        from benchmark.console import UsageError
 
         try:
             import wandb

@@ -89,7 +89,7 @@ def add_train_iit_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentPars
 
 
 def _usage(msg: str):
-    from benchmark.cli import UsageError
+    from benchmark.console import UsageError
 
     return UsageError(msg)
 
@@ -132,9 +132,9 @@ def train_case(case_id: str, args, log) -> dict:
     import torch
 
     from cases import get_case
-    from cases.siit import model_files, registry
-    from cases.siit.tracr_setup import build_ll, tracr_data, tracr_setup
-    from cases.siit.trainer import SIITTrainer, TrainConfig
+    from training import model_files, registry
+    from cases.tracr.siit import build_ll, tracr_data, tracr_setup
+    from training.trainer import SIITTrainer, TrainConfig
 
     case = get_case(case_id)
     if getattr(case, "kind", None) != "tracr":
@@ -151,7 +151,7 @@ def train_case(case_id: str, args, log) -> dict:
             log(f"case {case.id}: {out_dir} is already trained; nothing to resume")
             return meta
     if args.resume and ckpt.exists():  # a bad or planted checkpoint is bad input: before any work
-        from cases.siit.trainer import load_checkpoint_file
+        from training.trainer import load_checkpoint_file
         try:
             load_checkpoint_file(ckpt)
         except ValueError as err:

@@ -104,7 +104,7 @@ def add_queue_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _usage(msg: str):
-    from benchmark.cli import UsageError
+    from benchmark.console import UsageError
 
     return UsageError(msg)
 
@@ -116,7 +116,7 @@ def _usage(msg: str):
 def finished_meta(d: Path) -> dict | None:
     """The metadata of a finished model directory (weights and metadata written, no checkpoint, or the
     checkpoint of a run stopped by ``--max-seconds``, kept so that a larger cap continues it), or None."""
-    from cases.siit import model_files
+    from training import model_files
 
     if not model_files.is_model_dir(d):
         return None
@@ -217,7 +217,7 @@ def widened_ratio(cid: str, factor: float) -> str:
     """The ``--compression-ratio`` that makes case ``cid``'s LL ``factor`` times wider (d_model, or d_head
     for the cases whose heads are compressed). Checked against the size rule."""
     from cases import get_case
-    from cases.siit.correspondence import RESID_COMPRESSION_CASES, ll_size
+    from training.correspondence import RESID_COMPRESSION_CASES, ll_size
 
     hl = get_case(cid).compiled_model().config
     now = ll_size(cid, hl)
@@ -288,7 +288,7 @@ def row_of(cid: str, kind: str, status: str, meta: dict | None, attempts: list[d
 
 def case_status(cid: str, kind: str, opts: dict) -> tuple[str, dict | None]:
     """('done' | 'shipped' | 'todo' | 'blocked', metadata)."""
-    from cases.siit.registry import SHIPPED_DIR
+    from training.registry import SHIPPED_DIR
 
     out = Path(opts["out"])
     final = out / cid / kind
@@ -421,7 +421,7 @@ def write_summary(out: Path, rows: list[dict]) -> None:
 
 
 def run_queue(args) -> int:
-    from cases.siit import registry
+    from training import registry
 
     _check_queue_args(args)
     ids = _queue_ids(args)
@@ -504,14 +504,14 @@ def _default(name: str):
 
 def ship(out: str | Path, to: str | Path | None = None, bar: float = 99.0, dry_run: bool = False) -> list[Path]:
     """Copy every finished model of a queue's OUT that meets its kind's bar and is not in ``to`` yet
-    (default: the shipped models, :data:`cases.siit.registry.SHIPPED_DIR`), its history trimmed
+    (default: the shipped models, :data:`training.registry.SHIPPED_DIR`), its history trimmed
     (:func:`benchmark.train.trim_history`). Returns the directories written."""
     import shutil
     import tempfile
 
     from benchmark.train import HISTORY_KEPT, trim_history
-    from cases.siit import model_files
-    from cases.siit.registry import SHIPPED_DIR
+    from training import model_files
+    from training.registry import SHIPPED_DIR
     from core.results import write_json_atomic
 
     out, to = Path(out), Path(to) if to is not None else SHIPPED_DIR

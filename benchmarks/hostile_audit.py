@@ -213,7 +213,7 @@ def audit_inputs(work: Path, use_subprocess: bool) -> dict:
     counts["result_files_invalid"] = len(invalid)
 
     # model configs: every mutation through the loader; the remote-code attack through the CLI
-    from cases.siit import model_files
+    from training import model_files
 
     src = ROOT / "cases" / "siit" / "models" / "11" / "siit"
     cfgs = bad_configs(json.loads((src / "config.json").read_text()))
@@ -242,7 +242,7 @@ def audit_inputs(work: Path, use_subprocess: bool) -> dict:
           extra_env={"CIRCUIT_BENCH_MODELS": str(work / "inputs" / "models")}, label="remote tokenizer config")
 
     # checkpoints: planted pickles through every loader
-    from cases.siit.trainer import load_checkpoint_file
+    from training.trainer import load_checkpoint_file
 
     class Planted:
         def __init__(self, name):

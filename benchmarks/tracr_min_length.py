@@ -47,7 +47,7 @@ def datasets(ids) -> None:
 def models(ids, minimum: int) -> None:
     import torch
 
-    from cases.siit.registry import available_models
+    from training.registry import available_models
     from cases.tracr.case import TracrCase
 
     for cid in ids:

@@ -711,7 +711,7 @@ def export_case(case: Case, directory: str | Path, n: int = 200, seed: int = 0, 
     ``case.toml``. Returns the TOML file's path."""
     from safetensors.torch import save_file
 
-    from cases.siit.model_files import config_of
+    from training.model_files import config_of
     from core.results import write_atomic, write_json_atomic
 
     d = Path(directory)

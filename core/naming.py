@@ -87,3 +87,18 @@ def is_node(name: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+@dataclass(frozen=True)
+class NodeLoc:
+    """Where a node's output lives: a hook name and, for per-head hooks, the head index (dim 2)."""
+
+    hook: str
+    head: int | None = None
+
+    def to_json(self) -> list:
+        return [self.hook, self.head]
+
+    @classmethod
+    def from_json(cls, x) -> "NodeLoc":
+        return cls(str(x[0]), None if x[1] is None else int(x[1]))

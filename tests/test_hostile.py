@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cases.siit import model_files
+from training import model_files
 
 ROOT = Path(__file__).resolve().parent.parent
 torch.set_num_threads(1)
@@ -62,7 +62,7 @@ def plant_checkpoint(path: Path, marker: Path) -> Path:
 
 
 def test_planted_checkpoint_never_runs_code(tmp_path):
-    from cases.siit.trainer import load_checkpoint_file
+    from training.trainer import load_checkpoint_file
 
     marker = tmp_path / "pwned"
     ck = plant_checkpoint(tmp_path / "ck.pt", marker)
@@ -102,8 +102,8 @@ def test_planted_checkpoint_cli_train_ioi(tmp_path):
 
 def _tiny(epochs, seed=0):
     from cases import get_case
-    from cases.siit.tracr_setup import build_ll, tracr_data, tracr_setup
-    from cases.siit.trainer import SIITTrainer, TrainConfig
+    from cases.tracr.siit import build_ll, tracr_data, tracr_setup
+    from training.trainer import SIITTrainer, TrainConfig
 
     case = get_case("3")
     setup = tracr_setup(case, seed=0)

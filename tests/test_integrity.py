@@ -16,7 +16,7 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.runner import Job, run_job
-from cases.siit import registry
+from training import registry
 from core.provenance import sha256_file
 from core.results import iter_results, load_result
 

@@ -14,8 +14,8 @@ from cases.ioi.data import (FAMILIES, NAMES, ORDERS, SEQ_LEN, IOIPrompt, build_t
                             sample_prompts, split_of)
 from cases.ioi.hl_model import build_hl_model, duplicate_index, hl_labels
 from cases.ioi.tokenizer import WordTokenizer
-from cases.siit.correspondence import NodeLoc
-from cases.siit.interventions import interchange
+from training.correspondence import NodeLoc
+from core.patching import interchange
 from core.graph import Graph
 
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -222,7 +222,7 @@ def test_trainer_does_not_score_positions_without_an_hl_answer():
     """IIT from an ABC source through the input node leaves the HL model without an answer: that
     target is -100 and neither the loss nor IIA counts it (it used to become token 0)."""
     from cases.ioi.train import ioi_siit_data, ll_config
-    from cases.siit.trainer import SIITTrainer, TrainConfig
+    from training.trainer import SIITTrainer, TrainConfig
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     data = ioi_siit_data(16, 8, seed=0, abc_sources=True)

@@ -12,9 +12,9 @@ import torch
 
 from core.circuit import Circuit
 from core.provenance import sha256_file
-from cases.siit import model_files, registry
-from cases.siit.correspondence import Correspondence, NodeLoc, ll_size, tracr_correspondence
-from cases.siit.trainer import (SIITData, SIITTrainer, Split, TrainConfig, combine_losses, epoch_pairs,
+from training import model_files, registry
+from training.correspondence import Correspondence, NodeLoc, ll_size, tracr_correspondence
+from training.trainer import (SIITData, SIITTrainer, Split, TrainConfig, combine_losses, epoch_pairs,
                                 split_disjoint)
 
 torch.set_num_threads(1)
@@ -34,7 +34,7 @@ def case3():
 
 @pytest.fixture(scope="module")
 def setup3(case3):
-    from cases.siit.tracr_setup import tracr_setup
+    from cases.tracr.siit import tracr_setup
     return tracr_setup(case3, seed=0)
 
 
@@ -119,7 +119,7 @@ def test_correspondence_case81_compiled():
     cm = case.cached_model()
     if cm is None:
         pytest.skip("case 81 is not compiled in the cache (compiling takes ~20 s)")
-    from cases.siit.tracr_setup import tracr_setup
+    from cases.tracr.siit import tracr_setup
     st = tracr_setup(case)
     assert st.ll_config["n_layers"] == 4
     assert {"a2.h0", "a3.h0", "a3.h1"} <= set(st.corr.mapping)
@@ -159,14 +159,14 @@ class _Recorder(SIITTrainer):
 
 
 def _tiny_trainer(setup, data, cls=SIITTrainer, **cfg):
-    from cases.siit.tracr_setup import build_ll
+    from cases.tracr.siit import build_ll
     ll = build_ll(setup.ll_config)
     return cls(setup.hl, ll, setup.corr, data, setup.output_type, TrainConfig(**cfg))
 
 
 @pytest.fixture(scope="module")
 def data3(case3):
-    from cases.siit.tracr_setup import tracr_data
+    from cases.tracr.siit import tracr_data
     return tracr_data(case3, 1000, seed=0)
 
 
@@ -211,7 +211,7 @@ def test_defined_positions_drop_none_outputs_and_mask_interchanges():
     """Case 13 (trend of token and next token): the program's output at the last position is None, and the
     compiled model's output there depends on padding; ``scored="defined"`` drops exactly those positions,
     and scores an interchange only where the source is defined as well."""
-    from cases.siit.tracr_setup import tracr_data
+    from cases.tracr.siit import tracr_data
     case13 = _case("13")
     real = tracr_data(case13, 300, seed=0)
     defined = tracr_data(case13, 300, seed=0, scored="defined")
@@ -248,9 +248,9 @@ def test_strict_sampling_modes(setup3, data3):
 
 
 def test_joint_strict_accuracy_patches_every_non_circuit_node_at_once():
-    from cases.siit.evaluate import evaluate_trained
-    from cases.siit.interventions import capture, patched_forward
-    from cases.siit.trainer import eval_pairs
+    from cases.tracr.siit import evaluate_trained
+    from core.patching import capture, patched_forward
+    from training.trainer import eval_pairs
     t, m = evaluate_trained(_case("3"), "siit", max_pairs=256, per_node=True)
     d = t.data.test
     b, s = eval_pairs(len(d), 256, t.cfg.seed)
@@ -265,7 +265,7 @@ def test_joint_strict_accuracy_patches_every_non_circuit_node_at_once():
 
 
 def test_seed_reaches_model_init(setup3):
-    from cases.siit.tracr_setup import build_ll
+    from cases.tracr.siit import build_ll
     a = build_ll({**setup3.ll_config, "seed": 0})
     b = build_ll({**setup3.ll_config, "seed": 0})
     c = build_ll({**setup3.ll_config, "seed": 1})
@@ -324,7 +324,7 @@ def test_tiny_training_improves_iia(setup3, data3, tmp_path):
 # ---------------------------------------------------------------------------------------------------
 
 def _saved_dir(setup3, tmp_path):
-    from cases.siit.tracr_setup import build_ll
+    from cases.tracr.siit import build_ll
     ll = build_ll(setup3.ll_config, graph_flags=True)
     return model_files.save_model_dir(tmp_path / "m", ll, ground_truth=setup3.ll_truth, metadata={"case": "3"},
                                       correspondence=setup3.corr), ll
@@ -390,7 +390,7 @@ def test_registry_local_dir(setup3, tmp_path, monkeypatch):
     """A locally trained model (in train's default output) is listed and loads by directory only: a kind
     (``--model natural``) never picks it up in place of a shipped model (issue 18)."""
     monkeypatch.setenv(registry.LOCAL_ENV, str(tmp_path / "local"))
-    from cases.siit.tracr_setup import build_ll
+    from cases.tracr.siit import build_ll
     d = tmp_path / "local" / "toy-x" / "natural"
     model_files.save_model_dir(d, build_ll(setup3.ll_config), ground_truth=setup3.ll_truth, metadata={})
     assert registry.available_models("toy-x") == []
@@ -433,8 +433,8 @@ def test_cli_bad_values_are_usage_errors(tmp_path):
 def test_cli_choices_match_the_trainer():
     """The CLI spells its choices out (it must not import torch to build its parser): they stay in step."""
     from benchmark.train import add_train_iit_arguments
-    from cases.siit.tracr_setup import SCORED_POSITIONS
-    from cases.siit.trainer import EARLY_STOP_CRITERIA, SAMPLING_MODES
+    from cases.tracr.siit import SCORED_POSITIONS
+    from training.trainer import EARLY_STOP_CRITERIA, SAMPLING_MODES
     p = add_train_iit_arguments(argparse.ArgumentParser())
     choices = {a.dest: tuple(a.choices) for a in p._actions if a.choices}
     assert choices["siit_sampling"] == SAMPLING_MODES and choices["early_stop_criterion"] == EARLY_STOP_CRITERIA
@@ -461,8 +461,8 @@ def test_cli_tiny_run_and_resume(tmp_path):
 
 def test_cli_defined_positions_recorded_and_read_back(tmp_path, monkeypatch):
     from benchmark.train import run_train_iit
-    from cases.siit import registry
-    from cases.siit.evaluate import evaluate_trained
+    from training import registry
+    from cases.tracr.siit import evaluate_trained
     monkeypatch.setenv(registry.LOCAL_ENV, str(tmp_path))
     assert run_train_iit(_args("-i", "13", "--num-samples", "200", "--eval-pairs", "64", "--no-progress",
                                "--use-single-loss", "--epochs", "1", "--scored-positions", "defined")) == 0
@@ -476,7 +476,7 @@ def test_cli_defined_positions_recorded_and_read_back(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------------------
 
 def _evaluate_shipped(cid, kind, max_pairs=512):
-    from cases.siit.evaluate import evaluate_trained
+    from cases.tracr.siit import evaluate_trained
     return evaluate_trained(_case(cid), kind, max_pairs=max_pairs, per_node=False)
 
 
@@ -529,7 +529,7 @@ def test_eval_iit_resample_ablation_case3():
     node changes ~0% (at most a few %) of the outputs whose HL label changes, a circuit node most of them."""
     if ("3", "siit") not in SHIPPED:
         pytest.skip("no shipped case-3 SIIT model")
-    from cases.siit.interventions import capture, patched_forward
+    from core.patching import capture, patched_forward
     t, _ = _evaluate_shipped("3", "siit", max_pairs=64)
     d = t.data.test
     b, s = torch.meshgrid(torch.arange(len(d)), torch.arange(len(d)), indexing="ij")

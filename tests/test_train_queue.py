@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from benchmark import train_queue as q
-from cases.siit import model_files
+from training import model_files
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,7 +79,7 @@ def test_ladder_escalates_records_attempts_and_never_ships_below_bar(tmp_path):
 
 def test_widened_ratio_doubles_the_width():
     from cases import get_case
-    from cases.siit.correspondence import ll_size
+    from training.correspondence import ll_size
     for cid, attr in (("33", "d_head"), ("26", "d_model")):  # 26 compresses the residual stream
         hl = get_case(cid).compiled_model().config
         assert getattr(ll_size(cid, hl, ratio=float(q.widened_ratio(cid, 2))), attr) == 2 * getattr(ll_size(cid, hl), attr)

@@ -64,7 +64,7 @@ def save_direction_model(directory: str | Path, model, tokenizer: WordTokenizer,
     """Write a direction model directory, every file atomically."""
     from safetensors.torch import save
 
-    from cases.siit.model_files import config_of
+    from training.model_files import config_of
     from core.results import write_atomic, write_json_atomic
 
     d = Path(directory)
@@ -87,7 +87,7 @@ def load_direction_model(directory: str | Path, device: str = "cpu"):
     missing = [f for f in ("model.safetensors", "config.json", DIRECTION_FILE) if not (d / f).is_file()]
     if missing:
         raise FileNotFoundError(f"{d} is not a direction model directory (missing {', '.join(missing)})")
-    from cases.siit.model_files import read_config
+    from training.model_files import read_config
 
     cfg = read_config(d / "config.json")
     cfg.update(device=str(device), dtype=torch.float32)
@@ -134,7 +134,7 @@ class SentimentDirectionCase:
 
     def model_ref(self, model: str | None = None, model_dir: str | None = None):
         """The shipped model directory with its weights, direction and tokenizer hashed (nothing loaded)."""
-        from cases.siit.registry import directory_ref
+        from training.registry import directory_ref
 
         if model_dir is not None:
             raise ValueError(f"case {self.id}: direction cases load their shipped model only (no --model-dir)")

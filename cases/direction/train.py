@@ -299,7 +299,7 @@ def run_train_direction(args: argparse.Namespace) -> int:
     fields = DirectionTrainConfig.__dataclass_fields__
     cfg = DirectionTrainConfig(**{k: getattr(args, k) for k in fields})
     cfg.validate()
-    from cases.siit.registry import local_dir
+    from training.registry import local_dir
 
     out = args.out or str(local_dir() / "direction" / "siit")
     argv = sys.argv[1:]

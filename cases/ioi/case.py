@@ -58,8 +58,8 @@ class IOICase(Case):
 
     def model_ref(self, model: str | None = None, model_dir: str | None = None):
         """The shipped model of ``model`` (a kind), or the directory ``model_dir``; weights and tokenizer hashed."""
-        from cases.siit import registry
-        from cases.siit.model_files import WEIGHTS
+        from training import registry
+        from training.model_files import WEIGHTS
 
         weights = (WEIGHTS, TOKENIZER_FILE)
         if model_dir is not None:
@@ -74,7 +74,7 @@ class IOICase(Case):
     def load_dir(directory: str | Path, device: str = "cpu") -> tuple["HookedTransformer", Circuit]:
         """(model with the graph hooks on, ground truth) from a model directory; checks its tokenizer."""
         from cases.ioi.tokenizer import WordTokenizer
-        from cases.siit.model_files import load_model_dir
+        from training.model_files import load_model_dir
 
         d = Path(directory)
         model, truth = load_model_dir(d, device=device)
@@ -140,8 +140,8 @@ class IOICase(Case):
 
 def _trained() -> dict[str, str]:
     """Locally trained IOI models (``train ioi``'s default output), loaded only with ``--model-dir``."""
-    from cases.siit.model_files import is_model_dir
-    from cases.siit.registry import local_dir
+    from training.model_files import is_model_dir
+    from training.registry import local_dir
 
     root = local_dir() / "ioi"
     return {k: str(root / k) for k in IOICase.models if is_model_dir(root / k)}
@@ -204,7 +204,7 @@ def interchange_accuracy(model: "HookedTransformer", base: torch.Tensor, source:
     taken from ``source`` gives the HL's answer under the same interchange (last position; rows where
     the HL answer is undefined are skipped). Keys are the semantic HL names."""
     from cases.ioi.hl_model import build_hl_model, hl_labels
-    from cases.siit.interventions import interchange
+    from core.patching import interchange
 
     corr = ioi_circuit.correspondence(model.cfg.n_layers, model.cfg.n_heads)
     hl = build_hl_model()

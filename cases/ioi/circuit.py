@@ -79,7 +79,7 @@ def correspondence(n_layers: int = 6, n_heads: int = 4):
     names (duplicate, s_inhibition, name_mover) and the HL hooks are in ``hl_locs``.
     """
     from cases.ioi.hl_model import HL_NODES
-    from cases.siit.correspondence import Correspondence, NodeLoc, component_loc, ll_components
+    from training.correspondence import Correspondence, NodeLoc, component_loc, ll_components
 
     if n_layers < 5 or n_heads < 2:
         raise ValueError(f"the IOI circuit needs >= 5 layers and >= 2 heads (a4.h1), got {n_layers} x {n_heads}")

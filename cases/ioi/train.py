@@ -6,12 +6,12 @@ heads, d_model 64, d_head 16, d_mlp 256, GELU, **no LayerNorm** (so every edge's
 linear up to the attention softmax and MLP nonlinearities: patching, EAP and the ground-truth check
 see the same additive residual stream the trainer shaped), standard learned positional embedding.
 
-Training uses the shared SIIT trainer (:class:`cases.siit.trainer.SIITTrainer`): per batch, one HL
+Training uses the shared SIIT trainer (:class:`training.trainer.SIITTrainer`): per batch, one HL
 node is interchanged (IIT loss, cross-entropy to the HL answer at the last position), a random half
 of the non-circuit heads/MLPs is resampled from the source (strict loss, the base answer must stay)
 and the behaviour loss; one optimizer step on the weighted sum (``--sequential``: three steps); fresh
 (base, source) pairs every epoch. ``--strict-source-grad`` lets the strict loss backpropagate through
-the source run as well (see :class:`cases.siit.trainer.TrainConfig`); ``--normalization LN`` gives
+the source run as well (see :class:`training.trainer.TrainConfig`); ``--normalization LN`` gives
 the LL model LayerNorm (default: none). Train prompts come from the generator's ``train`` split, validation and test prompts from its
 ``test`` split (disjoint by construction).
 """
@@ -70,7 +70,7 @@ def ioi_siit_data(n_train: int, n_eval: int, seed: int, abc_sources: bool = Fals
     non-circuit nodes to carry nothing that differs between a prompt and its ABC twin (the
     corruption every IOI evaluation patches from)."""
     from cases.ioi.data import corrupt
-    from cases.siit.trainer import SIITData, Split
+    from training.trainer import SIITData, Split
 
     prompts = sample_prompts(n_train, seed, "train")
     train = encode(prompts).tokens
@@ -108,14 +108,14 @@ def train_ioi(out_dir: str | Path, kind: str = "siit", n_layers: int = 6, n_head
     """Train an IOI model and write its model directory to ``out_dir``; returns the test metrics.
 
     ``checkpoint``: a file the trainer state is written to after every epoch (and resumed from when it
-    exists). ``abc_sources``: see :func:`ioi_siit_data`. ``train_kwargs`` go to :class:`cases.siit.trainer.TrainConfig` (loss weights, sampling, scheduler,
+    exists). ``abc_sources``: see :func:`ioi_siit_data`. ``train_kwargs`` go to :class:`training.trainer.TrainConfig` (loss weights, sampling, scheduler,
     early stopping). ``natural`` sets the IIT and strict weights to 0.
     """
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     from cases.ioi.case import IOICase, evaluate_model
-    from cases.siit.model_files import save_model_dir
-    from cases.siit.trainer import SIITTrainer, TrainConfig
+    from training.model_files import save_model_dir
+    from training.trainer import SIITTrainer, TrainConfig
 
     params = dict(n_layers=n_layers, n_heads=n_heads, d_model=d_model, d_mlp=d_mlp, epochs=epochs, lr=lr,
                   batch_size=batch_size, seed=seed, n_train=n_train, n_eval=n_eval, abc_sources=abc_sources)
@@ -209,10 +209,10 @@ def add_train_ioi_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_train_ioi(args: argparse.Namespace) -> int:
     try:
-        from benchmark.cli import UsageError
+        from benchmark.console import UsageError
     except ImportError:  # pragma: no cover - the CLI package is always there in the repo
         UsageError = ValueError  # noqa: N806
-    from cases.siit.registry import local_dir
+    from training.registry import local_dir
 
     out = args.out or str(local_dir() / "ioi" / args.kind)
     cmd = "python main.py train ioi " + " ".join(shlex.quote(a) for a in sys.argv[3:]) if sys.argv[1:3] == ["train", "ioi"] else None
@@ -226,12 +226,12 @@ def run_train_ioi(args: argparse.Namespace) -> int:
                 early_stop_threshold=args.early_stop_threshold, early_stop=not args.no_early_stop)
     try:  # bad values are usage errors; failures during training are not
         _validate(args.kind, kwargs)
-        from cases.siit.trainer import TrainConfig
+        from training.trainer import TrainConfig
         TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed, **opts)
         ll_config(args.n_layers, args.n_heads, args.d_model, args.d_mlp, args.seed, args.normalization)
         ioi_circuit.correspondence(args.n_layers, args.n_heads)
         if args.checkpoint is not None and Path(args.checkpoint).is_file():  # refused before any work
-            from cases.siit.trainer import load_checkpoint_file
+            from training.trainer import load_checkpoint_file
             load_checkpoint_file(args.checkpoint)
     except ValueError as err:
         raise UsageError(str(err)) from None
@@ -248,9 +248,9 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, kind: str = "
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     from cases.ioi.case import IOICase, evaluate_model, interchange_accuracy
-    from cases.siit.model_files import save_model_dir
+    from training.model_files import save_model_dir
 
-    from cases.siit.trainer import load_checkpoint_file
+    from training.trainer import load_checkpoint_file
 
     st = load_checkpoint_file(checkpoint, device)
     cfg = ll_config(seed=seed, normalization=normalization)

@@ -224,14 +224,14 @@ class TracrCase(Case):
     @property
     def models(self) -> tuple[str, ...]:
         """``tracr`` (compiled) plus every trained kind (siit, iit, natural) shipped for this case."""
-        from cases.siit.registry import available_models
+        from training.registry import available_models
 
         return ("tracr", *available_models(self.id))
 
     def model_ref(self, model: str | None = None, model_dir: str | None = None):
         """Where the model comes from and its weights' sha256, from files only (compiles nothing):
         the cache entry for ``tracr``, the shipped directory for a trained kind, or ``model_dir``."""
-        from cases.siit import registry
+        from training import registry
         from core.provenance import ModelRef, hash_files
 
         if model_dir is not None:
@@ -252,7 +252,7 @@ class TracrCase(Case):
 
     def load_dir(self, directory, device: str = "cpu"):
         """(model, ground truth) of a trained model directory of this case (``--model-dir``)."""
-        from cases.siit.registry import load_trained
+        from training.registry import load_trained
 
         return load_trained(self.id, device=device, directory=directory)
 
@@ -422,7 +422,7 @@ class TracrCase(Case):
     def load_model(self, model: str | None = None, device: str = "cpu") -> "HookedTransformer":
         model = self.resolve_model(model)
         if model != "tracr":
-            from cases.siit.registry import load_trained
+            from training.registry import load_trained
 
             return load_trained(self.id, model, device)[0]
         return self.compiled_model().model.to(device)
@@ -434,7 +434,7 @@ class TracrCase(Case):
 
         model = self.resolve_model(model)
         if model != "tracr":
-            from cases.siit.registry import trained_ground_truth
+            from training.registry import trained_ground_truth
 
             return trained_ground_truth(self.id, model)
         return without_constant_reads(self.compiled_model())

@@ -279,7 +279,7 @@ class CompiledModel:
         meta = json.loads((directory / META_FILE).read_text())
         if meta.get("schema") != 1:
             raise ValueError(f"{directory}: unsupported compiled-model schema {meta.get('schema')!r}")
-        from cases.siit.model_files import check_config
+        from training.model_files import check_config
 
         model = build_hooked_transformer(check_config(meta["config"], directory / META_FILE), device=device)
         if (directory / WEIGHTS_FILE).exists():

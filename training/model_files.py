@@ -195,7 +195,7 @@ def read_metadata(directory: str | Path) -> dict:
 
 
 def load_correspondence(directory: str | Path):
-    from cases.siit.correspondence import Correspondence
+    from training.correspondence import Correspondence
 
     p = Path(directory) / CORRESPONDENCE
     return Correspondence.from_json(json.loads(p.read_text())) if p.is_file() else None

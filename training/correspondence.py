@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from core import naming
+from core.naming import NodeLoc
 from core.circuit import Circuit
 
 # InterpBench's LL-size rule (interpbench.md §2.2 "LL" column): residual-compressed cases and ratios.
@@ -38,21 +39,6 @@ RESID_COMPRESSION_CASES = frozenset({"5", "18", "21", "25", "26", "29", "34", "3
 COMPRESSION_RATIO = {"5": 1.8, "18": 1.6, "21": 1.3, "25": 1.5, "34": 1.5, "35": 3, "36": 2.5, "37": 2.2,
                      "9": 2, "7": 1.5, "23": 1.5, "24": 1.2, "6": 1.2}
 DEFAULT_RATIO = 2.0
-
-
-@dataclass(frozen=True)
-class NodeLoc:
-    """Where a node's output lives: a hook name and, for per-head hooks, the head index (dim 2)."""
-
-    hook: str
-    head: int | None = None
-
-    def to_json(self) -> list:
-        return [self.hook, self.head]
-
-    @classmethod
-    def from_json(cls, x) -> "NodeLoc":
-        return cls(str(x[0]), None if x[1] is None else int(x[1]))
 
 
 def component_loc(node: str, head_hook: str = "attn.hook_result") -> NodeLoc:

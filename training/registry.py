@@ -1,6 +1,6 @@
 """Trained SIIT / IIT / natural models a case can load.
 
-Model directories live at ``<root>/<case>/<kind>/`` (see :mod:`cases.siit.model_files`). A model
+Model directories live at ``<root>/<case>/<kind>/`` (see :mod:`training.model_files`). A model
 *kind* (``--model siit``) always means the model shipped with the package (:data:`SHIPPED_DIR`): a
 locally trained model never stands in for it. Locally trained models are used only when asked for
 by directory (``--model-dir DIR``, :func:`explicit_ref`). ``train iit`` writes them under
@@ -14,10 +14,10 @@ import json
 import os
 from pathlib import Path
 
-from cases.siit.model_files import ARGS, CONFIG, GROUND_TRUTH, WEIGHTS, is_model_dir, load_model_dir
+from training.model_files import ARGS, CONFIG, GROUND_TRUTH, WEIGHTS, is_model_dir, load_model_dir
 from core.provenance import ModelRef, hash_files
 
-SHIPPED_DIR = Path(__file__).resolve().parent / "models"
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "cases" / "siit" / "models"  # the shipped models are case data
 KINDS = ("siit", "iit", "natural")
 LOCAL_ENV = "CIRCUIT_BENCH_MODELS"
 REQUIRED = (WEIGHTS, CONFIG, GROUND_TRUTH)

@@ -40,8 +40,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cases.siit.correspondence import Correspondence, NodeLoc
-from cases.siit.interventions import capture, patched_forward
+from training.correspondence import Correspondence, NodeLoc
+from core.patching import capture, patched_forward
 
 SAMPLING_MODES = ("individual", "sample_all", "all", "any_size")
 EARLY_STOP_CRITERIA = ("mean", "min", "min_joint")
