@@ -522,7 +522,8 @@ def _hook_layer(hook: str) -> int:
 # (so several interventions share one forward pass on a concatenated batch) and ``value`` the source
 # activation for those rows (the full hook tensor; the head index of ``loc`` picks dim 2).
 
-Patch = tuple[NodeLoc, slice, torch.Tensor]
+Value = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
+Patch = tuple[NodeLoc, slice, Value]
 
 
 def capture(model, tokens: torch.Tensor, hooks: Iterable[str], grad: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -538,9 +539,13 @@ def capture(model, tokens: torch.Tensor, hooks: Iterable[str], grad: bool = Fals
     return out, store
 
 
-def patched_forward(model, tokens: torch.Tensor, patches: Sequence[Patch]) -> torch.Tensor:
-    """The model's output on ``tokens`` with every patch applied (rows and head as in the patch)."""
-    by_hook: dict[str, list[tuple[int | None, slice, torch.Tensor]]] = {}
+def patched_forward(model, tokens: torch.Tensor, patches: Sequence[Patch], **run_kwargs) -> torch.Tensor:
+    """The model's output on ``tokens`` with every patch applied (rows and head as in the patch).
+
+    A patch's value is the source activation (the full hook tensor of those rows) or a function of the
+    current activation of those rows that returns their new value (e.g. a change at one position only).
+    ``run_kwargs`` go to the model's forward (e.g. ``start_at_layer``)."""
+    by_hook: dict[str, list[tuple[int | None, slice, Value]]] = {}
     for loc, rows, value in patches:
         by_hook.setdefault(loc.hook, []).append((loc.head, rows, value))
 
@@ -548,7 +553,11 @@ def patched_forward(model, tokens: torch.Tensor, patches: Sequence[Patch]) -> to
         def hook_fn(x, hook):
             x = x.clone()
             for head, rows, value in items:
-                if head is None:
+                if callable(value) and head is None:
+                    x[rows] = value(x[rows]).to(x.dtype)
+                elif callable(value):
+                    x[rows, :, head] = value(x[rows, :, head]).to(x.dtype)
+                elif head is None:
                     x[rows] = value.to(x.dtype)
                 else:
                     x[rows, :, head] = value[:, :, head].to(x.dtype)
@@ -556,8 +565,8 @@ def patched_forward(model, tokens: torch.Tensor, patches: Sequence[Patch]) -> to
         return hook_fn
 
     if not by_hook:
-        return model(tokens)
-    return model.run_with_hooks(tokens, fwd_hooks=[(h, make_hook(items)) for h, items in by_hook.items()])
+        return model(tokens, **run_kwargs)
+    return model.run_with_hooks(tokens, fwd_hooks=[(h, make_hook(items)) for h, items in by_hook.items()], **run_kwargs)
 
 
 def interchange(model, base: torch.Tensor, source: torch.Tensor, locs: Sequence[NodeLoc]) -> torch.Tensor:
