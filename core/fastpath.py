@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Callable
 import torch
 import torch.nn.functional as F
 
+from core import naming
+
 if TYPE_CHECKING:
     from transformer_lens import HookedTransformer
 
@@ -289,7 +291,7 @@ class FastForward:
             attn = block.attn
             # ---- attention: q/k/v inputs
             delta = delta_for(self.qkv_start[layer], 3 * H, self.s_attn[layer],
-                              [(f"blocks.{layer}.hook_{x}_input", H) for x in "qkv"])
+                              [(naming.act_name(f"{x}_input", layer), H) for x in naming.QKV])
             weights = ((attn.W_Q, attn.b_Q), (attn.W_K, attn.b_K), (attn.W_V, attn.b_V))
             qk_idx, vo_idx = self._head_dims(attn)
             W_O = attn.W_O if vo_idx is None else attn.W_O[:, vo_idx]
@@ -344,7 +346,7 @@ class FastForward:
             resid = resid + attn_out
             # ---- MLP
             if self.has_mlp:
-                delta = delta_for(self.mlp_start[layer], 1, self.s_mlp[layer], [(f"blocks.{layer}.hook_mlp_in", 1)])
+                delta = delta_for(self.mlp_start[layer], 1, self.s_mlp[layer], [(naming.act_name("mlp_in", layer), 1)])
                 x = resid if delta is None else resid + delta[:, 0]
                 x = self._normed(x, block.ln2)
                 out = self._mlp(block.mlp, x)
@@ -352,7 +354,7 @@ class FastForward:
                 resid = resid + out
         if stop_after_senders:
             return None
-        delta = delta_for(self.logits_start, 1, len(graph.senders), [(f"blocks.{self.L - 1}.hook_resid_post", 1)])
+        delta = delta_for(self.logits_start, 1, len(graph.senders), [(naming.act_name("resid_post", self.L - 1), 1)])
         x = resid if delta is None else resid + delta[:, 0]
         if self.norm is not None:
             x = self._normed(x, m.ln_final)

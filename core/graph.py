@@ -27,6 +27,13 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class Sender:
+    name: str           # "input", "pos", "a0.h1", "m0"
+    hook: str           # TransformerLens hook name of its output (naming.hook_of)
+    head: int | None    # index into the head dimension of the hook, for heads
+
+
+@dataclass(frozen=True)
 class Receiver:
     name: str           # "a1.h0<q>", "m1", "logits"
     node: str           # "a1.h0", "m1", "logits"
@@ -46,6 +53,7 @@ class Graph:
     senders: list[str] = field(init=False)
     receivers: list[Receiver] = field(init=False)
     edges: list[str] = field(init=False)
+    sender_records: list[Sender] = field(init=False)  # senders[i] with its hook and head
 
     def __post_init__(self) -> None:
         L, H = self.n_layers, self.n_heads
@@ -56,14 +64,18 @@ class Graph:
             for qkv in naming.QKV:
                 for h in range(H):
                     node = naming.head(layer, h)
-                    receivers.append(Receiver(f"{node}<{qkv}>", node, f"blocks.{layer}.hook_{qkv}_input", h, qkv, prefix))
+                    loc = naming.receiver_hook_of(node, L, qkv)
+                    receivers.append(Receiver(f"{node}<{qkv}>", node, loc.hook, loc.head, qkv, prefix))
             senders += [naming.head(layer, h) for h in range(H)]
             if self.has_mlp:
-                receivers.append(Receiver(naming.mlp(layer), naming.mlp(layer), f"blocks.{layer}.hook_mlp_in",
-                                          None, None, len(senders)))
-                senders.append(naming.mlp(layer))
-        receivers.append(Receiver(naming.LOGITS, naming.LOGITS, f"blocks.{L - 1}.hook_resid_post", None, None, len(senders)))
+                node = naming.mlp(layer)
+                receivers.append(Receiver(node, node, naming.receiver_hook_of(node, L).hook, None, None, len(senders)))
+                senders.append(node)
+        receivers.append(Receiver(naming.LOGITS, naming.LOGITS, naming.receiver_hook_of(naming.LOGITS, L).hook, None,
+                                  None, len(senders)))
         self.senders, self.receivers = senders, receivers
+        locs = [naming.hook_of(s, separate_pos=self.separate_pos) for s in senders]
+        self.sender_records = [Sender(s, loc.hook, loc.head) for s, loc in zip(senders, locs)]
         self.sender_index = {s: i for i, s in enumerate(senders)}
         self.receiver_index = {r.name: i for i, r in enumerate(receivers)}
 

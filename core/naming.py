@@ -102,3 +102,60 @@ class NodeLoc:
     @classmethod
     def from_json(cls, x) -> "NodeLoc":
         return cls(str(x[0]), None if x[1] is None else int(x[1]))
+
+
+# ---- hook names: TransformerLens's scheme (``transformer_lens.utils.get_act_name``), restated so that
+# the core never imports transformer_lens; tests/test_naming.py checks it against get_act_name.
+_ATTN_ACTS = frozenset({"q", "k", "v", "z", "result", "pattern", "attn_scores", "rot_q", "rot_k"})
+_MLP_ACTS = frozenset({"pre", "post", "mid", "pre_linear"})
+HEAD_OUTPUTS = ("result", "z")  # a head's output: per-head result (z W_O), or z (what it is linear in)
+
+
+def act_name(name: str, layer: int | None = None) -> str:
+    """The hook name of activation ``name`` in block ``layer`` (``act_name("q_input", 1)`` =
+    ``blocks.1.hook_q_input``, ``act_name("z", 2)`` = ``blocks.2.attn.hook_z``, ``act_name("embed")`` =
+    ``hook_embed``), as ``get_act_name`` spells it for its full (unaliased) names."""
+    prefix = "" if layer is None else f"blocks.{layer}."
+    if name in _ATTN_ACTS:
+        prefix += "attn."
+    elif name in _MLP_ACTS:
+        prefix += "mlp."
+    return f"{prefix}hook_{name}"
+
+
+def hook_of(node: str, head_output: str = "result", separate_pos: bool = False) -> NodeLoc:
+    """Where a sender node's output lives: ``input`` at ``blocks.0.hook_resid_pre`` (``hook_embed`` with
+    ``separate_pos``), ``pos`` at ``hook_pos_embed``, ``aL.hH`` at ``blocks.L.attn.hook_result`` head H
+    (``hook_z`` with ``head_output="z"``), ``mL`` at ``blocks.L.hook_mlp_out``."""
+    if node == INPUT:
+        return NodeLoc(act_name("embed") if separate_pos else act_name("resid_pre", 0))
+    if node == POS:
+        return NodeLoc(act_name("pos_embed"))
+    if m := _HEAD.match(node):
+        if head_output not in HEAD_OUTPUTS:
+            raise ValueError(f"head_output must be one of {HEAD_OUTPUTS}, got {head_output!r}")
+        return NodeLoc(act_name(head_output, int(m[1])), int(m[2]))
+    if m := _MLP.match(node):
+        return NodeLoc(act_name("mlp_out", int(m[1])))
+    raise ValueError(f"not a sender node: {node!r} (expected input, pos, aL.hH or mL)")
+
+
+def receiver_hook_of(node: str, n_layers: int, qkv: str | None = None) -> NodeLoc:
+    """Where a receiver reads its input: head ``aL.hH`` at ``blocks.L.hook_{qkv}_input`` head H, ``mL`` at
+    ``blocks.L.hook_mlp_in``, ``logits`` at ``blocks.{n_layers - 1}.hook_resid_post``."""
+    if m := _HEAD.match(node):
+        if qkv not in QKV:
+            raise ValueError(f"a head receiver needs qkv in {QKV}, got {qkv!r}")
+        return NodeLoc(act_name(f"{qkv}_input", int(m[1])), int(m[2]))
+    if qkv is not None:
+        raise ValueError(f"only head receivers take q/k/v: {node!r}")
+    if m := _MLP.match(node):
+        return NodeLoc(act_name("mlp_in", int(m[1])))
+    if node == LOGITS:
+        return NodeLoc(act_name("resid_post", n_layers - 1))
+    raise ValueError(f"not a receiver node: {node!r} (expected aL.hH, mL or logits)")
+
+
+def hook_layer(hook: str) -> int:
+    """The block a hook sits in (``blocks.3.attn.hook_result`` -> 3); -1 for the embeddings."""
+    return int(hook.split(".")[1]) if hook.startswith("blocks.") else -1

@@ -21,15 +21,17 @@ from __future__ import annotations
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
+import numpy as np
 import torch
 
-from core import metrics
+from core import metrics, naming
 from core.data import CaseData, OutputType
 from core.fastpath import FastForward, unsupported
 from core.graph import Graph
 from core.naming import NodeLoc
+from core.optimal_ablation import optimal_ablation
 
 if TYPE_CHECKING:
     from transformer_lens import HookedTransformer
@@ -50,16 +52,14 @@ class SenderGroup:
 
 
 def sender_groups(graph: Graph) -> list[SenderGroup]:
-    groups = []
-    if graph.separate_pos:
-        groups += [SenderGroup("hook_embed", 0, 1, False), SenderGroup("hook_pos_embed", 1, 1, False)]
-    else:
-        groups.append(SenderGroup("blocks.0.hook_resid_pre", 0, 1, False))
-    for layer in range(graph.n_layers):
-        groups.append(SenderGroup(f"blocks.{layer}.attn.hook_result", graph.sender_index[f"a{layer}.h0"],
-                                  graph.n_heads, True))
-        if graph.has_mlp:
-            groups.append(SenderGroup(f"blocks.{layer}.hook_mlp_out", graph.sender_index[f"m{layer}"], 1, False))
+    """The graph's senders grouped by the hook that writes them (a layer's heads share one)."""
+    groups: list[SenderGroup] = []
+    for i, r in enumerate(graph.sender_records):
+        g = groups[-1] if groups else None
+        if g is not None and g.hook == r.hook:
+            groups[-1] = SenderGroup(g.hook, g.start, g.size + 1, g.per_head)
+        else:
+            groups.append(SenderGroup(r.hook, i, 1, r.head is not None))
     return groups
 
 
@@ -117,7 +117,6 @@ class PatchEngine:
                 self.ablated = [a.mean(0, keepdim=True) for a in clean_acts]
                 self.corrupted_logits = None
             elif ablation == "optimal":  # learned per-sender constants (core/optimal_ablation.py), held like means
-                from core.optimal_ablation import optimal_ablation
                 self.ablated, self._abl_z, self.ablation_info = optimal_ablation(self)
                 self.corrupted_logits = None
             else:
@@ -125,29 +124,28 @@ class PatchEngine:
                 self.corrupted_logits = None
 
     # ---- plain runs ---------------------------------------------------------------------------------
-    def corrupted_run_hooks(self) -> list:
-        """Hooks of the corrupted run: position scrambling when the data asks for it."""
+    def corrupted_run_patches(self) -> list[Patch]:
+        """Site patches of the corrupted run: position scrambling when the data asks for it."""
         pos = self.data.corrupted_pos
         if pos is None:
             return []
-        pos = pos.to(self.device)
-        return [("hook_pos_embed", lambda x, hook: self.model.W_pos[pos].to(x.dtype))]
+        return [(NodeLoc(naming.act_name("pos_embed")), slice(None), self.model.W_pos[pos.to(self.device)])]
 
-    def sender_activations(self, tokens: torch.Tensor, return_logits: bool = False, fwd_hooks=(),
+    def corrupted_run_hooks(self) -> list:
+        """:meth:`corrupted_run_patches` as TransformerLens forward hooks."""
+        return _patch_hooks(self.corrupted_run_patches())
+
+    def sender_activations(self, tokens: torch.Tensor, return_logits: bool = False, patches: Sequence[Patch] = (),
                            corrupted_pos: bool = False):
-        """Each sender group's output ``[n, pos, size, d]`` on ``tokens`` (no patching).
-        ``corrupted_pos``: with the data's position scrambling (:meth:`corrupted_run_hooks`)."""
-        if self.fast is not None and not fwd_hooks:
+        """Each sender group's output ``[n, pos, size, d]`` on ``tokens`` (no edge patching; ``patches``
+        applied first). ``corrupted_pos``: with the data's position scrambling (:meth:`corrupted_run_patches`)."""
+        if self.fast is not None and not patches:
             pos = self.data.corrupted_pos if corrupted_pos else None
             out, logits = self._fast_plain(tokens, None if pos is None else self.model.W_pos[pos.to(self.device)])
             return (out, logits) if return_logits else out
-        fwd_hooks = list(fwd_hooks) + (self.corrupted_run_hooks() if corrupted_pos else [])
-        acts: dict[str, torch.Tensor] = {}
-
-        def save(x, hook):
-            acts[hook.name] = x
-        # hooks that change values first, so the saved senders see them (hook_pos_embed is a sender)
-        logits = self.model.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks) + [(g.hook, save) for g in self.senders])
+        patches = list(patches) + (self.corrupted_run_patches() if corrupted_pos else [])
+        # patches first, so the saved senders see them (hook_pos_embed is a sender)
+        logits, acts = capture(self.model, tokens, [g.hook for g in self.senders], patches=patches)
         out = [_as_senders(acts[g.hook], g.per_head) for g in self.senders]
         return (out, logits) if return_logits else out
 
@@ -309,7 +307,7 @@ class PatchEngine:
         ablated_z = self._ablated_z()
         hooks = []
         for gi, g in enumerate(self.senders):
-            hook = g.hook.replace("attn.hook_result", "attn.hook_z") if g.per_head else g.hook
+            hook = naming.act_name("z", naming.hook_layer(g.hook)) if g.per_head else g.hook
             ablated = ablated_z[hook] if g.per_head else self.ablated[gi]
 
             def sender_hook(x, hook, g=g, ablated=ablated):
@@ -331,16 +329,12 @@ class PatchEngine:
     def _ablated_z(self) -> dict[str, torch.Tensor]:
         """The ablated value of every ``blocks.l.attn.hook_z`` ``[n or 1, pos, head, d_head]`` (cached)."""
         if "_abl_z" not in self.__dict__:
-            names = [f"blocks.{layer}.attn.hook_z" for layer in range(self.graph.n_layers)]
-            saved: dict[str, torch.Tensor] = {}
-
-            def save(x, hook):
-                saved[hook.name] = x.detach()
+            names = [naming.act_name("z", layer) for layer in range(self.graph.n_layers)]
             if self.ablation == "corrupted":
-                self.model.run_with_hooks(self.data.corrupted.to(self.device),
-                                          fwd_hooks=[(h, save) for h in names] + self.corrupted_run_hooks())
+                _, saved = capture(self.model, self.data.corrupted.to(self.device), names,
+                                   patches=self.corrupted_run_patches())
             else:
-                self.model.run_with_hooks(self.clean, fwd_hooks=[(h, save) for h in names])
+                _, saved = capture(self.model, self.clean, names)
                 keep = (lambda z: z.mean(0, keepdim=True)) if self.ablation == "mean" else (lambda z: torch.zeros_like(z[:1]))
                 saved = {h: keep(z) for h, z in saved.items()}
             self._abl_z = saved
@@ -393,7 +387,7 @@ class PatchEngine:
         # Sender groups whose hook sits before block `layer` never fire: feed their clean outputs to
         # their sender hooks by hand (in sender order, as the receivers expect).
         for (_, sender_hook), g, clean in zip(hooks, self.senders, self.clean_acts):
-            if _hook_layer(g.hook) >= layer:
+            if naming.hook_layer(g.hook) >= layer:
                 break
             x = clean if g.per_head else clean[..., 0, :]
             sender_hook(x.repeat(K, *([1] * (x.dim() - 1))), None)
@@ -409,7 +403,7 @@ class PatchEngine:
         if layer not in cache:
             if "_clean_fast" not in self.__dict__:
                 self._clean_fast = self._layout(self.clean_acts)
-            cache[layer] = [a - c for a, c, g in zip(abl, self._clean_fast, self.senders) if _hook_layer(g.hook) < layer]
+            cache[layer] = [a - c for a, c, g in zip(abl, self._clean_fast, self.senders) if naming.hook_layer(g.hook) < layer]
         return cache[layer]
 
     @torch.no_grad()
@@ -429,7 +423,7 @@ class PatchEngine:
         cache = self.__dict__
         if "_edge_layers" not in cache:
             e, _, r = self.slots.unbind(1)
-            r_layer = torch.tensor([_hook_layer(rc.hook) for rc in self.graph.receivers], device=self.device)
+            r_layer = torch.tensor([naming.hook_layer(rc.hook) for rc in self.graph.receivers], device=self.device)
             out = torch.full((self.graph.n_edges,), self.graph.n_layers, dtype=torch.long, device=self.device)
             cache["_edge_layers"] = out.scatter_reduce(0, e, r_layer[r], reduce="amin")
         return cache["_edge_layers"]
@@ -438,7 +432,7 @@ class PatchEngine:
         cache = self.__dict__.setdefault("_below_cache", {})
         if layer not in cache:
             e, _, r = self.slots.unbind(1)
-            r_layer = torch.tensor([_hook_layer(rc.hook) for rc in self.graph.receivers], device=self.device)
+            r_layer = torch.tensor([naming.hook_layer(rc.hook) for rc in self.graph.receivers], device=self.device)
             below = torch.zeros(self.graph.n_edges, dtype=torch.bool, device=self.device)
             below[e[r_layer[r] < layer]] = True
             cache[layer] = below
@@ -454,13 +448,8 @@ class PatchEngine:
                           stop_after_senders=True)
             cache.update((i, r[0].detach()) for i, r in enumerate(resids))
         if layer not in cache:
-            saved = {}
-
-            def save(x, hook):
-                saved["x"] = x
-            self.model.run_with_hooks(self.clean, fwd_hooks=[(f"blocks.{layer}.hook_resid_pre", save)],
-                                      stop_at_layer=layer + 1)
-            cache[layer] = saved["x"].detach()
+            _, saved = capture(self.model, self.clean, [naming.act_name("resid_pre", layer)], stop_at_layer=layer + 1)
+            cache[layer] = saved[naming.act_name("resid_pre", layer)]
         return cache[layer]
 
     # ---- attribution primitives ------------------------------------------------------------------------
@@ -506,9 +495,6 @@ class PatchEngine:
             self.model.train(was)
 
 
-def _hook_layer(hook: str) -> int:
-    """The block a hook sits in (``blocks.3.attn.hook_result`` -> 3); -1 for the embeddings."""
-    return int(hook.split(".")[1]) if hook.startswith("blocks.") else -1
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -526,25 +512,8 @@ Value = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
 Patch = tuple[NodeLoc, slice, Value]
 
 
-def capture(model, tokens: torch.Tensor, hooks: Iterable[str], grad: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """(output, {hook name: activation}) of one forward pass; activations are detached unless ``grad``."""
-    store: dict[str, torch.Tensor] = {}
-
-    def save(x, hook):
-        store[hook.name] = x if grad else x.detach()
-
-    names = sorted(set(hooks))
-    with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
-        out = model.run_with_hooks(tokens, fwd_hooks=[(n, save) for n in names])
-    return out, store
-
-
-def patched_forward(model, tokens: torch.Tensor, patches: Sequence[Patch], **run_kwargs) -> torch.Tensor:
-    """The model's output on ``tokens`` with every patch applied (rows and head as in the patch).
-
-    A patch's value is the source activation (the full hook tensor of those rows) or a function of the
-    current activation of those rows that returns their new value (e.g. a change at one position only).
-    ``run_kwargs`` go to the model's forward (e.g. ``start_at_layer``)."""
+def _patch_hooks(patches: Sequence[Patch]) -> list:
+    """TransformerLens forward hooks applying the patches (rows and head as in each patch)."""
     by_hook: dict[str, list[tuple[int | None, slice, Value]]] = {}
     for loc, rows, value in patches:
         by_hook.setdefault(loc.hook, []).append((loc.head, rows, value))
@@ -564,9 +533,34 @@ def patched_forward(model, tokens: torch.Tensor, patches: Sequence[Patch], **run
             return x
         return hook_fn
 
-    if not by_hook:
+    return [(h, make_hook(items)) for h, items in by_hook.items()]
+
+
+def capture(model, tokens: torch.Tensor, hooks: Iterable[str], grad: bool = False,
+            patches: Sequence[Patch] = (), **run_kwargs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(output, {hook name: activation}) of one forward pass; activations are detached unless ``grad``.
+    ``patches`` are applied first (a captured hook that is also patched gives its patched value);
+    ``run_kwargs`` go to the model's forward (e.g. ``stop_at_layer``)."""
+    store: dict[str, torch.Tensor] = {}
+
+    def save(x, hook):
+        store[hook.name] = x if grad else x.detach()
+
+    names = sorted(set(hooks))
+    with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+        out = model.run_with_hooks(tokens, fwd_hooks=_patch_hooks(patches) + [(n, save) for n in names], **run_kwargs)
+    return out, store
+
+
+def patched_forward(model, tokens: torch.Tensor, patches: Sequence[Patch], **run_kwargs) -> torch.Tensor:
+    """The model's output on ``tokens`` with every patch applied (rows and head as in the patch).
+
+    A patch's value is the source activation (the full hook tensor of those rows) or a function of the
+    current activation of those rows that returns their new value (e.g. a change at one position only).
+    ``run_kwargs`` go to the model's forward (e.g. ``start_at_layer``)."""
+    if not patches:
         return model(tokens, **run_kwargs)
-    return model.run_with_hooks(tokens, fwd_hooks=[(h, make_hook(items)) for h, items in by_hook.items()], **run_kwargs)
+    return model.run_with_hooks(tokens, fwd_hooks=_patch_hooks(patches), **run_kwargs)
 
 
 def interchange(model, base: torch.Tensor, source: torch.Tensor, locs: Sequence[NodeLoc]) -> torch.Tensor:
@@ -574,3 +568,58 @@ def interchange(model, base: torch.Tensor, source: torch.Tensor, locs: Sequence[
     _, cache = capture(model, source, [loc.hook for loc in locs])
     rows = slice(0, base.shape[0])
     return patched_forward(model, base, [(loc, rows, cache[loc.hook]) for loc in locs])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Strict accuracy: the one definition (SIIT training metrics, ``eval iit``)
+# ---------------------------------------------------------------------------------------------------
+Agree = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (outputs [n, seq, d], targets [n, seq]) -> bool
+
+
+@dataclass(frozen=True)
+class StrictAccuracy:
+    """Per non-circuit node, the fraction of scored outputs that still agree with the base target when
+    that node's output alone is interchanged from the source input; ``joint``: every one at once
+    (per-node strictness does not imply it). With no node every value is 1.0."""
+
+    per_node: dict[str, float]
+    joint: float
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(list(self.per_node.values()))) if self.per_node else 1.0
+
+    @property
+    def min(self) -> float:
+        return min(self.per_node.values(), default=1.0)
+
+
+@torch.no_grad()
+def strict_accuracy(model, base: torch.Tensor, source: torch.Tensor | Mapping[str, torch.Tensor],
+                    locs: Mapping[str, NodeLoc], agree: Agree, target: torch.Tensor, scored: torch.Tensor,
+                    chunk: int = 1024) -> StrictAccuracy:
+    """:class:`StrictAccuracy` of ``model`` on the pairs ``(base[i], source[i])``, for the nodes ``locs``
+    (name -> location; the non-circuit nodes). ``target`` ``[n, seq]``: the base run's expected outputs,
+    ``scored`` ``[n, seq]``: the positions that count, ``agree(outputs, target)``: where an output counts
+    as the target's. ``source``: the source tokens, or their activations already captured
+    ``{hook: [n, ...]}`` (e.g. under a patch of the source run). Pairs run ``chunk`` at a time."""
+    per_node = {n: [0.0, 0.0] for n in locs}
+    joint = [0.0, 0.0]
+    hooks = sorted({loc.hook for loc in locs.values()})
+    for i in range(0, base.shape[0], chunk):
+        b, t, m = base[i:i + chunk], target[i:i + chunk], scored[i:i + chunk]
+        if isinstance(source, Mapping):
+            cache = {h: source[h][i:i + chunk] for h in hooks}
+        else:
+            cache = capture(model, source[i:i + chunk], hooks)[1] if hooks else {}
+        rows = slice(0, b.shape[0])
+        for n, loc in locs.items():
+            o = patched_forward(model, b, [(loc, rows, cache[loc.hook])])
+            per_node[n][0] += float((agree(o, t) & m).sum())
+            per_node[n][1] += float(m.sum())
+        if locs:
+            o = patched_forward(model, b, [(loc, rows, cache[loc.hook]) for loc in locs.values()])
+            joint[0] += float((agree(o, t) & m).sum())
+            joint[1] += float(m.sum())
+    frac = lambda a: a[0] / a[1] if a[1] else 1.0  # noqa: E731
+    return StrictAccuracy({n: frac(v) for n, v in per_node.items()}, frac(joint))

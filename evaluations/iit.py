@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -34,7 +35,8 @@ import torch
 
 from core import metrics
 from core.circuit import Circuit
-from core.naming import INPUT, POS
+from core.naming import INPUT, POS, NodeLoc
+from core.patching import PatchEngine, StrictAccuracy, capture, strict_accuracy
 from evaluations._common import atomic_write, finite
 
 ABLATION_NAMES = {"corrupted": "resample", "mean": "mean", "zero": "zero"}
@@ -69,6 +71,24 @@ def _accuracy(engine, logits: torch.Tensor, labels: torch.Tensor, atol: float) -
 def _frac(x: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
     w = where.float()
     return (x.float() * w).sum((-2, -1)) / w.sum() if w.sum() > 0 else torch.full(x.shape[:-2], math.nan)
+
+
+def resample_strict_accuracy(engine, nodes: Sequence[str], atol: float = 0.05) -> StrictAccuracy:
+    """:func:`core.patching.strict_accuracy` of ``nodes`` on the engine's pairs: base = the clean
+    inputs, source = the corrupted ones (their run as the engine's, position scrambling included),
+    target = the clean labels on the scored positions."""
+    labels = engine.data.clean_labels.to(engine.device)
+    locs = {r.name: NodeLoc(r.hook, r.head) for r in engine.graph.sender_records if r.name in set(nodes)}
+    _, source = capture(engine.model, engine.data.corrupted.to(engine.device), [loc.hook for loc in locs.values()],
+                        patches=engine.corrupted_run_patches())
+    if engine.output_type == "numerical":
+        scored = engine.mask & ~torch.isnan(labels)
+        agree = lambda out, t: (out[..., 0] - t).abs() < atol  # noqa: E731  (outputs [n, seq, 1])
+    else:
+        scored = engine.mask & (labels != metrics.IGNORE)
+        agree = lambda out, t: out.argmax(-1) == t  # noqa: E731
+    return strict_accuracy(engine.model, engine.clean, source, locs, agree, labels, scored,
+                           chunk=engine.clean.shape[0])
 
 
 def model_accuracy(engine, atol: float = 0.05) -> float:
@@ -123,8 +143,6 @@ def iit_report(model, graph, data, output_type: str, truth: Circuit,
 
     ``engines``: ready :class:`core.patching.PatchEngine` objects by ablation (built if missing).
     """
-    from core.patching import PatchEngine
-
     engines = dict(engines or {})
     for a in ablations:
         if a not in ABLATION_NAMES:
@@ -147,8 +165,8 @@ def iit_report(model, graph, data, output_type: str, truth: Circuit,
                 row["resample_accuracy"] = e["accuracy"]
                 row["iia"] = e["iia"] if row["status"] == "in_circuit" else math.nan
         if a == "corrupted":
-            outside = [r["resample_accuracy"] for r in rows if r["status"] == "not_in_circuit"]
-            strict = sum(outside) / len(outside) if outside else 1.0
+            strict = resample_strict_accuracy(engines[a], [r["node"] for r in rows if r["status"] == "not_in_circuit"],
+                                              atol).mean
             if hl_intervene is not None:
                 vals = [r["iia"] for r in rows if r["status"] == "in_circuit"]
                 iia = sum(vals) / len(vals) if vals else math.nan
@@ -185,8 +203,6 @@ def to_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
 
 def to_json(doc: Any, path: str | os.PathLike) -> Path:
     """Write a JSON document (NaN -> null), atomically."""
-    import json
-
     doc = doc.to_json() if hasattr(doc, "to_json") else finite(doc)
     text = json.dumps(doc, indent=1, allow_nan=False) + "\n"
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))

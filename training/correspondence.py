@@ -41,15 +41,12 @@ COMPRESSION_RATIO = {"5": 1.8, "18": 1.6, "21": 1.3, "25": 1.5, "34": 1.5, "35":
 DEFAULT_RATIO = 2.0
 
 
-def component_loc(node: str, head_hook: str = "attn.hook_result") -> NodeLoc:
-    """The location of a graph node (``a1.h0`` / ``m0``) in a HookedTransformer."""
-    layer, kind = naming.node_layer(node)
-    if naming.is_head(node):
-        h = int(node.split(".h")[1])
-        return NodeLoc(f"blocks.{layer}.{head_hook}", h)
-    if kind == 1:
-        return NodeLoc(f"blocks.{layer}.hook_mlp_out", None)
-    raise ValueError(f"{node!r} is not a head or an MLP")
+def component_loc(node: str, head_output: str = "result") -> NodeLoc:
+    """The location of a graph node (``a1.h0`` / ``m0``) in a HookedTransformer (:func:`core.naming.hook_of`;
+    ``head_output``: ``result`` or ``z``)."""
+    if node in (naming.INPUT, naming.POS, naming.LOGITS):
+        raise ValueError(f"{node!r} is not a head or an MLP")
+    return naming.hook_of(node, head_output)
 
 
 def ll_components(n_layers: int, n_heads: int, has_mlp: bool = True) -> list[str]:
@@ -209,11 +206,12 @@ def hl_components(component_of: Mapping[str, Iterable[str]]) -> list[str]:
 
 def tracr_correspondence(component_of: Mapping[str, Iterable[str]], ll_n_layers: int, ll_n_heads: int,
                          layer_map: Mapping[int, int] | None = None, head_map: Mapping[str, int] | None = None,
-                         hl_head_hook: str = "attn.hook_result", ll_head_hook: str = "attn.hook_z") -> Correspondence:
+                         hl_head_output: str = "result", ll_head_output: str = "z") -> Correspondence:
     """The correspondence for a compiled Tracr model (see the module docstring).
 
     ``layer_map``: HL layer -> LL layer (default identity; must be increasing). ``head_map``:
-    HL head name -> LL head index (default: the same index).
+    HL head name -> LL head index (default: the same index). ``hl_head_output``/``ll_head_output``:
+    where heads are patched in each model, ``result`` or ``z`` (:func:`core.naming.hook_of`).
     """
     nodes = hl_components(component_of)
     hl_layers = sorted({naming.node_layer(n)[0] for n in nodes})
@@ -235,8 +233,8 @@ def tracr_correspondence(component_of: Mapping[str, Iterable[str]], ll_n_layers:
             mapping[n] = (naming.head(ll_layer, h),)
         else:
             mapping[n] = (naming.mlp(ll_layer),)
-    hl_locs = {n: component_loc(n, hl_head_hook) for n in nodes}
-    ll_locs = {n: component_loc(n, ll_head_hook) for n in ll_components(ll_n_layers, ll_n_heads)}
+    hl_locs = {n: component_loc(n, hl_head_output) for n in nodes}
+    ll_locs = {n: component_loc(n, ll_head_output) for n in ll_components(ll_n_layers, ll_n_heads)}
     return Correspondence(hl_locs=hl_locs, mapping=mapping, ll_locs=ll_locs,
                           meta={"layer_map": {str(k): v for k, v in layer_map.items()},
                                 "head_map": head_map, "kind": "tracr"})

@@ -40,8 +40,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.patching import capture, patched_forward, strict_accuracy
+from core.results import write_atomic
 from training.correspondence import Correspondence, NodeLoc
-from core.patching import capture, patched_forward
 
 SAMPLING_MODES = ("individual", "sample_all", "all", "any_size")
 EARLY_STOP_CRITERIA = ("mean", "min", "min_joint")
@@ -396,8 +397,6 @@ class SIITTrainer:
         b_idx, s_idx = eval_pairs(len(d), max_pairs or self.cfg.eval_pairs, self.cfg.seed)
         chunk = 1024
         node_iia = {n: [0.0, 0.0] for n in self.hl_nodes}
-        node_strict = {n: [0.0, 0.0] for n in self.non_circuit}
-        joint = [0.0, 0.0]  # every non-circuit node resampled at once
         acc = [0.0, 0.0]
         for i in range(0, len(b_idx), chunk):
             bi, si = b_idx[i:i + chunk], s_idx[i:i + chunk]
@@ -405,40 +404,34 @@ class SIITTrainer:
             mask, target = d.mask[bi].to(self.device), targets[bi].to(self.device)
             iit_mask = self.data.iit_mask(mask, d.mask[si].to(self.device))
             rows = slice(0, base.shape[0])
-            _, ll_cache = capture(self.ll, source, [loc.hook for loc in self.corr.ll_locs.values()])
+            iit_locs = {n: self._ll_locs(self.corr.mapping[n]) for n in self.hl_nodes}
+            _, ll_cache = capture(self.ll, source, [loc.hook for locs in iit_locs.values() for loc in locs])
             out = self.ll(base)
             scored = self._scored(mask, target)
             acc[0] += float((self.agree(out, target) & scored).sum())
             acc[1] += float(scored.sum())
             for n in self.hl_nodes:
                 hl_t = self._hl_interchange_target(base, source, n)
-                locs = self._ll_locs(self.corr.mapping[n])
-                o = patched_forward(self.ll, base, [(loc, rows, ll_cache[loc.hook]) for loc in locs])
+                o = patched_forward(self.ll, base, [(loc, rows, ll_cache[loc.hook]) for loc in iit_locs[n]])
                 scored_t = self._scored(iit_mask, hl_t)
                 node_iia[n][0] += float((self.agree(o, hl_t) & scored_t).sum())
                 node_iia[n][1] += float(scored_t.sum())
-            for n in self.non_circuit:
-                loc = self.corr.ll_locs[n]
-                o = patched_forward(self.ll, base, [(loc, rows, ll_cache[loc.hook])])
-                node_strict[n][0] += float((self.agree(o, target) & scored).sum())
-                node_strict[n][1] += float(scored.sum())
-            if self.non_circuit:
-                o = patched_forward(self.ll, base, [(loc, rows, ll_cache[loc.hook]) for loc in self._ll_locs(self.non_circuit)])
-                joint[0] += float((self.agree(o, target) & scored).sum())
-                joint[1] += float(scored.sum())
+        base, source = d.tokens[b_idx].to(self.device), d.tokens[s_idx].to(self.device)
+        target = targets[b_idx].to(self.device)
+        strict = strict_accuracy(self.ll, base, source, {n: self.corr.ll_locs[n] for n in self.non_circuit},
+                                 self.agree, target, self._scored(d.mask[b_idx].to(self.device), target), chunk=chunk)
         frac = lambda a: a[0] / a[1] if a[1] else 1.0  # noqa: E731
         iia = {n: frac(v) for n, v in node_iia.items()}
-        strict = {n: frac(v) for n, v in node_strict.items()}
         res: dict[str, Any] = {"iia": float(np.mean(list(iia.values()))) if iia else 1.0,
                                "accuracy": frac(acc),
-                               "strict_accuracy": float(np.mean(list(strict.values()))) if strict else 1.0,
+                               "strict_accuracy": strict.mean,
                                "iia_min": min(iia.values(), default=1.0),
-                               "strict_accuracy_min": min(strict.values(), default=1.0),
-                               "strict_accuracy_joint": frac(joint),
+                               "strict_accuracy_min": strict.min,
+                               "strict_accuracy_joint": strict.joint,
                                "n_pairs": int(len(b_idx))}
         if per_node:
             res["iia_per_node"] = iia
-            res["strict_accuracy_per_node"] = strict
+            res["strict_accuracy_per_node"] = dict(strict.per_node)
         return res
 
     def score(self, metrics: dict) -> float:
@@ -517,8 +510,6 @@ class SIITTrainer:
                 "cpu_seconds": self.cpu_seconds}
 
     def save_checkpoint(self, path: str | Path) -> None:
-        from core.results import write_atomic
-
         buf = io.BytesIO()
         torch.save(self.state(), buf)
         write_atomic(path, buf.getvalue())

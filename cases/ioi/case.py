@@ -23,11 +23,16 @@ import torch
 
 from core.circuit import Circuit
 from core.data import CaseData
+from core.graph import Graph
 from core.metrics import IGNORE, accuracy, kl_divergence, logit_diff
+from core.patching import PatchEngine, interchange
 from core.protocols import Case
+from training import registry
+from training.model_files import WEIGHTS, is_model_dir, load_model_dir
 
 from cases.ioi import circuit as ioi_circuit
 from cases.ioi.data import CORRUPTIONS, FAMILIES, SEQ_LEN, build_tokenizer, corrupt, encode, last_position_labels, sample_prompts
+from cases.ioi.tokenizer import WordTokenizer
 
 if TYPE_CHECKING:
     from transformer_lens import HookedTransformer
@@ -58,9 +63,6 @@ class IOICase(Case):
 
     def model_ref(self, model: str | None = None, model_dir: str | None = None):
         """The shipped model of ``model`` (a kind), or the directory ``model_dir``; weights and tokenizer hashed."""
-        from training import registry
-        from training.model_files import WEIGHTS
-
         weights = (WEIGHTS, TOKENIZER_FILE)
         if model_dir is not None:
             return registry.explicit_ref(self.id, model_dir, model, weights=weights)
@@ -73,9 +75,6 @@ class IOICase(Case):
     @staticmethod
     def load_dir(directory: str | Path, device: str = "cpu") -> tuple["HookedTransformer", Circuit]:
         """(model with the graph hooks on, ground truth) from a model directory; checks its tokenizer."""
-        from cases.ioi.tokenizer import WordTokenizer
-        from training.model_files import load_model_dir
-
         d = Path(directory)
         model, truth = load_model_dir(d, device=device)
         tok_file = d / TOKENIZER_FILE
@@ -140,10 +139,7 @@ class IOICase(Case):
 
 def _trained() -> dict[str, str]:
     """Locally trained IOI models (``train ioi``'s default output), loaded only with ``--model-dir``."""
-    from training.model_files import is_model_dir
-    from training.registry import local_dir
-
-    root = local_dir() / "ioi"
+    root = registry.local_dir() / "ioi"
     return {k: str(root / k) for k in IOICase.models if is_model_dir(root / k)}
 
 
@@ -161,9 +157,6 @@ def evaluate_model(model: "HookedTransformer", data: CaseData, truth: Circuit | 
     ``no_name_mover_*`` the same with ``a4.h1`` removed from the full graph (``node_edge_mask`` of
     every other node) and from the ground truth.
     """
-    from core.graph import Graph
-    from core.patching import PatchEngine
-
     truth = truth or ioi_circuit.ground_truth()
     graph = Graph.from_model(model)
     engine = PatchEngine(model, graph, data, "categorical", ablation="corrupted")
@@ -203,8 +196,7 @@ def interchange_accuracy(model: "HookedTransformer", base: torch.Tensor, source:
     """IIA per HL node: the fraction of (base, source) rows where the LL with the node's LL component
     taken from ``source`` gives the HL's answer under the same interchange (last position; rows where
     the HL answer is undefined are skipped). Keys are the semantic HL names."""
-    from cases.ioi.hl_model import build_hl_model, hl_labels
-    from core.patching import interchange
+    from cases.ioi.hl_model import build_hl_model, hl_labels  # the HL model module imports transformer_lens
 
     corr = ioi_circuit.correspondence(model.cfg.n_layers, model.cfg.n_heads)
     hl = build_hl_model()

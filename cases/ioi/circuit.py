@@ -36,7 +36,20 @@ from __future__ import annotations
 
 from core import naming
 from core.circuit import Circuit
+from training.correspondence import Correspondence, NodeLoc, component_loc, ll_components
 
+# HL node name -> hook name in the HL model (cases/ioi/hl_model.py; the SIIT correspondence uses these).
+HL_NODES: dict[str, str] = {
+    "input": "hook_input",
+    "duplicate": "hook_duplicate",
+    "s_inhibition": "hook_s_inhibition",
+    "name_mover": "hook_name_mover",
+}
+# HL edges (sender -> receiver) of the causal graph.
+HL_EDGES: tuple[tuple[str, str], ...] = (
+    ("input", "duplicate"), ("input", "s_inhibition"), ("input", "name_mover"),
+    ("duplicate", "s_inhibition"), ("s_inhibition", "name_mover"), ("name_mover", "output"),
+)
 CIRCUIT_NODES: dict[str, str] = {  # HL node -> LL node
     "input": "m0",
     "duplicate": "a1.h1",
@@ -65,8 +78,6 @@ def ground_truth() -> Circuit:
 
 def hl_graph() -> dict:
     """The HL nodes and edges with their LL names (for ``cases show``)."""
-    from cases.ioi.hl_model import HL_EDGES, HL_NODES
-
     return {"nodes": {k: {"hook": v, "ll": CIRCUIT_NODES.get(k, LOGITS)} for k, v in HL_NODES.items()},
             "edges": [f"{s}->{r}" for s, r in HL_EDGES]}
 
@@ -78,13 +89,10 @@ def correspondence(n_layers: int = 6, n_heads: int = 4):
     the roles (``input``, ``a1.h1``, ``a2.h1``, ``a4.h1``); ``meta["hl_names"]`` gives the semantic
     names (duplicate, s_inhibition, name_mover) and the HL hooks are in ``hl_locs``.
     """
-    from cases.ioi.hl_model import HL_NODES
-    from training.correspondence import Correspondence, NodeLoc, component_loc, ll_components
-
     if n_layers < 5 or n_heads < 2:
         raise ValueError(f"the IOI circuit needs >= 5 layers and >= 2 heads (a4.h1), got {n_layers} x {n_heads}")
     key = {hl: (INPUT if hl == "input" else ll) for hl, ll in CIRCUIT_NODES.items()}
-    ll_locs = {n: component_loc(n, "attn.hook_z") for n in ll_components(n_layers, n_heads)}
+    ll_locs = {n: component_loc(n, "z") for n in ll_components(n_layers, n_heads)}
     return Correspondence(hl_locs={key[k]: NodeLoc(HL_NODES[k]) for k in CIRCUIT_NODES},
                           mapping={key[k]: (v,) for k, v in CIRCUIT_NODES.items()}, ll_locs=ll_locs,
                           meta={"kind": "ioi", "hl_names": {key[k]: k for k in CIRCUIT_NODES}})

@@ -39,22 +39,10 @@ from typing import Iterable
 import torch
 from transformer_lens.hook_points import HookedRootModule, HookPoint
 
+from cases.ioi.circuit import HL_EDGES, HL_NODES  # noqa: F401  (HL node -> hook name; defined with the correspondence)
+
 NAME_SCORE, INHIBIT_SCORE = 10.0, -15.0
 IGNORE = -100
-
-# HL node name -> hook name (the SIIT correspondence uses these).
-HL_NODES: dict[str, str] = {
-    "input": "hook_input",
-    "duplicate": "hook_duplicate",
-    "s_inhibition": "hook_s_inhibition",
-    "name_mover": "hook_name_mover",
-}
-# HL edges (sender -> receiver) of the causal graph.
-HL_EDGES: tuple[tuple[str, str], ...] = (
-    ("input", "duplicate"), ("input", "s_inhibition"), ("input", "name_mover"),
-    ("duplicate", "s_inhibition"), ("s_inhibition", "name_mover"), ("name_mover", "output"),
-)
-
 
 def duplicate_index(tokens: torch.Tensor) -> torch.Tensor:
     """``[b, s]``: index of the most recent earlier position holding the same token, else -1."""

@@ -10,8 +10,9 @@ from typing import Any
 import torch
 
 from core.circuit import Circuit
+from training import model_files, registry
 from training.correspondence import Correspondence, ll_config, tracr_correspondence
-from training.trainer import SIITData, split_disjoint
+from training.trainer import SIITData, SIITTrainer, TrainConfig, split_disjoint
 
 GRAPH_FLAGS = dict(use_attn_result=True, use_split_qkv_input=True, use_hook_mlp_in=True)
 
@@ -84,9 +85,6 @@ def evaluate_trained(case, kind: str = "siit", max_pairs: int = 512, per_node: b
     """(trainer, metrics): IIA, accuracy and strict accuracy of the trained model ``kind`` of a Tracr
     ``case`` (the shipped one, or the model in ``directory``) on the test split its training used
     (rebuilt from its metadata, so disjoint from training)."""
-    from training import model_files, registry
-    from training.trainer import SIITTrainer, TrainConfig
-
     d = Path(directory) if directory is not None else registry.model_dir(str(case.id), kind)
     if d is None:
         raise FileNotFoundError(f"case {case.id} has no {kind} model (train one: python main.py train iit -i {case.id})")
