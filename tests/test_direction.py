@@ -76,7 +76,7 @@ def test_shipped_model_implements_the_direction(case_id, hook):
     assert abs(float(site.vector.norm()) - 1) < 1e-5
     for v in site.distractors.values():
         assert abs(float(v @ site.vector)) < 1e-5
-    test = case.dataset("test", 1000, seed=5)
+    test = case.dataset(1000, seed=5, split="test")
     m = evaluate_direction_model(model, test, site.vector, site.layer, case.answer_ids(), seed=5)
     assert m["accuracy"] >= 0.99 and m["iia"] >= 0.99 and m["strict_accuracy"] >= 0.99, m
     meta = case.metadata()
@@ -210,13 +210,13 @@ def test_benchmark_runs_direction_methods_and_resumes(tmp_path, capsys):
 
 def test_user_direction_method_plugs_in(case, tmp_path, capsys):
     from benchmark.direction import DirectionJob, run_direction
-    from methods.directions import DIRECTION_METHODS
+    from methods import register
 
     class TrueDirection:  # an oracle: returns u*, must score |cos| 1
         def fit(self, problem):
             return case.site().vector * -2.0
 
-    DIRECTION_METHODS.register("oracle-test", TrueDirection, replace=True)
+    register("oracle-test", TrueDirection, replace=True)
     doc = run_direction(DirectionJob(case="sentiment", method="oracle-test", n_fit=200, out=str(tmp_path)))
     assert doc["metrics"]["abs_cos"] > 0.9999 and doc["metrics"]["flip_fraction"] >= 0.99
     rc, out, err = cli_here(capsys, "run", "tests.plugin_methods:MeanOfPositives", "-i", "sentiment", "-n", "200",
