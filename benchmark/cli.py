@@ -124,7 +124,7 @@ def _other_methods_hint(method_name: str, rest: Sequence[str]) -> str:
     from methods import method_class, method_names
 
     words = [w.split("=")[0] for w in rest if w.startswith("--")]
-    for other in method_names():
+    for other in method_names("circuit"):  # a circuit run: hint circuit methods only
         if other == method_name:
             continue
         try:

@@ -13,7 +13,7 @@ class UnknownNameError(KeyError):
 
     def __init__(self, kind: str, name: str, known: Iterable[str]):
         known = [str(k) for k in known]
-        close = close_matches(str(name), known)
+        close = _close_matches(str(name), known)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         if not close and len(known) <= 12:
             hint = f"; known: {', '.join(known)}"
@@ -24,7 +24,7 @@ class UnknownNameError(KeyError):
         return self.message
 
 
-def close_matches(name: str, known: Iterable[str]) -> list[str]:
+def _close_matches(name: str, known: Iterable[str]) -> list[str]:
     """Up to three close matches; a name that differs only in case comes first (``IOI`` -> ``ioi``)."""
     known = list(known)
     folded = [k for k in known if k.lower() == name.lower()]

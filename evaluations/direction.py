@@ -8,22 +8,29 @@
 - controls: the same patch along u* itself (~1), along the normalised 'ortho' residual of û
   (û - (û.u*) u*, ~0 when the case is strict) and along a seeded random direction (~0).
 
+Every run of the model goes through the one site-patching mechanism (``core.patching.capture`` /
+``patched_forward``) at the location ``NodeLoc(hook_name)``.
+
 ``leaderboard_rows`` / ``to_markdown`` / ``to_csv`` / ``to_html`` / ``plot_directions`` turn result
-documents of ``run <direction-method>`` into the direction leaderboard.
+documents of ``run <direction-method>`` into the direction leaderboard (tables by ``evaluations.tables``).
 """
 
 from __future__ import annotations
 
-import csv
 import html
-import io
 import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
+import numpy as np
 import torch
+
+from core.naming import NodeLoc
+from core.patching import capture, patched_forward
+from evaluations.plots import _plt, _save
+from evaluations.tables import csv_table, html_table, markdown_table
 
 
 @dataclass
@@ -34,6 +41,18 @@ class PatchSite:
     hook_name: str
     position: int
     answer_ids: tuple[int, int]
+
+    @property
+    def loc(self) -> NodeLoc:
+        return NodeLoc(self.hook_name)
+
+    def at_position(self, change: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+        """A site-patch value: the activation rows with ``change(rows at s*)`` written at ``position``."""
+        def value(act: torch.Tensor) -> torch.Tensor:
+            act = act.clone()
+            act[:, self.position] = change(act[:, self.position])
+            return act
+        return value
 
 
 @dataclass
@@ -69,21 +88,18 @@ def random_unit(d: int, seed: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _answer_logits(site: PatchSite, tokens: torch.Tensor, hook=None) -> torch.Tensor:
-    hooks = [(site.hook_name, hook)] if hook is not None else []
-    logits = site.model.run_with_hooks(tokens, fwd_hooks=hooks)[:, -1]
+def _answer_logits(site: PatchSite, tokens: torch.Tensor, change=None) -> torch.Tensor:
+    """Answer logits (n, 2); with ``change``, the activation at s* is ``change(activation at s*)``."""
+    patches = [(site.loc, slice(None), site.at_position(change))] if change is not None else []
+    logits = patched_forward(site.model, tokens, patches)[:, -1]
     return logits[:, list(site.answer_ids)]
 
 
 @torch.no_grad()
 def activations_at(site: PatchSite, tokens: torch.Tensor) -> torch.Tensor:
     """(n, d_model) activations at ``hook_name``/``position``."""
-    store: dict[str, torch.Tensor] = {}
-
-    def grab(act, hook):
-        store["a"] = act[:, site.position].detach().clone()
-    site.model.run_with_hooks(tokens, fwd_hooks=[(site.hook_name, grab)])
-    return store["a"]
+    _, store = capture(site.model, tokens, [site.hook_name])
+    return store[site.hook_name][:, site.position].clone()
 
 
 @torch.no_grad()
@@ -109,12 +125,7 @@ def _patch(site: PatchSite, tokens: torch.Tensor, labels: torch.Tensor, pairs: t
     else:
         u = (direction / torch.linalg.vector_norm(direction)).to(acts.dtype)
         delta = ((acts[pairs] - acts) @ u)[:, None] * u[None, :]
-
-        def hook(act, hook):
-            act = act.clone()
-            act[:, site.position] = act[:, site.position] + delta
-            return act
-        patched = _answer_logits(site, tokens, hook)
+        patched = _answer_logits(site, tokens, lambda a: a + delta)
     ld_p = ld(patched)
     denom = float((ld_cf - ld_base).mean())
     D = float((ld_p - ld_base).mean()) / denom if abs(denom) > 1e-9 else math.nan
@@ -173,36 +184,28 @@ def _cell(v: Any) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
+def cell(row: Mapping[str, Any], column: str) -> str:
+    """A leaderboard cell's text (``evaluations.tables`` cell function)."""
+    return _cell(row.get(column))
+
+
 def to_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
-    out = ["| " + " | ".join(HEADERS[c] for c in COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
-    out += ["| " + " | ".join(_cell(r.get(c)) for c in COLUMNS) + " |" for r in rows]
-    return "\n".join(out) + "\n"
+    return markdown_table(rows, COLUMNS, cell, HEADERS)
 
 
 def to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(("case", "model") + COLUMNS)
-    for r in rows:
-        w.writerow([r.get("case"), r.get("model")] + ["" if r.get(c) is None else r.get(c) for c in COLUMNS])
-    return buf.getvalue()
+    return csv_table(rows, ("case", "model") + COLUMNS, lambda r, c: r.get(c))
 
 
 def to_html(rows: Sequence[Mapping[str, Any]], title: str = "Direction leaderboard", plot: str | None = None) -> str:
-    head = "".join(f"<th>{html.escape(HEADERS[c])}</th>" for c in COLUMNS)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(r.get(c)))}</td>" for c in COLUMNS) + "</tr>"
-                   for r in rows)
+    table = html_table(rows, COLUMNS, cell, HEADERS, attrs=" border='1'", sections=False, th_attrs="")
     img = f'<p><img src="{html.escape(plot)}" alt="plot"></p>' if plot else ""
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
-            f"<h1>{html.escape(title)}</h1><table border='1'><tr>{head}</tr>{body}</table>{img}</body></html>\n")
+            f"<h1>{html.escape(title)}</h1>{table}{img}</body></html>\n")
 
 
 def plot_directions(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike, title: str = "") -> Path:
     """Grouped bars per method: |cos(û, u*)| and flip fraction."""
-    import numpy as np
-
-    from evaluations.plots import _plt, _save
-
     plt = _plt()
     names = [f"{r['method']}" + (f" s{r['seed']}" if r.get("seed") not in (None, 0) else "") for r in rows]
     x = np.arange(len(rows))

@@ -1,28 +1,32 @@
-"""Direction-finding methods: plug-ins of their own kind, scored against a case's known direction.
+"""Direction-finding methods: the ``direction`` family of the one method registry (``methods``), scored
+against a case's known direction.
 
-A direction method is a small class: hyper-parameters as constructor arguments, ``fit(problem)`` returns
-a unit vector (``torch.Tensor`` of shape ``(d_model,)``). The ``DirectionProblem`` gives the activations
-at the site s*, the labels, counterfactual pairs (each example's partner of the opposite label) and a
-way to run the model from s* with patched activations, for methods that need the model (DAS).
+A direction method is a small class (:class:`DirectionMethod`): hyper-parameters as constructor arguments,
+``fit(problem)`` returns a unit vector (``torch.Tensor`` of shape ``(d_model,)``). The ``DirectionProblem``
+gives the activations at the site s*, the labels, counterfactual pairs (each example's partner of the
+opposite label) and a way to run the model from s* with patched activations, for methods that need the
+model (DAS).
 
-Built in: ``das``, ``mean-diff``, ``probe``, ``pca``, ``kmeans``, ``random-direction``. Plug in your own
-with ``DIRECTION_METHODS.register("mine", MyClass)`` or by name, ``run pkg.module:MyClass -i sentiment``.
+Built in (registered in ``methods``): ``das``, ``mean-diff``, ``probe``, ``pca``, ``kmeans``,
+``random-direction``. Plug in your own like any method: ``methods.register("mine", MyClass)``, an entry
+point of ``circuit_bench.methods``, or by name, ``run pkg.module:MyClass -i sentiment``. A plug-in that
+does not subclass :class:`DirectionMethod` is a direction method when it has ``fit``.
 """
 
 from __future__ import annotations
 
-import importlib
+import abc
 from dataclasses import dataclass
-from typing import Callable, Protocol, runtime_checkable
+from typing import Callable, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.registry import Registry
+# the look-ups live in the one registry; re-exported here for callers that still import them from this module
+from methods import direction_method_class, is_direction_method  # noqa: F401
 
-__all__ = ["DirectionProblem", "DirectionMethod", "DIRECTION_METHODS", "direction_method_class",
-           "get_direction_method", "is_direction_method", "unit"]
+__all__ = ["DirectionProblem", "DirectionMethod", "unit"]
 
 
 @dataclass
@@ -42,8 +46,12 @@ class DirectionProblem:
         return int(self.acts.shape[1])
 
 
-@runtime_checkable
-class DirectionMethod(Protocol):
+class DirectionMethod(abc.ABC):
+    """A method of the ``direction`` family. Hyper-parameters are constructor arguments with defaults."""
+
+    family: ClassVar[str] = "direction"
+
+    @abc.abstractmethod
     def fit(self, problem: DirectionProblem) -> torch.Tensor:
         """A unit vector of shape (d_model,)."""
 
@@ -63,7 +71,7 @@ def _orient(v: torch.Tensor, problem: DirectionProblem) -> torch.Tensor:
     return v if not (len(pos) and len(neg)) or pos.mean() >= neg.mean() else -v
 
 
-class MeanDiff:
+class MeanDiff(DirectionMethod):
     """mean(positive activations) - mean(negative activations)."""
 
     def fit(self, problem: DirectionProblem) -> torch.Tensor:
@@ -71,7 +79,7 @@ class MeanDiff:
         return unit(a[y == 1].mean(0) - a[y == 0].mean(0))
 
 
-class Probe:
+class Probe(DirectionMethod):
     """Logistic-regression probe (scikit-learn); the direction is its weight vector."""
 
     def __init__(self, C: float = 1.0, max_iter: int = 1000, standardize: bool = False):
@@ -87,7 +95,7 @@ class Probe:
         return _orient(unit(lr.coef_[0] / scale), problem)
 
 
-class PCADirection:
+class PCADirection(DirectionMethod):
     """The first principal component of the activations (no labels used)."""
 
     def fit(self, problem: DirectionProblem) -> torch.Tensor:
@@ -97,7 +105,7 @@ class PCADirection:
         return _orient(unit(pca.components_[0]), problem)
 
 
-class KMeansDirection:
+class KMeansDirection(DirectionMethod):
     """Two k-means clusters; the direction is the centroid difference (cluster matched to labels by majority)."""
 
     def __init__(self, n_init: int = 10):
@@ -111,7 +119,7 @@ class KMeansDirection:
         return _orient(unit(c[1] - c[0]), problem)
 
 
-class RandomDirection:
+class RandomDirection(DirectionMethod):
     """A seeded Gaussian unit vector (the chance baseline)."""
 
     def __init__(self, seed: int | None = None):
@@ -122,7 +130,7 @@ class RandomDirection:
         return unit(torch.randn(problem.d_model, generator=g))
 
 
-class DAS:
+class DAS(DirectionMethod):
     """Distributed alignment search with a 1-d subspace: a learned unit vector w, trained by interchange.
 
     For a base example and its counterfactual (opposite label), the activation at s* is patched along w,
@@ -177,39 +185,3 @@ class DAS:
             opt.step()
             self.history.append(float(loss.detach()))
         return _orient(unit(w.detach()), problem)
-
-
-DIRECTION_METHODS: Registry[type] = Registry("direction method")
-DIRECTION_METHODS.register("das", DAS)
-DIRECTION_METHODS.register("mean-diff", MeanDiff)
-DIRECTION_METHODS.register("probe", Probe)
-DIRECTION_METHODS.register("pca", PCADirection)
-DIRECTION_METHODS.register("kmeans", KMeansDirection)
-DIRECTION_METHODS.register("random-direction", RandomDirection)
-
-
-def _load_plugin(spec: str) -> type:
-    module, _, attr = spec.partition(":")
-    try:
-        obj = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as err:
-        raise ImportError(f"cannot load direction method {spec!r}: {err}") from None
-    if not callable(getattr(obj, "fit", None)):
-        raise TypeError(f"direction method {spec!r} has no fit(problem) method")
-    return obj
-
-
-def is_direction_method(name: str) -> bool:
-    """A registered direction method name (plug-ins ``pkg.mod:Class`` are recognised by the case instead)."""
-    return name in DIRECTION_METHODS
-
-
-def direction_method_class(name: str) -> type:
-    if ":" in name:
-        return _load_plugin(name)
-    return DIRECTION_METHODS.factory(name)
-
-
-def get_direction_method(name: str, **params) -> DirectionMethod:
-    return direction_method_class(name)(**params)
-

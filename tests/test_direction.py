@@ -76,7 +76,7 @@ def test_shipped_model_implements_the_direction(case_id, hook):
     assert abs(float(site.vector.norm()) - 1) < 1e-5
     for v in site.distractors.values():
         assert abs(float(v @ site.vector)) < 1e-5
-    test = case.dataset("test", 1000, seed=5)
+    test = case.dataset(1000, seed=5, split="test")
     m = evaluate_direction_model(model, test, site.vector, site.layer, case.answer_ids(), seed=5)
     assert m["accuracy"] >= 0.99 and m["iia"] >= 0.99 and m["strict_accuracy"] >= 0.99, m
     meta = case.metadata()
@@ -210,13 +210,13 @@ def test_benchmark_runs_direction_methods_and_resumes(tmp_path, capsys):
 
 def test_user_direction_method_plugs_in(case, tmp_path, capsys):
     from benchmark.direction import DirectionJob, run_direction
-    from methods.directions import DIRECTION_METHODS
+    from methods import register
 
     class TrueDirection:  # an oracle: returns u*, must score |cos| 1
         def fit(self, problem):
             return case.site().vector * -2.0
 
-    DIRECTION_METHODS.register("oracle-test", TrueDirection, replace=True)
+    register("oracle-test", TrueDirection, replace=True)
     doc = run_direction(DirectionJob(case="sentiment", method="oracle-test", n_fit=200, out=str(tmp_path)))
     assert doc["metrics"]["abs_cos"] > 0.9999 and doc["metrics"]["flip_fraction"] >= 0.99
     rc, out, err = cli_here(capsys, "run", "tests.plugin_methods:MeanOfPositives", "-i", "sentiment", "-n", "200",
@@ -235,3 +235,59 @@ def test_shipped_model_reproduces_from_its_command(tmp_path, case):
     a = load_file(str(tmp_path / "m" / "model.safetensors"))
     b = load_file(str(case.model_dir() / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_direction_case_implements_case(case):
+    """The direction case is a Case: its ground truth is its DirectionSite, its dataset takes (n, seed, model)."""
+    from cases.direction.case import DirectionSite
+    from cases.plugins import _check_case
+    from core.protocols import Case
+
+    assert isinstance(case, Case) and case.kind == "direction"
+    _check_case(case, "sentiment")  # the attribute checks every plug-in case passes
+    truth = case.ground_truth()
+    assert isinstance(truth, DirectionSite) and truth is case.site()
+    a, b = case.dataset(50, 3), case.dataset(50, 3, None, split="test")
+    assert torch.equal(a.tokens, b.tokens) and len(a) == 50
+    assert not torch.equal(case.dataset(50, 3, split="fit").tokens, a.tokens)
+    with pytest.raises(ValueError, match="has no model"):
+        case.dataset(5, 0, "natural")
+    assert case.resolve_model(None) == "siit" and case.model_ref().kind == "siit"
+
+
+def test_direction_methods_are_a_family_of_the_one_registry():
+    import methods
+    from methods.directions import DAS, DirectionMethod
+
+    for name in ("das", "mean-diff", "probe", "pca", "kmeans", "random-direction"):
+        assert name in methods.method_names() and methods.method_family(name) == "direction"
+        assert issubclass(methods.method_class(name), DirectionMethod)
+    assert methods.method_family("eap") == "circuit" and "eap" not in methods.method_names("direction")
+    assert methods.method_names("direction") == ["das", "kmeans", "mean-diff", "pca", "probe", "random-direction"]
+    assert methods.method_family("tests.plugin_methods:MeanOfPositives") == "direction"  # duck-typed: has fit
+    assert methods.method_family("tests.plugin_methods:SenderIndex") == "circuit"
+    assert methods.is_direction_method("das") and not methods.is_direction_method("eap")
+    assert not methods.is_direction_method("no-such-method")
+    assert isinstance(methods.get_method("das", steps=3), DAS)
+    with pytest.raises(TypeError, match="no fit"):
+        methods.direction_method_class("eap")
+    with pytest.raises(ValueError, match="family"):
+        methods.method_names("other")
+
+
+def test_direction_tables_render_through_the_shared_renderer():
+    from evaluations import direction as dlb
+    from evaluations.tables import csv_table, html_table, markdown_table
+
+    rows = [{"case": "sentiment", "model": "siit", "method": "a|b", "seed": 0, "abs_cos": 0.5, "flip_fraction": None,
+             "D": float("nan"), "ortho_D": 0.0, "seconds": 1.25}]
+    md = dlb.to_markdown(rows)
+    assert md.splitlines()[:2] == ["| method | seed | |cos| | flip | D | ortho D | seconds |", "|---|---|---|---|---|---|---|"]
+    assert md.splitlines()[2] == "| a\\|b | 0 | 0.500 | nan | nan | 0.000 | 1.250 |"
+    assert dlb.to_csv(rows).splitlines() == ["case,model,method,seed,abs_cos,flip_fraction,D,ortho_D,seconds",
+                                             "sentiment,siit,a|b,0,0.5,,nan,0.0,1.25"]
+    assert "<table border='1'><tr><th>method</th>" in dlb.to_html(rows)
+    assert markdown_table([{"x": 1}], ["x"]) == "| x |\n|---|\n| 1 |\n"
+    assert csv_table([{"x": None, "y": 1}], ["x", "y"], lineterminator="\r\n") == "x,y\r\n,1\r\n"
+    assert html_table([{"x": "<"}], ["x"], attrs=' id="t"', caption="c") == \
+        '<table id="t"><caption>c</caption><thead><tr><th scope="col">x</th></tr></thead><tbody><tr><td>&lt;</td></tr></tbody></table>'

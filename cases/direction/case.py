@@ -5,9 +5,11 @@ A model directory (``cases/direction/models/<case>/<model>/``) holds ``model.saf
 layer, position -- the true unit vector u* and the distractor directions the training put there) and
 ``training_args.json`` (the command that reproduces it, the training config, metrics and timing).
 
-Direction cases are not circuit cases: they have no ground-truth circuit, and circuit methods do not run
-on them. ``cases list`` shows them with kind ``direction``; ``run das -i sentiment`` scores direction
-methods against u*.
+Direction cases implement the ``Case`` protocol, with two per-kind types: their ground truth is a
+:class:`DirectionSite` (the site s* and the true direction u*), not a circuit, and their dataset is
+:class:`~cases.direction.data.SentimentData` (tokens, labels and the latent variables), not clean/corrupted
+pairs. Circuit methods do not run on them. ``cases list`` shows them with kind ``direction``;
+``run das -i sentiment`` scores direction methods against u*.
 """
 
 from __future__ import annotations
@@ -21,6 +23,12 @@ import torch
 
 from cases.direction.data import ANSWERS, FINAL_POS, SentimentData, build_tokenizer, sentiment_dataset
 from cases.ioi.tokenizer import WordTokenizer
+from core.naming import NodeLoc
+from core.patching import patched_forward
+from core.protocols import Case
+from core.results import write_atomic, write_json_atomic
+from training.model_files import config_of, read_config
+from training.registry import directory_ref
 
 MODELS_DIR = Path(__file__).parent / "models"
 DIRECTION_FILE = "direction.json"
@@ -53,19 +61,20 @@ class DirectionSite:
 def logits_from_site(model, resid: torch.Tensor, layer: int, position: int,
                      a_new: torch.Tensor | None = None) -> torch.Tensor:
     """Final-position logits of ``model`` run on from ``resid`` = ``blocks.{layer}.hook_resid_pre``, with
-    the residual at ``position`` replaced by ``a_new`` (rows) if given."""
+    the residual at ``position`` replaced by ``a_new`` (rows; differentiable) if given: a site patch at
+    ``NodeLoc(blocks.{layer}.hook_resid_pre)``, which fires first when the run starts at ``layer``."""
+    patches = []
     if a_new is not None:
-        resid = torch.cat([resid[:, :position], a_new[:, None, :], resid[:, position + 1:]], dim=1)
-    return model(resid, start_at_layer=layer)[:, -1]
+        def value(act: torch.Tensor) -> torch.Tensor:
+            return torch.cat([act[:, :position], a_new[:, None, :].to(act.dtype), act[:, position + 1:]], dim=1)
+        patches = [(NodeLoc(f"blocks.{layer}.hook_resid_pre"), slice(None), value)]
+    return patched_forward(model, resid, patches, start_at_layer=layer)[:, -1]
 
 
 def save_direction_model(directory: str | Path, model, tokenizer: WordTokenizer, site: DirectionSite,
                          metadata: dict) -> Path:
     """Write a direction model directory, every file atomically."""
     from safetensors.torch import save
-
-    from training.model_files import config_of
-    from core.results import write_atomic, write_json_atomic
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
@@ -87,8 +96,6 @@ def load_direction_model(directory: str | Path, device: str = "cpu"):
     missing = [f for f in ("model.safetensors", "config.json", DIRECTION_FILE) if not (d / f).is_file()]
     if missing:
         raise FileNotFoundError(f"{d} is not a direction model directory (missing {', '.join(missing)})")
-    from training.model_files import read_config
-
     cfg = read_config(d / "config.json")
     cfg.update(device=str(device), dtype=torch.float32)
     model = HookedTransformer(HookedTransformerConfig(**cfg), move_to_device=True)
@@ -107,8 +114,11 @@ DIRECTION_CASES = {
 }
 
 
-class SentimentDirectionCase:
-    """A toy-sentiment known-direction case (ids in ``DIRECTION_CASES``)."""
+class SentimentDirectionCase(Case):
+    """A toy-sentiment known-direction case (ids in ``DIRECTION_CASES``).
+
+    A ``Case`` whose ground truth is its :class:`DirectionSite` (:meth:`ground_truth`) and whose dataset is
+    :class:`SentimentData` of one split (:meth:`dataset`); the same checks as other cases apply otherwise."""
 
     kind = "direction"
     output_type = "categorical"
@@ -123,19 +133,11 @@ class SentimentDirectionCase:
         self.models_dir = Path(models_dir) if models_dir is not None else MODELS_DIR / case_id
         self._loaded: dict[str, tuple] = {}
 
-    def resolve_model(self, model: str | None) -> str:
-        model = model or self.models[0]
-        if model not in self.models:
-            raise ValueError(f"case {self.id} has no model {model!r}; it has {', '.join(self.models)}")
-        return model
-
     def model_dir(self, model: str | None = None) -> Path:
         return self.models_dir / self.resolve_model(model)
 
     def model_ref(self, model: str | None = None, model_dir: str | None = None):
         """The shipped model directory with its weights, direction and tokenizer hashed (nothing loaded)."""
-        from training.registry import directory_ref
-
         if model_dir is not None:
             raise ValueError(f"case {self.id}: direction cases load their shipped model only (no --model-dir)")
         kind = self.resolve_model(model)
@@ -161,13 +163,22 @@ class SentimentDirectionCase:
     def site(self, model: str | None = None) -> DirectionSite:
         return self._load(model)[2]
 
+    def ground_truth(self, model: str | None = None) -> DirectionSite:
+        """The known direction: the :class:`DirectionSite` (hook, layer, position, u*, distractors) of the
+        model. A direction case's ground truth is a site and a vector, not a ``Circuit``: callers that
+        need a circuit check the case's ``kind`` first (``direction``)."""
+        return self.site(model)
+
     def answer_ids(self, model: str | None = None) -> tuple[int, int]:
         """Token ids of the (negative, positive) answers, indexed by label."""
         tok = self.tokenizer(model)
         good, bad = (tok.token_id(a) for a in ANSWERS)
         return bad, good
 
-    def dataset(self, split: str = "test", n: int = 512, seed: int = 0, model: str | None = None) -> SentimentData:
+    def dataset(self, n: int = 512, seed: int = 0, model: str | None = None, *, split: str = "test") -> SentimentData:
+        """``n`` seeded reviews of ``split`` (``fit``: what direction methods are fitted on, ``test``: held
+        out, ``train``: the model's training split), tokenised for ``model``. The ``Case`` signature; the
+        data is :class:`SentimentData` (tokens, labels, latent variables), not clean/corrupted pairs."""
         return sentiment_dataset(split, n, seed, tokenizer=self.tokenizer(model))
 
     def metadata(self, model: str | None = None) -> dict:
