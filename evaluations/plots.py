@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from evaluations._common import atomic_write
+from core.results import atomic_write
 
 
 def _plt():

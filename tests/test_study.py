@@ -20,7 +20,7 @@ from tests.test_attribution import linear_model
 
 
 def signed(out, graph) -> np.ndarray:
-    return np.array([out.info["signed"][e] for e in graph.edges])
+    return np.array([out.signed_edges[e] for e in graph.edges])
 
 
 # ---- agreement statistics on hand-made vectors --------------------------------------------------------------
