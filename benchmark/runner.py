@@ -11,6 +11,7 @@ import math
 import sys
 import time
 import traceback
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -107,21 +108,23 @@ class ProblemCache:
     keep state on them (SP unfreezes the model, gradients are cleared after each job; tested by
     comparing cached and fresh results), and each job reseeds torch before its method runs."""
 
-    def __init__(self) -> None:
-        self._key: tuple | None = None
-        self._problem = None
+    def __init__(self, size: int = 1) -> None:
+        self.size = size  # settings kept (the study keeps a few: its cross-case evaluation holds several)
+        self._entries: OrderedDict[tuple, Any] = OrderedDict()
         self.hits = 0
 
     def get(self, job: Job, case, model_kind: str):
         key = (str(case.id), model_kind, job.model_dir, job.n, job.seed, job.ablation, job.metric, job.device)
-        if key == self._key:
+        if key in self._entries:
             self.hits += 1
-            self._problem.model.zero_grad(set_to_none=True)
-            return self._problem, True
-        self._key, self._problem = None, None  # free the previous case before building the next
-        self._problem = build_problem(job, case, model_kind)
-        self._key = key
-        return self._problem, False
+            self._entries.move_to_end(key)
+            problem = self._entries[key]
+            problem.model.zero_grad(set_to_none=True)
+            return problem, True
+        while len(self._entries) >= self.size:  # free the oldest setting before building the next
+            self._entries.popitem(last=False)
+        self._entries[key] = build_problem(job, case, model_kind)
+        return self._entries[key], False
 
 
 def run_jobs(jobs: Iterable[Job], resume: bool = False, log=None, on_done=None) -> list[dict[str, Any]]:
