@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from core import __version__
-from core.provenance import ModelRef
 
 SCHEMA = 2  # 2: run ids hash the resolved configuration; results carry a provenance block
 RESULT = "result.json"
@@ -419,9 +418,6 @@ class Provenance:
         if not isinstance(doc, Mapping):
             return None
         return cls(_dict(doc.get("model")), _dict(doc.get("data")), _dict(doc.get("graph")))
-
-    def model_ref(self) -> ModelRef | None:
-        return ModelRef.from_json(self.model) if self.model and self.model.get("kind") else None
 
     @property
     def weights_sha256(self) -> str | None:
