@@ -215,15 +215,15 @@ def to_html(analysis: Mapping[str, Any], rows: Mapping[Any, Any], detail: list[d
                  "p_value"]
     spread_cols = ["model", "variant", "case", "n_seeds", "mean", "std", "min", "max"]
     n_err = sum(1 for r in detail if r.get("status") != "ok")
-    ref = (f"<p>Ranked against the reference <code>{html.escape(str(reference.get('path')))}</code> "
-           f"({reference.get('n_runs')} runs; rows marked [ref]).</p>" if reference else "")
+    ref_note = (f"<p>Ranked against the reference <code>{html.escape(str(reference.get('path')))}</code> "
+                f"({reference.get('n_runs')} runs; rows marked [ref]).</p>" if reference else "")
     return ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>circuit-bench leaderboard</title>"
             f"<style>{_CSS}</style></head><body><h1>circuit-bench leaderboard</h1>"
             f"<p>{len(detail)} run(s), {n_err} failed. One row per variant: model kind, method and the parameters "
             "that differ between its runs. AUROCs are means over cases of the per-case mean over seeds (nan: "
             "undefined for every case); times are mean seconds per run of the method itself and of the set-up "
             "(-: not recorded). Click a column head to sort; green rows: the best variant of its model kind "
-            "and those statistically tied with it.</p>" + ref
+            "and those statistically tied with it.</p>" + ref_note
             + f'<p class="legend" id="legend">{html.escape(unc.legend(method))}</p>'
             + _table(analysis["summary"], cols, "leaderboard", "Methods (one row per model kind, method and variant)",
                      row_class=cls)
