@@ -82,24 +82,24 @@ def test_nap_is_the_sum_of_its_edges_eap_and_exact_on_a_linear_model():
     problem = problem_for(model, random_data())
     nap = NodeAttribution(attribution_metric="logit").discover(problem)
     eap = EAP(attribution_metric="logit").discover(problem).signed_edges
-    exact = ExactPatching(attribution_metric="logit").discover(problem).info["signed_nodes"]
+    exact = ExactPatching(attribution_metric="logit").discover(problem).signed_nodes
     node_edges = _node_edges(problem.graph)
-    assert max(abs(v) for v in nap.info["signed_nodes"].values()) > 1e-2  # not vacuous
+    assert max(abs(v) for v in nap.signed_nodes.values()) > 1e-2  # not vacuous
     for node, idx in node_edges.items():
         total = sum(eap[problem.graph.edges[i]] for i in idx.tolist())
-        assert abs(nap.info["signed_nodes"][node] - total) < 1e-9, node
-        assert abs(nap.info["signed_nodes"][node] - exact[node]) < 1e-6, node  # linear: first order is exact
+        assert abs(nap.signed_nodes[node] - total) < 1e-9, node
+        assert abs(nap.signed_nodes[node] - exact[node]) < 1e-6, node  # linear: first order is exact
 
 
 def test_nap_sum_identity_on_a_nonlinear_model_and_node_ig():
     problem = problem_for(random_model("LN", seed=4), random_data(seed=4))
-    nap = NodeAttribution().discover(problem).info["signed_nodes"]
+    nap = NodeAttribution().discover(problem).signed_nodes
     eap = EAP().discover(problem).signed_edges
     for node, idx in _node_edges(problem.graph).items():
         assert abs(nap[node] - sum(eap[problem.graph.edges[i]] for i in idx.tolist())) < 1e-8
     # node EAP-IG with one step is NAP; with m steps it is the sum of edge-level EAP-IG (inputs)
-    assert NodeEAPIG(integrated_grad_steps=1).discover(problem).info["signed_nodes"] == nap
-    ig = NodeEAPIG(integrated_grad_steps=3).discover(problem).info["signed_nodes"]
+    assert NodeEAPIG(integrated_grad_steps=1).discover(problem).signed_nodes == nap
+    ig = NodeEAPIG(integrated_grad_steps=3).discover(problem).signed_nodes
     edge_ig = get_method("eap-ig", integrated_grad_steps=3).discover(problem).signed_edges
     for node, idx in _node_edges(problem.graph).items():
         assert abs(ig[node] - sum(edge_ig[problem.graph.edges[i]] for i in idx.tolist())) < 1e-8
