@@ -18,15 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmark import variants
+from benchmark.uncertainty import add_extras
 from core.results import iter_results
 
 
 def _num(x) -> float:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else math.nan
-
-
-def _time(x) -> float | None:
-    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
 
 
 def _mean(xs: list[float]) -> float:
@@ -77,37 +74,33 @@ def collect(out: str | Path, score_floor: float | None = None) -> tuple[list[dic
 
 def collect_rows(out: str | Path, score_floor: float | None = None,
                  docs: list | None = None) -> tuple[dict[tuple[str, str, str], Row], list[dict[str, Any]]]:
-    """({variant key: Row}, per-run detail rows) from every result under ``out`` (or ``docs``)."""
-    from benchmark.uncertainty import add_extras
-
-    docs = list(iter_results(out)) if docs is None else docs
-    keys = [variants.variant_key(doc) for _, doc in docs]
+    """({variant key: Row}, per-run detail rows) from every result under ``out`` (or ``docs``: result
+    documents or reference records)."""
+    docs = [(path, variants.as_result(doc)) for path, doc in (iter_results(out) if docs is None else docs)]
+    keys = [variants.variant_key(r) for _, r in docs]
     labels = variants.label_variants(keys)
     rows: dict[tuple[str, str, str], Row] = {}
     detail = []
-    for (path, doc), key in zip(docs, keys):
+    for (path, r), key in zip(docs, keys):
         row = rows.get(key)
         if row is None:
-            params = {k: v for k, v in variants.variant_of(doc).items() if not k.startswith("@")}
+            params = {k: v for k, v in variants.variant_of(r).items() if not k.startswith("@")}
             row = rows[key] = Row(key[0], key[1], labels[key], params)
-        timing = doc.get("timing") or {}
-        base = {"case": doc.get("case"), "model": key[0], "method": key[1], "variant": row.variant,
-                "params": variants.describe(doc.get("params") or {}), "seed": doc.get("seed"),
-                "n": (doc.get("data") or {}).get("n"), "method_seconds": _time(timing.get("method_seconds")),
-                "setup_seconds": _time(timing.get("setup_seconds")), "seconds": _time(timing.get("seconds")),
-                "path": str(path)}
-        if doc.get("status") != "ok":
+        base = {"case": r.case, "model": key[0], "method": key[1], "variant": row.variant,
+                "params": variants.describe(r.params), "seed": r.seed, "n": r.data.n,
+                "method_seconds": r.seconds("method_seconds"), "setup_seconds": r.seconds("setup_seconds"),
+                "seconds": r.seconds("seconds"), "path": str(path)}
+        if not r.ok:
             row.errors += 1
-            detail.append({**base, "status": "error", "error": doc.get("error")})
+            detail.append({**base, "status": "error", "error": r.error})
             continue
-        roc = doc.get("roc") or {}
-        e, n = roc.get("edges") or {}, roc.get("nodes") or {}
+        e, n = r.roc_level("edges"), r.roc_level("nodes")
         run = (_num(e.get("auroc")), _num(n.get("auroc")), _num(e.get("pessimistic_auc")))
-        row.by_case.setdefault(str(doc.get("case")), []).append(run)
+        row.by_case.setdefault(str(r.case), []).append(run)
         row.method_seconds.append(base["method_seconds"])
         row.setup_seconds.append(base["setup_seconds"])
         detail.append({**base, "status": "ok", "edge_auroc": run[0], "node_auroc": run[1],
-                       **add_extras(row, path, doc, score_floor)})
+                       **add_extras(row, path, r, score_floor)})
     return rows, detail
 
 

@@ -23,6 +23,9 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from benchmark.uncertainty import read_faithfulness
+from core.results import SCHEMA, RunResult, iter_results
+
 FORMAT = 1
 KIND = "circuit-bench reference"
 DEFAULT = Path(__file__).parent / "reference" / "reference.jsonl.gz"
@@ -45,41 +48,39 @@ def _round(xs, digits: int = 4):
     return [None if v is None else round(float(v), digits) for v in xs or []]
 
 
-def _weights(doc: Mapping[str, Any]) -> str | None:
-    prov = (doc.get("provenance") or {}).get("model") or {}
-    sha = prov.get("weights_sha256")
-    return sha if isinstance(sha, str) and sha else None
+def _result(doc: Mapping[str, Any] | RunResult) -> RunResult:
+    return doc if isinstance(doc, RunResult) else RunResult.from_json(doc)
 
 
-def _version(doc: Mapping[str, Any]) -> str | None:
-    return (doc.get("versions") or {}).get("circuit-bench")
+def _weights(doc: Mapping[str, Any] | RunResult) -> str | None:
+    return _result(doc).weights_sha256
 
 
-def record(path: Path, doc: Mapping[str, Any]) -> dict[str, Any]:
+def _version(doc: Mapping[str, Any] | RunResult) -> str | None:
+    return (_result(doc).versions or {}).get("circuit-bench")
+
+
+def record(path: Path, doc: Mapping[str, Any] | RunResult) -> dict[str, Any]:
     """One finished run as a compact reference record (an ``ok`` result document)."""
-    roc = doc.get("roc") or {}
-    e, n = roc.get("edges") or {}, roc.get("nodes") or {}
-    rec = {"case": doc.get("case"), "model": doc.get("model"), "method": doc.get("method"),
-           "params": doc.get("params") or {}, "seed": doc.get("seed"), "data": doc.get("data") or {},
+    r = _result(doc)
+    e, n = r.roc_level("edges"), r.roc_level("nodes")
+    rec = {"case": r.case, "model": r.model, "method": r.method, "params": r.params, "seed": r.seed,
+           "data": r.data.to_json(),
            "roc": {"edges": {"auroc": e.get("auroc"), "pessimistic_auc": e.get("pessimistic_auc"),
                              "fpr": _round(e.get("fpr")), "tpr": _round(e.get("tpr")), "source": e.get("source"),
                              "info": e.get("info") or {}},
                    "nodes": {"auroc": n.get("auroc")}},
-           "timing": {k: (doc.get("timing") or {}).get(k) for k in ("method_seconds", "setup_seconds")}}
-    scores = (doc.get("scores") or {}).get("edges")
+           "timing": {k: (r.timing or {}).get(k) for k in ("method_seconds", "setup_seconds")}}
+    scores = r.edge_scores
     if scores and e.get("source") == "scores":
         rec["scores"] = {"edges": {k: _sig(v) for k, v in scores.items()}}
-        rec["ground_truth"] = {"edges": list((doc.get("ground_truth") or {}).get("edges") or [])}
-    fpath = Path(path).parent / "faithfulness.json"
-    if fpath.is_file():
-        try:
-            curve = json.loads(fpath.read_text()).get("curve") or {}
-            rec["faithfulness"] = {"cpr": curve.get("cpr"), "cmd": curve.get("cmd")}
-        except (OSError, ValueError):
-            pass
-    if _weights(doc):
-        rec["provenance"] = {"model": {"weights_sha256": _weights(doc),
-                                       "source": ((doc.get("provenance") or {}).get("model") or {}).get("source")}}
+        rec["ground_truth"] = {"edges": r.truth_edges}
+    faith = read_faithfulness(path)
+    if faith is not None:
+        rec["faithfulness"] = faith
+    if r.weights_sha256:
+        source = (r.provenance.model or {}).get("source")
+        rec["provenance"] = {"model": {"weights_sha256": r.weights_sha256, "source": source}}
     return rec
 
 
@@ -105,8 +106,6 @@ def _settings(docs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 def write(out: str | os.PathLike, path: str | os.PathLike, command: str = "") -> dict[str, Any]:
     """Write the reference of every finished result under ``out`` to ``path`` (atomically); returns
     its header with the record count and the file size."""
-    from core.results import SCHEMA, iter_results
-
     docs = [(p, d) for p, d in iter_results(out) if d.get("status") == "ok"]
     if not docs:
         raise IncompatibleReference(f"no finished results under {str(out)!r} to make a reference from")

@@ -6,12 +6,22 @@ the direction-method results, and the per-case seed spread and per-run detail be
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 import math
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from benchmark import leaderboard as lb
+from benchmark import reference as ref
 from benchmark import uncertainty as unc
+from benchmark.console import UsageError, emit, json_stdout
+from core import results
+from core.results import iter_results
+from evaluations import direction as dlb
+from evaluations.roc import DEFAULT_SCORE_FLOOR
+from evaluations.stats import case_means
 
 
 P_COLUMNS = {"p_value", "p_vs_best"}
@@ -39,8 +49,6 @@ def to_markdown(analysis: Mapping[str, Any]) -> str:
 
 
 def to_csv(analysis: Mapping[str, Any]) -> str:
-    import csv
-    import io
 
     cols = lb.COLUMNS + unc.CSV_EXTRA
     buf = io.StringIO()
@@ -105,7 +113,6 @@ def _colour(v: float) -> str:
 
 def heatmaps(rows: Mapping[Any, Any]) -> str:
     """One case x variant table of per-case mean edge AUROC per model kind, cells coloured by value."""
-    from evaluations.stats import case_means
 
     out = []
     by_model: dict[str, list] = {}
@@ -183,7 +190,6 @@ def cost_quality_svg(summary: Sequence[Mapping[str, Any]]) -> str:
 def _direction_section(drows) -> str:
     if not drows:
         return ""
-    from evaluations import direction as dlb
 
     head = "".join(f'<th scope="col">{html.escape(dlb.HEADERS[c])}</th>' for c in dlb.COLUMNS)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(dlb._cell(r.get(c)))}</td>" for c in dlb.COLUMNS) + "</tr>"
@@ -209,15 +215,15 @@ def to_html(analysis: Mapping[str, Any], rows: Mapping[Any, Any], detail: list[d
                  "p_value"]
     spread_cols = ["model", "variant", "case", "n_seeds", "mean", "std", "min", "max"]
     n_err = sum(1 for r in detail if r.get("status") != "ok")
-    ref = (f"<p>Ranked against the reference <code>{html.escape(str(reference.get('path')))}</code> "
-           f"({reference.get('n_runs')} runs; rows marked [ref]).</p>" if reference else "")
+    ref_note = (f"<p>Ranked against the reference <code>{html.escape(str(reference.get('path')))}</code> "
+                f"({reference.get('n_runs')} runs; rows marked [ref]).</p>" if reference else "")
     return ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>circuit-bench leaderboard</title>"
             f"<style>{_CSS}</style></head><body><h1>circuit-bench leaderboard</h1>"
             f"<p>{len(detail)} run(s), {n_err} failed. One row per variant: model kind, method and the parameters "
             "that differ between its runs. AUROCs are means over cases of the per-case mean over seeds (nan: "
             "undefined for every case); times are mean seconds per run of the method itself and of the set-up "
             "(-: not recorded). Click a column head to sort; green rows: the best variant of its model kind "
-            "and those statistically tied with it.</p>" + ref
+            "and those statistically tied with it.</p>" + ref_note
             + f'<p class="legend" id="legend">{html.escape(unc.legend(method))}</p>'
             + _table(analysis["summary"], cols, "leaderboard", "Methods (one row per model kind, method and variant)",
                      row_class=cls)
@@ -241,12 +247,7 @@ def to_html(analysis: Mapping[str, Any], rows: Mapping[Any, Any], detail: list[d
 def collect(args) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     """(summary rows with intervals, per-run detail, {"rows", "analysis", "reference"}) for ``args.out``,
     with the reference's rows (labelled ``[ref]``) when ``--with-reference`` is given."""
-    from pathlib import Path
 
-    from benchmark import reference as ref
-    from benchmark.console import UsageError
-    from core.results import iter_results
-    from evaluations.roc import DEFAULT_SCORE_FLOOR
 
     floor = DEFAULT_SCORE_FLOOR if args.score_floor is None else args.score_floor
     docs = list(iter_results(args.out))
@@ -281,10 +282,7 @@ def json_extra(extra: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def cmd_compare(args, extra: Mapping[str, Any]) -> int:
-    from pathlib import Path
 
-    from benchmark.console import UsageError, emit, json_stdout
-    from core import results
 
     try:
         comparisons = unc.compare(extra["rows"], *args.compare)
@@ -301,8 +299,6 @@ def cmd_compare(args, extra: Mapping[str, Any]) -> int:
 
 
 def cmd_write_reference(args) -> int:
-    from benchmark import reference as ref
-    from benchmark.console import UsageError, emit, json_stdout
 
     if args.with_reference is not None or args.compare:
         raise UsageError("--write-reference goes alone (not with --with-reference or --compare)")

@@ -6,15 +6,27 @@ A job never raises for a failure inside its case or method: the error is recorde
 
 from __future__ import annotations
 
+import json
+import math
+import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+import torch
+
 from benchmark.safety import JobLock
+from cases import get_case
 from core import results
-from core.results import versions
+from core.circuit import Circuit, compare
+from core.graph import Graph
+from core.protocols import Case, MethodOutput, Problem
+from core.results import DataSpec, Provenance, RunResult, Scores, versions
+from evaluations.roc import edge_roc, node_roc
+from methods import get_method
 
 DEFAULT_N = 200
 GRAPH_OPTIONS = {"split_qkv": True, "separate_pos": False}  # how build_problem builds every graph
@@ -38,9 +50,6 @@ class Job:
         """The resolved model (``core.provenance.ModelRef``: kind, source, weights sha256), from files
         only (file hashes are memoised); raises ValueError / FileNotFoundError for a kind or directory
         the case does not have."""
-        from cases import get_case
-        from core.protocols import Case
-
         case = get_case(self.case)
         if not hasattr(case, "model_ref"):  # a duck-typed plug-in case: what the Case protocol does by default
             return Case.model_ref(case, self.model, self.model_dir)
@@ -49,16 +58,12 @@ class Job:
     def resolved_params(self) -> dict[str, Any]:
         """The method's full hyper-parameters (defaults filled in), so equal configurations share an id.
         Builds the method, so a bad value raises here (ValueError / TypeError), before any work."""
-        from methods import get_method
-
         if self.method == "oracle":
             return {}
         return get_method(self.method, **self.params).params()
 
     def data_spec(self) -> dict[str, Any]:
         """The data of the run: size, seed and the case's corruption (recorded and part of the id)."""
-        from cases import get_case
-
         spec = getattr(get_case(self.case), "data_spec", None)
         return {"n": self.n, "seed": self.seed, **(spec(self.model_ref().kind) if spec else {})}
 
@@ -86,10 +91,6 @@ class Job:
         return results.result_path(self.out, str(self.case), label, self.method, rid)
 
 
-def resolve_model_kind(job: Job) -> str:
-    return job.model_ref().kind
-
-
 def validate_jobs(jobs: Iterable[Job]) -> None:
     """Resolve every job's model and method parameters (raises ValueError / TypeError / FileNotFoundError
     naming the problem), so that a bad value stops a command before any job runs."""
@@ -107,21 +108,23 @@ class ProblemCache:
     keep state on them (SP unfreezes the model, gradients are cleared after each job; tested by
     comparing cached and fresh results), and each job reseeds torch before its method runs."""
 
-    def __init__(self) -> None:
-        self._key: tuple | None = None
-        self._problem = None
+    def __init__(self, size: int = 1) -> None:
+        self.size = size  # settings kept (the study keeps a few: its cross-case evaluation holds several)
+        self._entries: OrderedDict[tuple, Any] = OrderedDict()
         self.hits = 0
 
     def get(self, job: Job, case, model_kind: str):
         key = (str(case.id), model_kind, job.model_dir, job.n, job.seed, job.ablation, job.metric, job.device)
-        if key == self._key:
+        if key in self._entries:
             self.hits += 1
-            self._problem.model.zero_grad(set_to_none=True)
-            return self._problem, True
-        self._key, self._problem = None, None  # free the previous case before building the next
-        self._problem = build_problem(job, case, model_kind)
-        self._key = key
-        return self._problem, False
+            self._entries.move_to_end(key)
+            problem = self._entries[key]
+            problem.model.zero_grad(set_to_none=True)
+            return problem, True
+        while len(self._entries) >= self.size:  # free the oldest setting before building the next
+            self._entries.popitem(last=False)
+        self._entries[key] = build_problem(job, case, model_kind)
+        return self._entries[key], False
 
 
 def run_jobs(jobs: Iterable[Job], resume: bool = False, log=None, on_done=None) -> list[dict[str, Any]]:
@@ -154,6 +157,21 @@ def case_groups(jobs: list[Job]) -> list[list[Job]]:
     return groups
 
 
+def _new_result(job: Job) -> RunResult:
+    """The result of a job before anything is resolved (what an early failure records)."""
+    return RunResult(case=str(job.case), model=job.model, method=job.method, params=dict(job.params), seed=job.seed,
+                     data=DataSpec(job.n, job.seed, job.ablation, job.metric), versions=versions())
+
+
+def _doc(result: RunResult, path: Path | None = None, **extra) -> dict[str, Any]:
+    """The document a caller gets back: the result's JSON, then (not written) its ``path`` and ``extra``."""
+    out = result.to_json()
+    if path is not None:
+        out["path"] = str(path)
+    out.update(extra)
+    return out
+
+
 def run_job(job: Job, resume: bool = False, log=None, cache: ProblemCache | None = None,
             write: bool = True) -> dict[str, Any]:
     """Run one job and write its result atomically. Returns the result document. With a ``cache``,
@@ -162,21 +180,14 @@ def run_job(job: Job, resume: bool = False, log=None, cache: ProblemCache | None
     that writes it (a Ray driver, whose workers need no shared disk)."""
     log = log or (lambda msg: None)
     t0 = time.perf_counter()
-    doc: dict[str, Any] = {
-        "schema": results.SCHEMA, "case": str(job.case), "model": job.model, "method": job.method,
-        "params": dict(job.params), "seed": job.seed, "status": "error", "error": None,
-        "data": {"n": job.n, "seed": job.seed, "ablation": job.ablation, "metric": job.metric},
-        "run_id": None, "versions": versions(),
-    }
+    result = _new_result(job)
     try:
-        from cases import get_case
-
         case = get_case(job.case)
         ref = job.model_ref()
         model_kind = ref.kind
-        doc["model"] = model_kind
-        doc["provenance"] = {"model": ref.to_json(), "data": job.data_spec(), "graph": dict(GRAPH_OPTIONS)}
-        doc["run_id"] = job.run_id
+        result.model = model_kind
+        result.provenance = Provenance(ref.to_json(), job.data_spec(), dict(GRAPH_OPTIONS))
+        result.run_id = job.run_id
         path = job.path(model_kind)
         if write:
             results.check_no_links(job.out, path)
@@ -185,41 +196,52 @@ def run_job(job: Job, resume: bool = False, log=None, cache: ProblemCache | None
         lock = JobLock(path.parent) if write else None  # a worker that writes nothing claims nothing
         if lock is not None and not lock.acquire():  # another run on this --out is computing this job
             log(f"skip (claimed by {lock.describe()}): {path}")
-            return {**doc, "status": "claimed", "claimed_by": lock.owner, "skipped": True, "path": str(path),
-                    "timing": {"seconds": time.perf_counter() - t0}}
+            return {**result.to_json(), "status": "claimed", "claimed_by": lock.owner, "skipped": True,
+                    "path": str(path), "timing": {"seconds": time.perf_counter() - t0}}
     except Exception as err:  # noqa: BLE001 -- recorded, the sweep goes on
-        doc["error"] = f"{type(err).__name__}: {err}"
-        doc["timing"] = {"seconds": time.perf_counter() - t0}
-        path = job.path()
-        doc["path"] = str(path)
-        if write:
-            try:
-                results.write_json_atomic(results.check_no_links(job.out, path), doc)
-            except ValueError:  # a link in the way: nothing is written, the error is reported
-                doc["path"] = None
-        return doc
+        return _setup_failed(job, result, err, t0, write)
     try:
         if lock is not None and resume and results.is_finished(path):  # finished by another run meanwhile
             return _finished(path, log)
-        try:
-            doc.update(_execute(job, case, model_kind, log, cache))
-            doc["status"] = "ok"
-        except Exception as err:  # noqa: BLE001
-            doc["error"] = f"{type(err).__name__}: {err}"
-            doc["traceback"] = traceback.format_exc(limit=8)
-            log(f"error in {job.case}/{job.method}: {doc['error']}")
-        except SystemExit as err:  # a plug-in calling sys.exit() fails its run, not the whole command
-            doc["error"] = f"SystemExit: the method called sys.exit({err.code!r})"
-            doc["traceback"] = traceback.format_exc(limit=8)
-            log(f"error in {job.case}/{job.method}: {doc['error']}")
-        doc["timing"] = {"seconds": time.perf_counter() - t0, **doc.get("timing", {})}
+        _run_method(job, result, case, model_kind, log, cache)
+        result.timing = {"seconds": time.perf_counter() - t0, **(result.timing or {})}
         if write:
-            results.write_json_atomic(path, doc)
+            result.write(path)
     finally:
         if lock is not None:
             lock.release()
-    doc["path"] = str(path)
-    return doc
+    return _doc(result, path)
+
+
+def _setup_failed(job: Job, result: RunResult, err: Exception, t0: float, write: bool) -> dict[str, Any]:
+    """A job whose case, model or parameters did not resolve: its error result, written under the name given
+    (with its ``path`` recorded in the file), unless a link is in the way."""
+    result.error = f"{type(err).__name__}: {err}"
+    result.timing = {"seconds": time.perf_counter() - t0}
+    path = job.path()
+    result.path = str(path)
+    if write:
+        try:
+            result.write(results.check_no_links(job.out, path))
+        except ValueError:  # a link in the way: nothing is written, the error is reported
+            result.path = None
+            return {**result.to_json(), "path": None}
+    return result.to_json()
+
+
+def _run_method(job: Job, result: RunResult, case, model_kind: str, log, cache: ProblemCache | None) -> None:
+    """Run the method into ``result`` (status ``ok``), or record its error (status ``error``)."""
+    try:
+        _execute(job, result, case, model_kind, log, cache)
+        result.status = "ok"
+    except Exception as err:  # noqa: BLE001
+        result.error = f"{type(err).__name__}: {err}"
+        result.traceback = traceback.format_exc(limit=8)
+        log(f"error in {job.case}/{job.method}: {result.error}")
+    except SystemExit as err:  # a plug-in calling sys.exit() fails its run, not the whole command
+        result.error = f"SystemExit: the method called sys.exit({err.code!r})"
+        result.traceback = traceback.format_exc(limit=8)
+        log(f"error in {job.case}/{job.method}: {result.error}")
 
 
 def load_model_and_truth(job: Job, case, model_kind: str):
@@ -232,15 +254,13 @@ def load_model_and_truth(job: Job, case, model_kind: str):
 def job_ground_truth(job: Job, case, model_kind: str):
     """The ground truth of a job's model: its ``--model-dir``'s ``ground_truth.json``, else the case's."""
     if job.model_dir is not None:
-        import json
-
-        from core.circuit import Circuit
-
         truth = Path(job.model_dir) / "ground_truth.json"
         if truth.is_file():  # every model directory has one (checked before the job runs)
             return Circuit.from_json(json.loads(truth.read_text()))
         return case.load_dir(job.model_dir)[1]
     return case.ground_truth(model_kind)
+
+
 def _finished(path: Path, log) -> dict[str, Any]:
     log(f"skip (finished): {path}")
     out = results.load_result(path)
@@ -251,11 +271,6 @@ def _finished(path: Path, log) -> dict[str, Any]:
 
 def build_problem(job: Job, case, model_kind: str):
     """Model, data, graph and the Problem a method solves, for a job."""
-    from core.graph import Graph
-    from core.protocols import Problem
-
-    import sys
-
     print(f"case {case.id}: {job.model_ref().describe()}", file=sys.stderr, flush=True)  # which model, always
     model, _ = load_model_and_truth(job, case, model_kind)
     data = case.dataset(n=job.n, seed=job.seed, model=model_kind).to(job.device)
@@ -264,11 +279,8 @@ def build_problem(job: Job, case, model_kind: str):
                    device=job.device, seed=job.seed, case_id=str(case.id), metric=job.metric)
 
 
-def _execute(job: Job, case, model_kind: str, log, cache: ProblemCache | None = None) -> dict[str, Any]:
-    import torch
-
-    from methods import get_method
-
+def _execute(job: Job, result: RunResult, case, model_kind: str, log, cache: ProblemCache | None = None) -> None:
+    """Build (or reuse) the problem, run the method and record its output in ``result``."""
     t_setup = time.perf_counter()
     if cache is None:
         problem, reused = build_problem(job, case, model_kind), False
@@ -286,39 +298,43 @@ def _execute(job: Job, case, model_kind: str, log, cache: ProblemCache | None = 
     output = method.discover(problem)
     t_done = time.perf_counter()
     check_output(output, job.method)
-    doc: dict[str, Any] = {
-        "params": method.params(),
-        "graph": {"n_nodes": problem.graph.n_nodes, "n_edges": problem.graph.n_edges,
-                  "split_qkv": problem.graph.split_qkv},
-        "ground_truth": None if truth is None else truth.to_json(),
-        "scores": {"edges": output.edge_scores, "nodes": output.node_scores},
-        "method_info": output.info,
-        "roc": no_truth_roc(case.id) if truth is None else method_roc(output, truth, problem.graph),
-        "timing": {"setup_seconds": t_method - t_setup, "method_seconds": t_done - t_method,
-                   "problem_reused": reused},
-    }
+    graph = problem.graph
+    result.params = method.params()
+    result.graph = {"n_nodes": graph.n_nodes, "n_edges": graph.n_edges, "split_qkv": graph.split_qkv}
+    result.ground_truth = None if truth is None else truth.to_json()
+    result.scores = Scores(output.edge_scores, output.node_scores)
+    result.method_info = method_info(output)
+    result.roc = no_truth_roc(case.id) if truth is None else method_roc(output, truth, graph)
+    result.timing = {"setup_seconds": t_method - t_setup, "method_seconds": t_done - t_method, "problem_reused": reused}
     engine = problem.__dict__.get("_engine")
     if getattr(engine, "ablation_info", None):  # e.g. optimal ablation: how the constants were learned
-        doc["ablation_info"] = engine.ablation_info
+        result.ablation_info = engine.ablation_info
     if output.sweep is not None:
-        from core.circuit import compare
-
-        graph = problem.graph
-        doc["sweep"] = [{"param": p, "edges": sorted(c.edges), "nodes": sorted(c.nodes),
+        result.sweep = [{"param": p, "edges": sorted(c.edges), "nodes": sorted(c.nodes),
                          "vs_ground_truth": None if truth is None else compare(c, truth, graph.nodes, graph.edges).to_json()}
                         for p, c in output.sweep]
-    return doc
+
+
+def method_info(output: MethodOutput) -> dict[str, Any]:
+    """The result's ``method_info``: the method's ``info``, then its signed edge and node scores (where it
+    gave them) under ``signed`` and ``signed_nodes``, where result files have always carried them."""
+    info = dict(output.info)
+    if output.signed_edges is not None:
+        info["signed"] = output.signed_edges
+    if output.signed_nodes is not None:
+        info["signed_nodes"] = output.signed_nodes
+    return info
 
 
 def no_truth_roc(case_id: str) -> dict[str, Any]:
     """The ``roc`` block of a case without a ground truth (its faithfulness evaluations still work)."""
     return {"skipped": f"case {case_id} has no ground truth: ROC skipped (faithfulness evaluations still work)"}
+
+
 def check_output(output, method: str) -> None:
     """A method's scores must be finite numbers (unknown names fail later, in the ROC): a NaN or infinite
     score fails the run (a ``ValueError`` naming the method) instead of ranking as 'missing' and
     scoring an AUROC of 0.5."""
-    import math
-
     for level, scores in (("edge", output.edge_scores), ("node", output.node_scores)):
         if scores is None:
             continue
@@ -342,9 +358,6 @@ def method_roc(output, truth, graph) -> dict[str, Any]:
     """The result's ``roc`` block. Methods with a hyper-parameter sweep (ACDC, SP) get their ROC from
     the sweep (one point per circuit), as the contract says; their per-edge scores give a second
     curve under ``edges_from_scores``. Methods with scores only get it by thresholding the scores."""
-    from core.protocols import MethodOutput
-    from evaluations.roc import edge_roc, node_roc
-
     primary = MethodOutput(sweep=output.sweep, info=output.info) if output.sweep else output
     roc = {"edges": edge_roc(primary, truth, graph).to_json(),
            "nodes": node_roc(primary, truth, graph).to_json(),
@@ -354,26 +367,15 @@ def method_roc(output, truth, graph) -> dict[str, Any]:
     return roc
 
 
-def model_label(doc: dict[str, Any]) -> str:
-    """The model a result ran on, as a label that tells a user's model from the shipped one: the kind,
-    or ``kind-<sha256 prefix>`` for a ``--model-dir`` model (the result path's model component)."""
-    model = (doc.get("provenance") or {}).get("model")
-    if model and model.get("kind"):
-        from core.provenance import ModelRef
-
-        return ModelRef.from_json(model).label
-    return str(doc.get("model"))
-
-
-def job_from_result(doc: dict[str, Any], out: str = "results") -> Job:
+def job_from_result(doc: dict[str, Any] | RunResult, out: str = "results") -> Job:
     """The job that produced a result (to rebuild its model and data, e.g. for faithfulness)."""
-    data = doc.get("data", {})
-    model = ((doc.get("provenance") or {}).get("model") or {})  # schema 2; older results: the kind only
-    model_dir = model.get("directory") if model.get("source") in ("trained", "path") else None
-    return Job(case=doc["case"], method=doc["method"], model=doc.get("model"), params=doc.get("params", {}),
-               seed=doc.get("seed", 0), n=data.get("n", DEFAULT_N), ablation=data.get("ablation", "corrupted"),
-               metric=data.get("metric", "faithfulness"), out=out, model_dir=model_dir)
+    r = doc if isinstance(doc, RunResult) else RunResult.from_json(doc)
+    d = r.data  # schema 2 records the model directory in the provenance; older results: the kind only
+    return Job(case=r.case, method=r.method, model=r.model, params=r.params,
+               seed=0 if r.seed is None else r.seed, n=DEFAULT_N if d.n is None else d.n,
+               ablation=d.ablation or "corrupted", metric=d.metric or "faithfulness", out=out, model_dir=r.model_dir)
 
 
-def job_dict(job: Job) -> dict[str, Any]:
-    return asdict(job)
+def model_label(doc: dict[str, Any]) -> str:
+    """``RunResult.model_label`` of a result document (for readers that still hold dicts)."""
+    return RunResult.from_json(doc).model_label

@@ -12,12 +12,14 @@ common cases, p >= ``stats.ALPHA``), every pair's paired comparison and the rank
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from pathlib import Path
 from typing import Any, Mapping
 
+from core.results import RunResult
 from evaluations import stats
-from evaluations.roc import DEFAULT_SCORE_FLOOR
+from evaluations.roc import DEFAULT_SCORE_FLOOR, floored_edge_roc
 
 EXTRA = ("floored_edge_auroc", "method_seconds", "cpr", "cmd")
 # (summary name, where the per-case values come from: an index of Row.by_case or a key of Row.extra)
@@ -29,33 +31,35 @@ def _f(x) -> float:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else math.nan
 
 
-def add_extras(row, path: Path, doc: Mapping[str, Any], score_floor: float | None) -> dict[str, float]:
+def add_extras(row, path: Path, doc: Mapping[str, Any] | RunResult, score_floor: float | None) -> dict[str, float]:
     """Record one finished run's floored edge AUROC, method seconds, CPR and CMD on ``row`` (per case);
     returns them for the run's detail row."""
-    from evaluations.roc import floored_edge_roc
-
+    r = doc if isinstance(doc, RunResult) else RunResult.from_json(doc)
     floor = DEFAULT_SCORE_FLOOR if score_floor is None else score_floor
-    floored = floored_edge_roc(doc, floor)
-    value = {"floored_edge_auroc": floored.auroc if floored is not None else _f(((doc.get("roc") or {}).get("edges")
-                                                                              or {}).get("auroc")),
-             "method_seconds": _f((doc.get("timing") or {}).get("method_seconds"))}
-    faith = doc.get("faithfulness")  # a reference record carries it inline
+    floored = floored_edge_roc(r.to_json(), floor)
+    value = {"floored_edge_auroc": floored.auroc if floored is not None else _f(r.roc_level("edges").get("auroc")),
+             "method_seconds": _f(r.seconds("method_seconds"))}
+    faith = r.extra.get("faithfulness")  # a reference record carries it inline
     if faith is None:
-        fpath = Path(path).parent / "faithfulness.json"
-        if fpath.is_file():
-            try:
-                import json
-
-                curve = json.loads(fpath.read_text()).get("curve") or {}
-                faith = {"cpr": curve.get("cpr"), "cmd": curve.get("cmd")}
-            except (OSError, ValueError):
-                faith = None
+        faith = read_faithfulness(path)
     value["cpr"] = _f((faith or {}).get("cpr"))
     value["cmd"] = _f((faith or {}).get("cmd"))
-    case = str(doc.get("case"))
+    case = str(r.case)
     for k, v in value.items():
         row.extra.setdefault(k, {}).setdefault(case, []).append(v)
     return value
+
+
+def read_faithfulness(path: Path) -> dict[str, Any] | None:
+    """``{"cpr", "cmd"}`` of ``eval faithfulness``'s ``faithfulness.json`` next to a result (None without one)."""
+    fpath = Path(path).parent / "faithfulness.json"
+    if not fpath.is_file():
+        return None
+    try:
+        curve = json.loads(fpath.read_text()).get("curve") or {}
+    except (OSError, ValueError):
+        return None
+    return {"cpr": curve.get("cpr"), "cmd": curve.get("cmd")}
 
 
 def values(row, source) -> dict[str, list[float]]:

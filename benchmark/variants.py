@@ -20,6 +20,9 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from core.results import RunResult, dumps
+from methods import _BUILTIN, get_method
+
 # parameters that change speed or memory only, never what the method computes
 SPEED_ONLY = {"sp": ("lambda_batch",), "acdc": ("min_window",), "exact": ("chunk", "restart")}
 # the result's ``data`` settings that are part of a variant (seed and n are data, not the method)
@@ -28,54 +31,47 @@ _SETTING_PREFIX = "@"
 _DEFAULT_SETTINGS = {"ablation": "corrupted", "metric": "faithfulness"}
 
 
-def _resolved_params(doc: Mapping[str, Any]) -> dict[str, Any]:
+def as_result(doc: Mapping[str, Any] | RunResult) -> RunResult:
+    """A result document (or a reference record) as a :class:`~core.results.RunResult`."""
+    return doc if isinstance(doc, RunResult) else RunResult.from_json(doc)
+
+
+def _resolved_params(doc: Mapping[str, Any] | RunResult) -> dict[str, Any]:
     """The method's parameters with defaults filled in. An ``ok`` result records them resolved; a failed
     run may record only what was typed, so a built-in method's constructor fills in the defaults (when
     it accepts the values; otherwise the typed values are the variant)."""
-    params = dict(doc.get("params") or {})
-    if doc.get("status") == "ok":
+    r = as_result(doc)
+    params = dict(r.params)
+    if r.ok:
         return params
     try:
-        from methods import _BUILTIN, get_method
-
-        if str(doc.get("method")) in _BUILTIN:  # never import a module named in a result file
-            return dict(get_method(str(doc["method"]), **params).params())
+        if str(r.method) in _BUILTIN:  # never import a module named in a result file
+            return dict(get_method(str(r.method), **params).params())
     except Exception:  # noqa: BLE001 -- bad values (the reason the run failed) stay as typed
         pass
     return params
 
 
-def variant_of(doc: Mapping[str, Any]) -> dict[str, Any]:
+def variant_of(doc: Mapping[str, Any] | RunResult) -> dict[str, Any]:
     """The parameters that define ``doc``'s variant: resolved method parameters without the speed-only
     ones, and the ablation and metric (as ``@ablation``, ``@metric``)."""
-    drop = set(SPEED_ONLY.get(str(doc.get("method")), ()))
-    out = {k: v for k, v in _resolved_params(doc).items() if k not in drop}
-    data = doc.get("data") or {}
+    r = as_result(doc)
+    drop = set(SPEED_ONLY.get(str(r.method), ()))
+    out = {k: v for k, v in _resolved_params(r).items() if k not in drop}
     for key in SETTINGS:
-        out[_SETTING_PREFIX + key] = data.get(key, _DEFAULT_SETTINGS[key])
+        value = getattr(r.data, key)
+        out[_SETTING_PREFIX + key] = _DEFAULT_SETTINGS[key] if value is None else value
     return out
 
 
 def _canon(params: Mapping[str, Any]) -> str:
-    from core.results import dumps
-
     return json.dumps(json.loads(dumps(dict(params), indent=None)), sort_keys=True, separators=(",", ":"))
 
 
-def model_label(doc: Mapping[str, Any]) -> str:
-    """The model column: the kind, plus the weights' sha256 prefix for a model the user named by directory
-    (source ``trained`` or ``path`` in the result's ``provenance.model``, as in the result path), so that
-    a locally trained model's runs never share a row with the shipped model's."""
-    prov = (doc.get("provenance") or {}).get("model") or {}
-    sha = prov.get("weights_sha256")
-    if prov.get("source") in ("trained", "path") and isinstance(sha, str) and sha:
-        return f"{doc.get('model')}-{sha[:8]}"
-    return str(doc.get("model"))
-
-
-def variant_key(doc: Mapping[str, Any]) -> tuple[str, str, str]:
+def variant_key(doc: Mapping[str, Any] | RunResult) -> tuple[str, str, str]:
     """(model label, method, canonical JSON of the variant's parameters)."""
-    return model_label(doc), str(doc.get("method")), _canon(variant_of(doc))
+    r = as_result(doc)
+    return r.model_label, str(r.method), _canon(variant_of(r))
 
 
 # ---- labels ---------------------------------------------------------------------------------------------
@@ -195,15 +191,15 @@ def run_labels(docs: Iterable[tuple[Path | str, Mapping[str, Any]]]) -> dict[str
     """``{str(path): label}`` for plots and tables of result documents: the variant label (named over all
     of ``docs``), and, where two finished runs of one variant share a (case, model), what tells them apart
     (the model's weights, seed, n, or the run id)."""
-    docs = list(docs)
+    docs = [(path, as_result(doc)) for path, doc in docs]
     keys = {str(path): variant_key(doc) for path, doc in docs}
     names = label_variants(keys.values())
     out = {p: names[k] for p, k in keys.items()}
-    groups: dict[tuple[str, str, str], list[tuple[str, Mapping[str, Any]]]] = {}
+    groups: dict[tuple[str, str, str], list[tuple[str, RunResult]]] = {}
     for path, doc in docs:
-        if doc.get("status") != "ok":  # only finished runs are drawn or tabled side by side
+        if not doc.ok:  # only finished runs are drawn or tabled side by side
             continue
-        groups.setdefault((str(doc.get("case")), str(doc.get("model")), out[str(path)]), []).append((str(path), doc))
+        groups.setdefault((str(doc.case), str(doc.model), out[str(path)]), []).append((str(path), doc))
     for (_, _, label), items in groups.items():
         if len(items) < 2:
             continue
@@ -219,10 +215,10 @@ def run_labels(docs: Iterable[tuple[Path | str, Mapping[str, Any]]]) -> dict[str
     return out
 
 
-def _data(doc: Mapping[str, Any], field: str) -> Any:
+def _data(r: RunResult, field: str) -> Any:
     if field == "model":
-        return model_label(doc)
+        return r.model_label
     if field == "run_id":
-        return doc.get("run_id")
-    data = doc.get("data") or {}
-    return data.get(field, doc.get(field))
+        return r.run_id
+    value = getattr(r.data, field)  # seed, n: the data's, else the result's own
+    return getattr(r, field, None) if value is None else value

@@ -79,7 +79,7 @@ def main(argv=None) -> int:
                 out = method.discover(problem)
                 times.append(time.perf_counter() - t0)
             scores = [out.edge_scores[e] for e in graph.edges]
-            signed = np.array([out.info["signed"][e] for e in graph.edges])
+            signed = np.array([out.signed_edges[e] for e in graph.edges])
             if name == "exact" and params.get("restart", True):
                 exact = signed
             r = float(np.corrcoef(signed, exact)[0, 1]) if signed.std() > 0 and exact.std() > 0 else float("nan")

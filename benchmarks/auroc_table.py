@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.results import iter_results  # noqa: E402
+from core.results import RunResult, iter_run_results  # noqa: E402
 from evaluations.roc import floored_edge_roc  # noqa: E402
 
 # InterpBench paper, edge AUROC on its SIIT models (../shared/reference/interpbench.md §6.6)
@@ -29,13 +29,13 @@ PAPER = {  # case: (ACDC, node SP, edge SP, EAP, EAP-IG)
 }
 
 
-def label(doc: dict) -> str:
-    p = doc.get("params") or {}
-    if doc["method"] == "sp":
+def label(r: RunResult) -> str:
+    p = r.params
+    if r.method == "sp":
         return "edge SP" if p.get("edgewise") else "node SP"
-    if doc["method"] == "eap-ig":
+    if r.method == "eap-ig":
         return f"EAP-IG {p.get('ig_variant', 'inputs')}"
-    return {"acdc": "ACDC", "eap": "EAP", "exact": "exact", "random": "random"}.get(doc["method"], doc["method"])
+    return {"acdc": "ACDC", "eap": "EAP", "exact": "exact", "random": "random"}.get(r.method, r.method)
 
 
 def floored_roc(doc: dict, rel: float):
@@ -54,14 +54,14 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     key = "pessimistic_auc" if args.pessimistic else "auroc"
     table: dict[str, dict[str, float]] = {}
-    for _, doc in iter_results(args.out):
-        if doc.get("status") != "ok" or (args.model and doc.get("model") != args.model):
+    for _, r in iter_run_results(args.out):
+        if not r.ok or (args.model and r.model != args.model):
             continue
-        roc = (doc.get("roc") or {}).get("edges") or {}
+        roc = r.roc_level("edges")
         v = roc.get(key)
         if args.score_floor is not None and roc.get("source") == "scores":
-            v = getattr(floored_roc(doc, args.score_floor), key)
-        table.setdefault(str(doc["case"]), {})[label(doc)] = v
+            v = getattr(floored_roc(r.to_json(), args.score_floor), key)
+        table.setdefault(str(r.case), {})[label(r)] = v
     order = ["ACDC", "node SP", "edge SP", "EAP", "EAP-IG inputs", "EAP-IG activations", "EAP-IG clean-corrupted",
              "exact", "random"]
     cols = [c for c in order if any(c in row for row in table.values())]

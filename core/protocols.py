@@ -162,12 +162,17 @@ class MethodOutput:
 
     ``edge_scores``/``node_scores``: higher = more important (ranked by absolute value unless the
     method says otherwise in ``info``). ``sweep``: (hyper-parameter value, circuit) pairs.
+    ``signed_edges``/``signed_nodes``: the signed estimates behind scores that rank by magnitude (attribution
+    methods), where the method has them; result files record them as ``method_info.signed`` and
+    ``method_info.signed_nodes``.
     """
 
     edge_scores: dict[str, float] | None = None
     node_scores: dict[str, float] | None = None
     sweep: list[tuple[float, Circuit]] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    signed_edges: dict[str, float] | None = None
+    signed_nodes: dict[str, float] | None = None
 
 
 class Method(abc.ABC):

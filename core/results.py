@@ -14,9 +14,15 @@ import hashlib
 import json
 import math
 import os
+import platform
+import sys
 import tempfile
+from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Mapping
+
+from core import __version__
 
 SCHEMA = 2  # 2: run ids hash the resolved configuration; results carry a provenance block
 RESULT = "result.json"
@@ -36,6 +42,20 @@ def _jsonable(x: Any) -> Any:
         return _jsonable(x.item())
     if hasattr(x, "tolist"):
         return _jsonable(x.tolist())
+    return x
+
+
+def finite(x: Any) -> Any:
+    """NaN/inf -> None (JSON has no NaN), recursively through dicts, lists and tuples; numpy scalars unwrapped.
+    (The evaluators' JSON: unlike :func:`dumps` it keeps keys as they are and tuples as lists.)"""
+    if hasattr(x, "item") and callable(x.item) and getattr(x, "ndim", 1) == 0:
+        x = x.item()
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [finite(v) for v in x]
     return x
 
 
@@ -66,6 +86,24 @@ def write_atomic(path: str | os.PathLike, text: str | bytes) -> Path:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp_path)`` on a temporary file next to ``path``, then rename it into place, with the
+    mode the umask gives new files (0644 by default; mkstemp's own 0600 would hide it from others)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
         raise
     return path
 
@@ -174,9 +212,6 @@ def iter_results(out: str | os.PathLike, name: str = RESULT, on_skip=None) -> It
 
 def versions() -> dict[str, str]:
     """Versions of Python and of the packages a result depends on (recorded in every result and model)."""
-    import platform
-    from importlib import metadata
-
     out = {"python": platform.python_version()}
     for dist, key in (("circuit-bench", "circuit-bench"), ("torch", "torch"), ("transformer-lens", "transformer_lens"),
                       ("numpy", "numpy"), ("scikit-learn", "scikit-learn"), ("tracr-pypi", "tracr")):
@@ -184,7 +219,6 @@ def versions() -> dict[str, str]:
             out[key] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             if key == "circuit-bench":
-                from core import __version__
                 out[key] = __version__ + "+src"
     return out
 
@@ -198,8 +232,6 @@ _SKIPS: list[list[tuple[Path, str]]] = []  # open skip_report() collectors
 
 def warn_skip(path, why: str) -> None:
     """The default ``on_skip``: one warning line on stderr; counted by an open :func:`skip_report`."""
-    import sys
-
     if any(Path(path) == p for collector in _SKIPS for p, _ in collector):
         return  # already reported by this command (e.g. a link seen by two readers)
     print(f"circuit-bench: warning: skip {path}: {why}", file=sys.stderr, flush=True)
@@ -340,3 +372,204 @@ def validate_result(doc: Any, max_schema: int | None = None) -> list[str]:
             for p in sweep)):
         out.append("'sweep' must be a list of {param, edges, nodes} objects")
     return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# The typed result document: the one place a result.json is written (to_json) and read (from_json)
+# ---------------------------------------------------------------------------------------------------
+
+def _dict(x: Any) -> dict[str, Any] | None:
+    return dict(x) if isinstance(x, Mapping) else None
+
+
+@dataclass
+class DataSpec:
+    """A result's ``data`` block: examples, data seed, ablation and metric (None where a document lacks
+    one: readers apply their defaults)."""
+
+    n: int | None = None
+    seed: int | None = None
+    ablation: str | None = None
+    metric: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"n": self.n, "seed": self.seed, "ablation": self.ablation, "metric": self.metric}
+
+    @classmethod
+    def from_json(cls, doc: Any) -> "DataSpec":
+        doc = doc if isinstance(doc, Mapping) else {}
+        return cls(doc.get("n"), doc.get("seed"), doc.get("ablation"), doc.get("metric"))
+
+
+@dataclass
+class Provenance:
+    """Schema 2's ``provenance`` block: the resolved model (``ModelRef.to_json``, kept as written), the
+    case's data spec and the graph options."""
+
+    model: dict[str, Any] | None = None
+    data: dict[str, Any] | None = None
+    graph: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "data": self.data, "graph": self.graph}
+
+    @classmethod
+    def from_json(cls, doc: Any) -> "Provenance | None":
+        if not isinstance(doc, Mapping):
+            return None
+        return cls(_dict(doc.get("model")), _dict(doc.get("data")), _dict(doc.get("graph")))
+
+    @property
+    def weights_sha256(self) -> str | None:
+        sha = (self.model or {}).get("weights_sha256")
+        return sha if isinstance(sha, str) and sha else None
+
+    @property
+    def explicit(self) -> bool:
+        """A model the user named by directory (source ``trained`` or ``path``)."""
+        return (self.model or {}).get("source") in ("trained", "path")
+
+
+@dataclass
+class Scores:
+    """A result's ``scores`` block: the method's edge and node scores (name -> number)."""
+
+    edges: dict[str, float] | None = None
+    nodes: dict[str, float] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"edges": self.edges, "nodes": self.nodes}
+
+    @classmethod
+    def from_json(cls, doc: Any) -> "Scores | None":
+        if not isinstance(doc, Mapping):
+            return None
+        return cls(_dict(doc.get("edges")), _dict(doc.get("nodes")))
+
+
+# the document's keys, in the order a result file has them; keys after "data" are written only when set
+# (``error`` and, for a finished run, ``ground_truth`` are written even when null)
+_ORDER = ("schema", "case", "model", "method", "params", "seed", "status", "error", "data", "run_id", "versions",
+          "provenance", "graph", "ground_truth", "scores", "method_info", "roc", "traceback", "timing",
+          "ablation_info", "sweep", "path")
+
+
+@dataclass
+class RunResult:
+    """One run's result document (``result.json``; README "Result files"). :meth:`to_json` writes the
+    document exactly as the runner always has (same keys, same order); :meth:`from_json` reads any
+    valid document of schema 1..:data:`SCHEMA` (missing blocks are None) and keeps keys it does not
+    know in ``extra`` (written after the known ones)."""
+
+    case: str
+    method: str
+    model: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = 0
+    status: str = "error"
+    error: str | None = None
+    data: DataSpec = field(default_factory=DataSpec)
+    run_id: str | None = None
+    versions: dict[str, str] | None = None
+    provenance: Provenance | None = None
+    graph: dict[str, Any] | None = None
+    ground_truth: dict[str, Any] | None = None
+    scores: Scores | None = None
+    method_info: dict[str, Any] | None = None
+    roc: dict[str, Any] | None = None
+    traceback: str | None = None
+    timing: dict[str, Any] | None = None
+    ablation_info: dict[str, Any] | None = None
+    sweep: list[dict[str, Any]] | None = None
+    path: str | None = None  # recorded in the file only for a run that failed before it started
+    schema: int | None = SCHEMA
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key in _ORDER:
+            value = getattr(self, key)
+            if value is None and key not in ("schema", "case", "model", "method", "params", "seed", "status", "error",
+                                             "run_id", "versions"):
+                if key == "ground_truth" and self.roc is not None:  # a finished run records "no ground truth"
+                    out[key] = None
+                continue
+            out[key] = value.to_json() if hasattr(value, "to_json") else value
+        out.update(self.extra)
+        return out
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> "RunResult":
+        known = set(_ORDER)
+        return cls(case=doc.get("case"), method=doc.get("method"), model=doc.get("model"),
+                   params=dict(doc.get("params") or {}), seed=doc.get("seed"), status=doc.get("status"),
+                   error=doc.get("error"), data=DataSpec.from_json(doc.get("data")), run_id=doc.get("run_id"),
+                   versions=_dict(doc.get("versions")), provenance=Provenance.from_json(doc.get("provenance")),
+                   graph=_dict(doc.get("graph")), ground_truth=_dict(doc.get("ground_truth")),
+                   scores=Scores.from_json(doc.get("scores")), method_info=_dict(doc.get("method_info")),
+                   roc=_dict(doc.get("roc")), traceback=doc.get("traceback"), timing=_dict(doc.get("timing")),
+                   ablation_info=_dict(doc.get("ablation_info")), sweep=doc.get("sweep"), path=doc.get("path"),
+                   schema=doc.get("schema"), extra={k: v for k, v in doc.items() if k not in known})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "RunResult":
+        """A result file, validated (:func:`load_result`)."""
+        return cls.from_json(load_result(path))
+
+    def write(self, path: str | os.PathLike) -> Path:
+        return write_json_atomic(path, self.to_json())
+
+    # ---- what the readers ask of a result ------------------------------------------------------------
+    @property
+    def model_label(self) -> str:
+        """The model a result ran on, as a label that tells a user's model from the shipped one: the kind,
+        or ``kind-<sha256 prefix>`` for a model named by directory (source ``trained`` or ``path``), as
+        in the result path's model component."""
+        prov = self.provenance
+        if prov is not None and prov.explicit and prov.weights_sha256:
+            return f"{self.model}-{prov.weights_sha256[:8]}"
+        return str(self.model)
+
+    @property
+    def weights_sha256(self) -> str | None:
+        return self.provenance.weights_sha256 if self.provenance is not None else None
+
+    @property
+    def model_dir(self) -> str | None:
+        """The directory of a model the user named (``--model-dir``), from the provenance (schema 2)."""
+        prov = self.provenance
+        return (prov.model or {}).get("directory") if prov is not None and prov.explicit else None
+
+    def roc_level(self, level: str = "edges") -> dict[str, Any]:
+        """``roc.<level>`` ({} when absent, e.g. a failed run or a case without a ground truth)."""
+        block = (self.roc or {}).get(level)
+        return block if isinstance(block, dict) else {}
+
+    def seconds(self, key: str) -> float | None:
+        """``timing.<key>`` as a number, None when the result did not record it."""
+        v = (self.timing or {}).get(key)
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+    @property
+    def edge_scores(self) -> dict[str, float] | None:
+        return self.scores.edges if self.scores is not None else None
+
+    @property
+    def signed_edges(self) -> dict[str, float] | None:
+        """The method's signed edge scores (``method_info.signed``), where it gave them."""
+        signed = (self.method_info or {}).get("signed")
+        return signed if isinstance(signed, dict) else None
+
+    @property
+    def truth_edges(self) -> list[str]:
+        return list((self.ground_truth or {}).get("edges") or [])
+
+
+def iter_run_results(out: str | os.PathLike, on_skip=None) -> Iterator[tuple[Path, RunResult]]:
+    """:func:`iter_results`, typed."""
+    for path, doc in iter_results(out, on_skip=on_skip):
+        yield path, RunResult.from_json(doc)

@@ -12,8 +12,8 @@ and ``full`` the all-one mask. f is not clipped: it can exceed 1 or be negative.
 v(full) == v(empty) f is NaN (and ``reason`` says so).
 
 Curves (:func:`faithfulness_curve`) follow MIB: for each requested fraction p, keep the top
-``int(p * n_edges)`` edges (by |score| or by signed score; ties broken by the graph's edge order),
-optionally prune dangling edges (``graph.prune``), evaluate every circuit in one batched
+``int(p * n_edges)`` edges (by |score| or by signed score; ties broken by the graph's edge order; or
+the reference's greedy growth from the logits: ``evaluations.selection``), optionally prune dangling edges (``graph.prune``), evaluate every circuit in one batched
 ``engine.evaluate`` call, and integrate f over the *requested* fractions on a linear axis:
 CPR = trapezoid area under f, CMD = trapezoid area under |1 - f|.
 """
@@ -27,11 +27,20 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from core import metrics
-from evaluations._common import finite, trapezoid
+from core.results import finite
+from evaluations.selection import POLICIES, circuit_masks, edge_score_vector, select_top
+
+__all__ = ["MIB_FRACTIONS", "POLICIES", "TASK_METRICS", "FaithfulnessCurve", "MaskValues", "circuit_faithfulness",
+           "cpr_cmd", "edge_score_vector", "edges_to_reach", "evaluate_masks", "faithfulness_curve", "normalise",
+           "select_top", "task_metric", "trapezoid"]
 
 MIB_FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
-POLICIES = ("topk-abs", "topk-signed")
 TASK_METRICS = ("loss", "accuracy", "logit_diff")
+
+
+def trapezoid(x: Sequence[float], y: Sequence[float]) -> float:
+    """Trapezoid area under y(x), x in the given (sorted) order; 0 for fewer than two points."""
+    return float(sum((x[i + 1] - x[i]) * (y[i] + y[i + 1]) / 2 for i in range(len(x) - 1)))
 
 
 def task_metric(engine, name: str = "loss") -> Callable[[torch.Tensor], torch.Tensor]:
@@ -61,11 +70,42 @@ def task_metric(engine, name: str = "loss") -> Callable[[torch.Tensor], torch.Te
     raise ValueError(f"unknown metric {name!r}; expected one of {', '.join(TASK_METRICS)}")
 
 
-def _normalise(v: torch.Tensor, v_full: float, v_empty: float) -> tuple[list[float], str | None]:
+def normalise(v: torch.Tensor, v_full: float, v_empty: float) -> tuple[list[float], str | None]:
+    """f of each value in ``v`` given v(full) and v(empty) (the module doc's formula), and why f is NaN
+    (None when it is defined)."""
     denom = v_full - v_empty
     if not math.isfinite(denom) or abs(denom) <= 1e-12 * max(1.0, abs(v_full), abs(v_empty)):
         return [math.nan] * v.numel(), f"v(full) == v(empty) ({v_full:.6g}): the ablation changes nothing"
     return [float((x - v_empty) / denom) + 0.0 for x in v.tolist()], None
+
+
+@dataclass
+class MaskValues:
+    """The values of K circuits and their normalised faithfulness (:func:`evaluate_masks`)."""
+
+    f: list[float]
+    values: list[float]
+    v_full: float
+    v_empty: float
+    reason: str | None = None
+
+    def __getitem__(self, key):  # dict-style access: ev["f"]
+        return getattr(self, key)
+
+
+@torch.no_grad()
+def evaluate_masks(engine, masks: Sequence[torch.Tensor] | torch.Tensor, metric: str = "loss", loss_fn=None,
+                   dtype: torch.dtype = torch.float64) -> MaskValues:
+    """v and f of each edge mask, in one batched ``engine.evaluate`` call together with the full and empty
+    masks. ``metric``: see :func:`task_metric`; ``loss_fn`` overrides it. Values are read back as
+    ``dtype`` (the study reads float64, the curves and :func:`circuit_faithfulness` float32)."""
+    E = engine.graph.n_edges
+    stacked = torch.stack([m.float() for m in masks]) if not isinstance(masks, torch.Tensor) else masks.float()
+    allm = torch.cat([stacked.cpu(), torch.ones(1, E), torch.zeros(1, E)]).to(engine.device)
+    v = engine.evaluate(allm, loss_fn or task_metric(engine, metric)).to(dtype).cpu()
+    v_full, v_empty = float(v[-2]), float(v[-1])
+    f, reason = normalise(v[:-2], v_full, v_empty)
+    return MaskValues(f, [float(x) for x in v[:-2].tolist()], v_full, v_empty, reason)
 
 
 @torch.no_grad()
@@ -77,12 +117,24 @@ def circuit_faithfulness(engine, mask: torch.Tensor, loss_fn=None):
     """
     single = mask.dim() == 1
     masks = mask.unsqueeze(0) if single else mask
-    E = engine.graph.n_edges
-    masks = masks.to(engine.device, torch.float32)
-    allm = torch.cat([masks, torch.ones(1, E, device=engine.device), torch.zeros(1, E, device=engine.device)])
-    v = engine.evaluate(allm, loss_fn).float().cpu()
-    f, _ = _normalise(v[:-2], float(v[-2]), float(v[-1]))
+    f = evaluate_masks(engine, masks, loss_fn=loss_fn or engine.default_loss(), dtype=torch.float32).f
     return f[0] if single else f
+
+
+def _area(x: Sequence[float], y: Sequence[float]) -> float:
+    """:func:`trapezoid`, NaN when a value is not finite (f undefined somewhere)."""
+    return trapezoid(x, y) if all(math.isfinite(v) for v in y) else math.nan
+
+
+def cpr_cmd(f: Sequence[float], fractions: Sequence[float] = MIB_FRACTIONS) -> tuple[float, float]:
+    """MIB's CPR (area under f) and CMD (area under |1 - f|) over the requested ``fractions`` (linear axis)."""
+    return _area(fractions, f), _area(fractions, [abs(1 - x) for x in f])
+
+
+def edges_to_reach(kept: Sequence[int], f: Sequence[float], target: float) -> int | None:
+    """Fewest kept edges among the curve's points with f >= target (None if never)."""
+    hits = [k for k, x in zip(kept, f) if math.isfinite(x) and x >= target]
+    return min(hits) if hits else None
 
 
 @dataclass
@@ -111,33 +163,6 @@ class FaithfulnessCurve:
         return getattr(self, key)
 
 
-def edge_score_vector(graph, edge_scores: Mapping[str, float]) -> torch.Tensor:
-    """Scores on the graph's edges ``[E]``; unscored edges get NaN. An unsplit name on a split graph
-    scores its three q/k/v edges; split names on an unsplit graph merge by largest |score|."""
-    vec = torch.full((graph.n_edges,), math.nan, dtype=torch.float64)
-    for name, s in edge_scores.items():
-        s = float(s)
-        idx = [graph.edge_index[name]] if name in graph.edge_index else \
-            [graph.edge_index[e] for e in graph.edge_names([name])]
-        for i in idx:
-            cur = float(vec[i])
-            if math.isnan(cur) or abs(s) > abs(cur):
-                vec[i] = s
-    return vec
-
-
-def select_top(scores: torch.Tensor, n: int, policy: str = "topk-abs") -> torch.Tensor:
-    """0/1 mask of the top ``n`` edges; NaN (unscored) last; ties by edge order (stable sort)."""
-    if policy not in POLICIES:
-        raise ValueError(f"unknown policy {policy!r}; expected one of {', '.join(POLICIES)}")
-    key = scores.abs() if policy == "topk-abs" else scores.clone()
-    key = torch.nan_to_num(key, nan=-math.inf)
-    order = torch.sort(key, descending=True, stable=True).indices
-    mask = torch.zeros(scores.numel())
-    mask[order[:max(0, min(n, scores.numel()))]] = 1.0
-    return mask
-
-
 @torch.no_grad()
 def faithfulness_curve(engine, graph, edge_scores: Mapping[str, float] | torch.Tensor,
                        fractions: Sequence[float] = MIB_FRACTIONS, policy: str = "topk-abs",
@@ -158,19 +183,12 @@ def faithfulness_curve(engine, graph, edge_scores: Mapping[str, float] | torch.T
         vec = edge_score_vector(graph, edge_scores)
     E = graph.n_edges
     requested = [int(p * E) for p in fractions]
-    masks = []
-    for n in requested:
-        m = select_top(vec, n, policy)
-        masks.append(graph.prune(m) if prune else m)
+    masks = circuit_masks(graph, vec, requested, policy, prune)
     kept = [int(m.sum()) for m in masks]
-    fn = loss_fn or task_metric(engine, metric)
-    allm = torch.stack(masks + [torch.ones(E), torch.zeros(E)]).to(engine.device)
-    v = engine.evaluate(allm, fn).float().cpu()
-    v_full, v_empty = float(v[-2]), float(v[-1])
-    f, reason = _normalise(v[:-2], v_full, v_empty)
-    cpr = trapezoid(fractions, f) if not reason else math.nan
-    cmd = trapezoid(fractions, [abs(1 - x) for x in f]) if not reason else math.nan
-    return FaithfulnessCurve(fractions, requested, kept, [float(x) for x in v[:-2].tolist()], f, v_full, v_empty,
+    ev = evaluate_masks(engine, masks, metric, loss_fn, dtype=torch.float32)
+    f, reason = ev.f, ev.reason
+    cpr, cmd = cpr_cmd(f, fractions) if not reason else (math.nan, math.nan)
+    return FaithfulnessCurve(fractions, requested, kept, ev.values, f, ev.v_full, ev.v_empty,
                              cpr, cmd, (sum(f) / len(f)) if f and not reason else math.nan, policy, prune,
                              engine.ablation, "custom" if loss_fn else metric, reason,
                              info={"n_edges": E, "axis": "requested fraction, linear",

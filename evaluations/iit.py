@@ -37,7 +37,7 @@ from core import metrics
 from core.circuit import Circuit
 from core.naming import INPUT, POS, NodeLoc
 from core.patching import PatchEngine, StrictAccuracy, capture, strict_accuracy
-from evaluations._common import atomic_write, finite
+from core.results import atomic_write, finite
 
 ABLATION_NAMES = {"corrupted": "resample", "mean": "mean", "zero": "zero"}
 HLIntervene = Callable[[str, torch.Tensor, torch.Tensor], "torch.Tensor | None"]

@@ -24,7 +24,7 @@ import torch
 from core.circuit import Circuit
 from core.metrics import IGNORE
 from core.naming import INPUT, LOGITS, POS
-from evaluations._common import finite
+from core.results import finite
 
 
 @dataclass

@@ -31,7 +31,8 @@ import numpy as np
 
 from core.circuit import ENDPOINTS, Circuit
 from core.naming import merge_qkv, parse_edge
-from evaluations._common import finite, trapezoid
+from core.results import finite
+from evaluations.faithfulness import trapezoid
 
 NAN = float("nan")
 

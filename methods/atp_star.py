@@ -35,7 +35,7 @@ uses the *clean* other side of the attention (keys for query edges, queries for 
 clean values, so it is exact for the pattern but first-order in what follows it; positions are not
 masked (the loss masks them). ``grad_drop=False`` gives AtP with the QK fix alone, signed or absolute.
 With ``grad_drop=True`` the scores are unsigned (``edge_scores`` = GradDrop magnitude); the signed
-AtP+QK estimate is kept in ``info["signed"]``. The loss is the attribution metric of
+AtP+QK estimate is kept in ``signed_edges`` (``method_info.signed`` in result files). The loss is the attribution metric of
 ``methods.attribution`` (the same scale as EAP and exact patching).
 """
 

@@ -146,11 +146,10 @@ def _output(problem: Problem, signed: torch.Tensor, signed_nodes: dict[str, floa
         node_scores = {n: (abs(v) if absolute else v) for n, v in signed_nodes.items()}
     info = {"sign_convention": SIGN_CONVENTION,
             "ranking": "absolute value (edge_scores = |signed|)" if absolute else "signed (edge_scores = signed)",
-            **info,
-            "signed": dict(zip(edges, signed.tolist()))}
-    if signed_nodes is not None:
-        info["signed_nodes"] = dict(signed_nodes)
-    return MethodOutput(edge_scores=dict(zip(edges, shown.tolist())), node_scores=node_scores, info=info)
+            **info}
+    return MethodOutput(edge_scores=dict(zip(edges, shown.tolist())), node_scores=node_scores, info=info,
+                        signed_edges=dict(zip(edges, signed.tolist())),
+                        signed_nodes=None if signed_nodes is None else dict(signed_nodes))
 
 
 def _summed_node_scores(problem: Problem, signed: torch.Tensor) -> dict[str, float]:

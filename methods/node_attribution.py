@@ -18,7 +18,7 @@ input gradient). Because every receiver reads the residual stream, dL/da_u = sum
 u feeds of dL/dx_v, so NAP(u) is exactly the sum of EAP over u's outgoing edges (tested); node-level
 EAP-IG-inputs likewise equals the sum of edge-level EAP-IG-inputs.
 
-Output: ``node_scores`` (|signed| by default; signed in ``info["signed_nodes"]``), scored against the
+Output: ``node_scores`` (|signed| by default; signed in ``signed_nodes``), scored against the
 node ground truth (node AUROC). ``edge_scores[u->v] = min(score(u), score(v))`` with the endpoints
 ``input``/``pos``/``logits`` above every node (as node SP does), so a top-k of edges keeps the edges
 between the best nodes and ``eval faithfulness`` can evaluate node circuits.
@@ -118,8 +118,8 @@ class NodeAttribution(Method):
                 "gradient_of": "the sender output (attn.hook_result head slice, hook_mlp_out)",
                 "ranking": "absolute value (node_scores = |signed|)" if self.absolute else "signed",
                 "edge_scores": "min of the endpoint node scores (input/pos/logits above every node)",
-                "signed_nodes": signed, "absolute": self.absolute}
-        return MethodOutput(edge_scores=edge_scores, node_scores=shown, info=info)
+                "absolute": self.absolute}
+        return MethodOutput(edge_scores=edge_scores, node_scores=shown, info=info, signed_nodes=signed)
 
     def _ig_inputs(self, engine, loss_fn, alphas):
         if engine.ablation != "corrupted":

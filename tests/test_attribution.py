@@ -15,7 +15,7 @@ from tests.helpers import random_data, random_model
 
 
 def signed(out, graph) -> np.ndarray:
-    return np.array([out.info["signed"][e] for e in graph.edges])
+    return np.array([out.signed_edges[e] for e in graph.edges])
 
 
 def problem_for(model, data, output_type="categorical", ablation="corrupted", metric="faithfulness"):
@@ -83,8 +83,8 @@ def test_unsplit_edge_scores_are_the_sum_of_their_qkv_slots():
     data = random_data(seed=2)
     split = problem_for(model, data)
     merged = Problem(model, Graph.from_model(model, split_qkv=False), data, "categorical")
-    s = EAP().discover(split).info["signed"]
-    m = EAP().discover(merged).info["signed"]
+    s = EAP().discover(split).signed_edges
+    m = EAP().discover(merged).signed_edges
     for name, value in m.items():
         parts = [v for k, v in s.items() if k.startswith(name + "<")] or [s[name]]
         assert abs(sum(parts) - value) < 1e-9
@@ -178,10 +178,10 @@ def test_signs_absolute_and_node_sums():
     problem = problem_for(random_model(None, seed=5), random_data(seed=5))
     s = EAP(absolute=False).discover(problem)
     a = EAP().discover(problem)
-    assert s.info["signed"] == a.info["signed"]
+    assert s.signed_edges == a.signed_edges
     for e in problem.graph.edges:
-        assert a.edge_scores[e] == abs(s.edge_scores[e]) and s.edge_scores[e] == s.info["signed"][e]
-    total = sum(v for e, v in s.info["signed"].items() if e.startswith("m0->"))
+        assert a.edge_scores[e] == abs(s.edge_scores[e]) and s.edge_scores[e] == s.signed_edges[e]
+    total = sum(v for e, v in s.signed_edges.items() if e.startswith("m0->"))
     assert abs(s.node_scores["m0"] - total) < 1e-12 and a.node_scores["m0"] == abs(s.node_scores["m0"])
     assert "L(edge ablated) - L(clean)" in s.info["sign_convention"]
 

@@ -14,9 +14,23 @@ from core.circuit import Circuit
 from core.graph import Graph
 from core.patching import PatchEngine
 from core.protocols import MethodOutput
-from evaluations import (circuit_faithfulness, edge_roc, faithfulness_curve, gt_node_realism, iit_report,
-                         merge_qkv_scores, node_realism, node_roc, pareto_front, pessimistic_auc, roc_from_scores,
-                         roc_from_sweep, to_csv, to_json)
+from evaluations import (
+    circuit_faithfulness,
+    edge_roc,
+    faithfulness_curve,
+    gt_node_realism,
+    iit_report,
+    merge_qkv_scores,
+    node_realism,
+    node_roc,
+    pareto_front,
+    pessimistic_auc,
+    roc_from_scores,
+    roc_from_sweep,
+    to_csv,
+    to_json,
+)
+from evaluations.selection import circuit_masks, edge_score_vector
 
 
 # ---- fixtures ------------------------------------------------------------------------------------------------
@@ -200,6 +214,20 @@ def test_faithfulness_curve_oracle_one_batched_call(toy_setup, engines, monkeypa
     assert acc.faithfulness[-1] == pytest.approx(1.0) and acc.kept == acc.requested
     ld = faithfulness_curve(eng, graph, oracle.edge_scores, metric="logit_diff")
     assert ld.faithfulness[-1] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_faithfulness_curve_greedy_is_the_study_selection(toy_setup, engines):
+    """``policy="greedy"`` (the study's selection, ``evaluations.selection``) works for the MIB curve too:
+    its circuits are the greedy circuits of the requested sizes, pruned, and f reaches 1 at every edge."""
+    _, _, _, graph, _, oracle = toy_setup
+    eng = engines["corrupted"]
+    curve = faithfulness_curve(eng, graph, oracle.edge_scores, policy="greedy")
+    masks = circuit_masks(graph, edge_score_vector(graph, oracle.edge_scores), curve.requested, "greedy")
+    assert curve.policy == "greedy" and curve.kept == [int(m.sum()) for m in masks]
+    assert curve.faithfulness == pytest.approx(circuit_faithfulness(eng, torch.stack(masks)), abs=1e-6)
+    assert curve.faithfulness[-1] == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ValueError, match="greedy"):
+        faithfulness_curve(eng, graph, oracle.edge_scores, policy="nope")
 
 
 # ---- node realism ------------------------------------------------------------------------------------------

@@ -134,7 +134,7 @@ def test_attribution_methods_equal(variant, toy):
         problem = Problem(model, graph, data, case.output_type, seed=0, case_id="toy")
         problem._engine = PatchEngine(model, graph, data, case.output_type, fast=fast)
         out = [EAP().discover(problem), EAPIG(ig_variant=variant).discover(problem)]
-        scores.append([torch.tensor([o.info["signed"][e] for e in graph.edges]) for o in out])
+        scores.append([torch.tensor([o.signed_edges[e] for e in graph.edges]) for o in out])
     for a, b in zip(*scores):
         assert a.abs().max() > 0 and (a - b).abs().max() <= 1e-5 * a.abs().max()
 

@@ -81,26 +81,26 @@ def test_nap_is_the_sum_of_its_edges_eap_and_exact_on_a_linear_model():
     model = linear_model()
     problem = problem_for(model, random_data())
     nap = NodeAttribution(attribution_metric="logit").discover(problem)
-    eap = EAP(attribution_metric="logit").discover(problem).info["signed"]
-    exact = ExactPatching(attribution_metric="logit").discover(problem).info["signed_nodes"]
+    eap = EAP(attribution_metric="logit").discover(problem).signed_edges
+    exact = ExactPatching(attribution_metric="logit").discover(problem).signed_nodes
     node_edges = _node_edges(problem.graph)
-    assert max(abs(v) for v in nap.info["signed_nodes"].values()) > 1e-2  # not vacuous
+    assert max(abs(v) for v in nap.signed_nodes.values()) > 1e-2  # not vacuous
     for node, idx in node_edges.items():
         total = sum(eap[problem.graph.edges[i]] for i in idx.tolist())
-        assert abs(nap.info["signed_nodes"][node] - total) < 1e-9, node
-        assert abs(nap.info["signed_nodes"][node] - exact[node]) < 1e-6, node  # linear: first order is exact
+        assert abs(nap.signed_nodes[node] - total) < 1e-9, node
+        assert abs(nap.signed_nodes[node] - exact[node]) < 1e-6, node  # linear: first order is exact
 
 
 def test_nap_sum_identity_on_a_nonlinear_model_and_node_ig():
     problem = problem_for(random_model("LN", seed=4), random_data(seed=4))
-    nap = NodeAttribution().discover(problem).info["signed_nodes"]
-    eap = EAP().discover(problem).info["signed"]
+    nap = NodeAttribution().discover(problem).signed_nodes
+    eap = EAP().discover(problem).signed_edges
     for node, idx in _node_edges(problem.graph).items():
         assert abs(nap[node] - sum(eap[problem.graph.edges[i]] for i in idx.tolist())) < 1e-8
     # node EAP-IG with one step is NAP; with m steps it is the sum of edge-level EAP-IG (inputs)
-    assert NodeEAPIG(integrated_grad_steps=1).discover(problem).info["signed_nodes"] == nap
-    ig = NodeEAPIG(integrated_grad_steps=3).discover(problem).info["signed_nodes"]
-    edge_ig = get_method("eap-ig", integrated_grad_steps=3).discover(problem).info["signed"]
+    assert NodeEAPIG(integrated_grad_steps=1).discover(problem).signed_nodes == nap
+    ig = NodeEAPIG(integrated_grad_steps=3).discover(problem).signed_nodes
+    edge_ig = get_method("eap-ig", integrated_grad_steps=3).discover(problem).signed_edges
     for node, idx in _node_edges(problem.graph).items():
         assert abs(ig[node] - sum(edge_ig[problem.graph.edges[i]] for i in idx.tolist())) < 1e-8
     with pytest.raises(ValueError, match="ablation='corrupted'"):
@@ -208,9 +208,9 @@ def test_atp_star_qk_fix_is_exact_when_the_loss_is_linear_after_the_softmax():
     values, so the QK fix is exact for q/k edges (and AtP for v/logits edges), while plain EAP is not."""
     problem = problem_for(one_layer_attention(), random_data())
     graph = problem.graph
-    exact = ExactPatching(attribution_metric="logit").discover(problem).info["signed"]
-    atp = AtPStar(grad_drop=False, attribution_metric="logit").discover(problem).info["signed"]
-    eap = EAP(attribution_metric="logit").discover(problem).info["signed"]
+    exact = ExactPatching(attribution_metric="logit").discover(problem).signed_edges
+    atp = AtPStar(grad_drop=False, attribution_metric="logit").discover(problem).signed_edges
+    eap = EAP(attribution_metric="logit").discover(problem).signed_edges
     qk = [e for e in graph.edges if e.endswith(("<q>", "<k>"))]
     assert max(abs(exact[e]) for e in qk) > 1e-2
     assert max(abs(atp[e] - exact[e]) for e in graph.edges) < 1e-9
@@ -222,20 +222,20 @@ def test_atp_star_grad_drop_equals_abs_atp_without_cancellation():
     logits edges (every layer's drop leaves them alone) and the only other term for in-block edges."""
     problem = problem_for(random_model("LN", seed=5, n_layers=2), random_data(seed=5))
     gd = AtPStar(grad_drop=True).discover(problem)
-    plain = AtPStar(grad_drop=False, absolute=False).discover(problem).info["signed"]
+    plain = AtPStar(grad_drop=False, absolute=False).discover(problem).signed_edges
     for e in problem.graph.edges:
         if e.endswith("->logits"):
             assert abs(gd.edge_scores[e] - abs(plain[e])) < 1e-9
         if "->a1." in e or e.endswith("->m1"):  # layer 1 receivers: only layer 0's drop counts, which leaves them
             assert abs(gd.edge_scores[e] - abs(plain[e])) < 1e-9
-    assert gd.info["signed"] == plain
+    assert gd.signed_edges == plain
     # one layer: in-block receivers have no other layer to drop and keep |AtP|
     one = problem_for(random_model("LN", seed=6, n_layers=1), random_data(seed=6))
     gd1 = AtPStar(grad_drop=True).discover(one)
-    plain1 = AtPStar(grad_drop=False, absolute=False).discover(one).info["signed"]
+    plain1 = AtPStar(grad_drop=False, absolute=False).discover(one).signed_edges
     assert max(abs(gd1.edge_scores[e] - abs(plain1[e])) for e in one.graph.edges) < 1e-12
     assert max(plain1.values(), key=abs) != 0
-    assert get_method("atp-qk").discover(one).info["signed"] == plain1
+    assert get_method("atp-qk").discover(one).signed_edges == plain1
 
 
 @pytest.fixture(scope="module")
@@ -252,9 +252,9 @@ def test_atp_star_recovers_query_key_edges_eap_misses_on_tracr(tracr12):
     edges of case 12, exact patching gives them O(0.1) effects; AtP*'s QK fix recovers them."""
     case, model, data = tracr12
     problem = Problem(model, Graph.from_model(model), data, case.output_type)
-    exact = ExactPatching().discover(problem).info["signed"]
-    eap = EAP().discover(problem).info["signed"]
-    atp = AtPStar(grad_drop=False).discover(problem).info["signed"]
+    exact = ExactPatching().discover(problem).signed_edges
+    eap = EAP().discover(problem).signed_edges
+    atp = AtPStar(grad_drop=False).discover(problem).signed_edges
     truth = case.ground_truth().merged().edges
     blind = [e for e in problem.graph.edges if e.endswith(("<q>", "<k>")) and abs(exact[e]) > 0.05]
     assert len(blind) >= 4

@@ -8,8 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from benchmark import study
+from benchmark import study, study_cli
 from benchmark.cli import UsageError
+from benchmark.study_cli import user_input
 from core.circuit import Circuit
 from core.graph import Graph
 from core.protocols import Problem
@@ -20,7 +21,7 @@ from tests.test_attribution import linear_model
 
 
 def signed(out, graph) -> np.ndarray:
-    return np.array([out.info["signed"][e] for e in graph.edges])
+    return np.array([out.signed_edges[e] for e in graph.edges])
 
 
 # ---- agreement statistics on hand-made vectors --------------------------------------------------------------
@@ -179,22 +180,23 @@ def test_study_times_are_the_methods_with_set_up_apart(tmp_path, monkeypatch):
 
 
 def test_bad_input_is_a_usage_error(tmp_path, capsys):
-    with pytest.raises(UsageError, match="nope"):
+    # the study raises ValueError for bad input; the CLI layer (study_cli.user_input) makes it a usage error
+    with pytest.raises(UsageError, match="nope"), user_input():
         study.pareto("toy", methods=["nope"], out_dir=tmp_path)
-    with pytest.raises(UsageError, match="zzz"):
+    with pytest.raises(UsageError, match="zzz"), user_input():
         study.agreement("zzz", out_dir=tmp_path)
-    with pytest.raises(UsageError, match="same graph"):
+    with pytest.raises(UsageError, match="same graph"), user_input():
         study.cross_case(["toy", "21"], method="eap", n=8, out_dir=tmp_path)
     args = argparse.Namespace(case="toy", model=None, methods=["eap-igg"], n=8, seed=0, ablation=None,
                               out=str(tmp_path), json=True, steps=None, cases=None)
     with pytest.raises(UsageError, match="eap-igg"):
-        study.cmd_eval_agreement(args)
+        study_cli.cmd_eval_agreement(args)
 
 
 def test_cmd_eval_overlap_json(tmp_path, capsys):
     args = argparse.Namespace(case="toy", model=None, methods=["eap"], n=32, seed=0, ablation=None,
                               out=str(tmp_path), json=True, steps=None, cases=None)
-    assert study.cmd_eval_overlap(args) == 0
+    assert study_cli.cmd_eval_overlap(args) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["settings"] == ["toy:toy@0/n=32", "toy:toy@1/n=32"] and len(doc["F"]) == 2
 
