@@ -27,6 +27,7 @@ RUN pip install "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
 
 COPY pyproject.toml README.md main.py ./
 COPY core ./core
+COPY training ./training
 COPY cases ./cases
 COPY methods ./methods
 COPY evaluations ./evaluations
