@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from cases.direction.data import ANSWERS, FINAL_POS, SentimentData, build_tokenizer, sentiment_dataset
-from cases.ioi.tokenizer import WordTokenizer
+from cases.tokenizer import WordTokenizer
 
 MODELS_DIR = Path(__file__).parent / "models"
 DIRECTION_FILE = "direction.json"

@@ -73,7 +73,7 @@ class IOICase(Case):
     @staticmethod
     def load_dir(directory: str | Path, device: str = "cpu") -> tuple["HookedTransformer", Circuit]:
         """(model with the graph hooks on, ground truth) from a model directory; checks its tokenizer."""
-        from cases.ioi.tokenizer import WordTokenizer
+        from cases.tokenizer import WordTokenizer
         from training.model_files import load_model_dir
 
         d = Path(directory)
