@@ -40,7 +40,6 @@ expected (the CLI exits 2), raised when the case is built, before any run starts
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import sys
@@ -114,14 +113,6 @@ def validate_tl_config(doc: Any, file: str | Path) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------------
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _read_json(path: Path, what: str) -> Any:
@@ -559,7 +550,7 @@ class FileCase(Case):
             return torch.tensor([[fill if v is None else v for v in r.get(key, [None] * len(r["clean"]))]
                                  + [fill] * (width - len(r["clean"])) for r in rows], dtype=dtype)
         label_dtype = torch.long if cat else torch.float32
-        meta = {"file": str(self.data_file), "sha256": _sha256(self.data_file), "rows": len(rows),
+        meta = {"file": str(self.data_file), "sha256": sha256_file(self.data_file), "rows": len(rows),
                 "lines": [r["line"] for r in rows], "requested": n,
                 "order": "the first n lines of the file (fixed data: the seed is not used)"}
         if len(rows) < n:
@@ -636,9 +627,9 @@ class FileCase(Case):
         d = super().info()
         model = ({"hf_checkpoint": str(self.hf_dir)} if self.hf_dir is not None else
                  {"config": str(self.config_file), "weights": str(self.weights_file),
-                  "weights_sha256": _sha256(self.weights_file)})
+                  "weights_sha256": sha256_file(self.weights_file)})
         d.update(name=self.name, file=str(self.path), model=model, layers=self._n_layers, heads=self._n_heads,
-                 data={"file": str(self.data_file), "rows": len(self._rows), "sha256": _sha256(self.data_file)},
+                 data={"file": str(self.data_file), "rows": len(self._rows), "sha256": sha256_file(self.data_file)},
                  default_metric=self.default_metric, wrong_answers=self.wrong_answers,
                  ground_truth=None if self.truth is None else self.truth.to_json())
         return d
