@@ -9,13 +9,10 @@ numerical labels NaN.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
-
-if TYPE_CHECKING:
-    from core.protocols import Problem
 
 IGNORE = -100
 
@@ -132,8 +129,9 @@ def _ablated_logits(engine) -> torch.Tensor:
         return engine.run(torch.zeros(engine.graph.n_edges, device=engine.device))[0]
 
 
-def attribution_loss(problem: "Problem", metric: str = "auto") -> AttributionLoss:
+def attribution_loss(problem: Any, metric: str = "auto") -> AttributionLoss:
     """The loss attribution methods attribute, ``logits -> [K]``, lower = closer to the clean model.
+    ``problem`` is a :class:`core.protocols.Problem` (not imported: protocols sits above metrics).
 
     ``auto``: the problem's own loss when ``problem.metric`` is ``task`` (CE / MSE to the labels) or
     ``logit-diff`` (minus the answer-vs-wrong-answer logit difference);
