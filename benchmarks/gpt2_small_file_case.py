@@ -85,7 +85,8 @@ def child(toml: str, method: str, n: int, exact_edges: int) -> dict:
            "metric": problem.metric, "setup_seconds": t_setup}
     t1 = time.perf_counter()
     if method == "exact" and exact_edges:
-        from methods.attribution import ExactPatching, attribution_loss
+        from core.metrics import attribution_loss
+        from methods.attribution import ExactPatching
 
         m = ExactPatching()
         with torch.no_grad(), engine.eval_mode():

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 CASES = ["toy", "3", "4", "6", "7"]
-SLOW = "tests.hostile_methods:Slow"
+SLOW = "benchmark.hostile:Slow"
 
 
 def env(**extra) -> dict:
@@ -181,7 +181,7 @@ def audit_inputs(work: Path, use_subprocess: bool) -> dict:
     import torch
 
     from core import results
-    from tests.hostile_inputs import TAKES_OUT, bad_command_lines, bad_configs, bad_result_docs, encode
+    from benchmark.hostile import TAKES_OUT, bad_command_lines, bad_configs, bad_result_docs, encode
 
     markers = work / "markers"
     markers.mkdir(parents=True, exist_ok=True)
@@ -288,7 +288,7 @@ def audit_inputs(work: Path, use_subprocess: bool) -> dict:
     # the other run-level failures: bad method outputs fail their own run (exit 1), the command goes on
     for m in ("NaNScores", "InfScores", "Exits"):
         o = work / "inputs" / f"out-{m}"
-        t.cli(["benchmark", "--cases", "toy", "--methods", f"tests.hostile_methods:{m}", "random", "--out", o,
+        t.cli(["benchmark", "--cases", "toy", "--methods", f"benchmark.hostile:{m}", "random", "--out", o,
                "-n", "8"], {1}, out=o, subprocess_=use_subprocess)
     counts["bad_method_outputs"] = 3
     # unusable --out

@@ -2,8 +2,8 @@
 
     OMP_NUM_THREADS=1 python benchmarks/tracr_compile.py [--repeat 3] [--only length,reverse]
 
-Programs: the library-style programs of tests/test_tracr_bridge.py (until the case registry is
-wired in). Each is compiled without the cache (tracr + conversion + ground truth + defects), then
+Programs: the library-style example programs of ``cases.tracr.examples`` (those the bridge tests
+use). Each is compiled without the cache (tracr + conversion + ground truth + defects), then
 stored into a temporary cache and loaded back through ``compile_rasp_to_model`` (a cache hit).
 The first compile also pays for importing JAX and tracr's compiler; that is reported apart.
 """
@@ -11,7 +11,6 @@ The first compile also pays for importing JAX and tracr's compiler; that is repo
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import statistics
 import subprocess
@@ -25,12 +24,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cases.tracr.examples import CASES  # noqa: E402  (after the path set-up)
+
 
 def load_programs() -> dict:
-    spec = importlib.util.spec_from_file_location("_tracr_bridge_programs", ROOT / "tests" / "test_tracr_bridge.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.CASES
+    return CASES
 
 
 def dir_size(path: Path) -> int:

@@ -3,8 +3,8 @@
 Patches :attr:`TracrCaseSpec.lengths` in this process so that the default minimum is ``--min`` tokens
 (cases with their own ``min_len`` keep it), then
 
-- ``datasets``: runs ``tests/test_tracr_cases.py::test_program_and_dataset`` on every case and prints
-  the failures;
+- ``datasets``: runs ``tests/test_tracr_cases.py::test_program_and_dataset`` on every case (through
+  ``pytest.main`` in this process, so the patch applies) and prints the failures;
 - ``models``: for every shipped trained model (siit, iit, natural), the fraction of sequences whose every
   labelled position is right, on inputs of the new minimum length and on the longer ones (400 inputs,
   seed 5; categorical argmax, numerical within 0.05).
@@ -19,7 +19,8 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 
 def patch_min_length(minimum: int) -> None:
@@ -31,17 +32,26 @@ def patch_min_length(minimum: int) -> None:
     table.TracrCaseSpec.lengths = property(lengths)
 
 
-def datasets(ids) -> None:
-    import tests.test_tracr_cases as T
-    from cases.tracr.case import TracrCase
+class _Failures:
+    """A pytest plug-in that keeps each failed test's case id and the start of its message."""
 
-    failed = {}
-    for cid in ids:
-        try:
-            T.test_program_and_dataset(lambda c: TracrCase(c), cid)
-        except AssertionError as err:
-            failed[cid] = str(err)[:300]
-    print(json.dumps({"cases": len(ids), "failed": failed}, indent=1))
+    def __init__(self):
+        self.failed: dict[str, str] = {}
+
+    def pytest_runtest_logreport(self, report):
+        if report.when == "call" and report.failed:
+            self.failed[report.nodeid.split("[", 1)[1].rstrip("]")] = str(report.longrepr)[-300:]
+
+
+def datasets(ids) -> None:
+    """Runs the suite's dataset test in this process (pytest collects it: nothing here imports tests/)."""
+    import pytest
+
+    test = ROOT / "tests" / "test_tracr_cases.py"
+    failures = _Failures()
+    pytest.main(["-q", "-p", "no:cacheprovider", *(f"{test}::test_program_and_dataset[{cid}]" for cid in ids)],
+                plugins=[failures])
+    print(json.dumps({"cases": len(ids), "failed": failures.failed}, indent=1))
 
 
 def models(ids, minimum: int) -> None:

@@ -183,7 +183,7 @@ def main(argv=None) -> int:
     tmp = tempfile.TemporaryDirectory()
     folder = Path(tmp.name)
     worker = Worker(str(python))
-    setups, rows = {}, []
+    setups = {}
     for spec in args.models:
         model, data, graph, ans, wrong = build(spec, folder, args.seed)
         info = worker(cmd="load", name=spec, dir=str(folder))
@@ -273,7 +273,7 @@ def main(argv=None) -> int:
     tmp.cleanup()
 
     # ---- report -------------------------------------------------------------------------------------
-    print(f"| work | model (edges) | circuit-bench | auto-circuit | ratio |")
+    print("| work | model (edges) | circuit-bench | auto-circuit | ratio |")
     print("|---|---|---|---|---|")
     for spec, (_, _, graph, _, _) in setups.items():
         label = f"{spec.replace('x', 'L x ')}H d{SPECS[spec][2]} ({graph.n_edges})"

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 from core.protocols import Case
 from core.registry import UnknownNameError
 
@@ -12,21 +14,37 @@ __all__ = ["Case", "get_case", "list_cases", "case_ids"]
 
 _CACHE: dict[str, Case] = {}
 
+# kind -> (module, class, (module, name) of its id table or None for a single case whose id is its kind).
+# Loaded by name on first use (importlib), so ``import cases``, ``--help`` and ``cases list`` stay light.
+_KINDS: dict[str, tuple[str, str, tuple[str, str] | None]] = {
+    "toy": ("cases.toy", "ToyCase", None),
+    "ioi": ("cases.ioi.case", "IOICase", None),
+    "direction": ("cases.direction.case", "SentimentDirectionCase", ("cases.direction.case", "DIRECTION_CASES")),
+    "tracr": ("cases.tracr.case", "TracrCase", ("cases.tracr.table", "TRACR_CASES")),
+}
+_PLUGINS = "cases.plugins"  # entry points, pkg.module:Object specs and case files
+
+
+def _load(module: str, name: str):
+    return getattr(importlib.import_module(module), name)
+
+
+def _factory(kind: str, cid: str | None):
+    def make() -> Case:
+        cls = _load(*_KINDS[kind][:2])
+        return cls() if cid is None else cls(cid)
+    return make
+
 
 def _factories() -> dict[str, tuple[str, object]]:
     """id -> (kind, zero-argument factory). Cheap: builds no model, imports no JAX."""
-    from cases.toy import ToyCase
-    from cases.tracr.case import TracrCase
-    from cases.tracr.table import TRACR_CASES
-
-    from cases.ioi.case import IOICase
-    from cases.direction.case import DIRECTION_CASES, SentimentDirectionCase
-
-    out: dict[str, tuple[str, object]] = {"toy": ("toy", ToyCase), "ioi": ("ioi", IOICase)}
-    for cid in DIRECTION_CASES:
-        out[cid] = ("direction", lambda cid=cid: SentimentDirectionCase(cid))
-    for cid, spec in TRACR_CASES.items():
-        out[cid] = ("tracr", lambda spec=spec: TracrCase(spec))
+    out: dict[str, tuple[str, object]] = {}
+    for kind, (_, _, table) in _KINDS.items():
+        if table is None:
+            out[kind] = (kind, _factory(kind, None))
+        else:
+            for cid in _load(*table):
+                out[cid] = (kind, _factory(kind, cid))
     return out
 
 
@@ -48,9 +66,7 @@ def get_case(case_id: str | int) -> Case:
         if cid in factories:
             _CACHE[cid] = factories[cid][1]()
         else:
-            from cases.plugins import resolve
-
-            case = resolve(cid)
+            case = _load(_PLUGINS, "resolve")(cid)
             if case is None:
                 raise UnknownNameError("case", cid, sorted(factories, key=_sort_key))
             if cid.endswith(".toml") or "/" in cid:

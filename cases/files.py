@@ -40,21 +40,23 @@ expected (the CLI exits 2), raised when the case is built, before any run starts
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import math
 import sys
-import typing
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from core import naming
 from core.circuit import Circuit
 from core.data import CaseData
+from core.graph import Graph
 from core.metrics import IGNORE
 from core.protocols import Case, resolve_metric
+from core.provenance import ModelRef, sha256_file
+from core.results import write_atomic, write_json_atomic
+from training.model_files import FIXED, ConfigError, check_config, config_of
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -90,86 +92,27 @@ class CaseFileError(ValueError):
 
 
 # ---------------------------------------------------------------------------------------------------
-# TransformerLens config validation (an allow-list of HookedTransformerConfig fields and their types).
-# A small function on purpose: helper "hostile" writes the project's validator in
-# cases/siit/model_files.py; this one can be swapped for it.
+# TransformerLens config validation: the allow-list of ``training.model_files.check_config`` (the one
+# validator of configs), reported as a case-file error.
 # ---------------------------------------------------------------------------------------------------
 
-# Fields a JSON config may only carry at their harmless value (no tokenizer names, no remote code,
-# no device or precision choices: the loader sets those).
-PINNED = {"tokenizer_name": None, "trust_remote_code": False, "load_in_4bit": False, "quantization_method": None,
-          "from_checkpoint": False, "checkpoint_index": None, "checkpoint_label_type": None,
-          "checkpoint_value": None, "n_devices": 1}
 DROPPED = ("device", "dtype")  # ignored if present (the loader chooses them)
-
-
-def _type_ok(value: Any, hint: Any) -> bool:
-    origin = typing.get_origin(hint)
-    if origin is typing.Union:
-        return any(_type_ok(value, h) for h in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
-    if origin in (list, typing.List) or hint in (list, typing.List):
-        return isinstance(value, list) and all(isinstance(v, (str, int, float, bool)) or v is None for v in value)
-    return False
-
-
-def _hint_name(hint: Any) -> str:
-    if typing.get_origin(hint) is typing.Union:
-        return " or ".join(_hint_name(h) for h in typing.get_args(hint))
-    return "null" if hint is type(None) else getattr(hint, "__name__", str(hint))
 
 
 def validate_tl_config(doc: Any, file: str | Path) -> dict[str, Any]:
     """A TransformerLens config JSON -> the keyword arguments of ``HookedTransformerConfig``, or a
     :class:`CaseFileError` naming the field. Unknown fields, wrong types, tokenizer names and remote
-    code are rejected; ``device``/``dtype`` are dropped."""
-    from transformer_lens import HookedTransformerConfig
-
-    if not isinstance(doc, dict):
-        raise CaseFileError(file, "(top level)", "expected a JSON object of HookedTransformerConfig fields")
-    hints = typing.get_type_hints(HookedTransformerConfig)
-    allowed = {f.name for f in dataclasses.fields(HookedTransformerConfig) if f.init}
-    out = {}
-    for key, value in doc.items():
-        if key in DROPPED:
-            continue
-        if key not in allowed:
-            raise CaseFileError(file, key, "not a HookedTransformerConfig field")
-        if key in PINNED:
-            if value != PINNED[key]:
-                raise CaseFileError(file, key, f"must be {json.dumps(PINNED[key])} in a case's config "
-                                               "(no tokenizer names, remote code or checkpoints from JSON)")
-            continue
-        if not _type_ok(value, hints[key]):
-            raise CaseFileError(file, key, f"expected {_hint_name(hints[key])}, got {json.dumps(value)}")
-        out[key] = value
-    for key in ("n_layers", "d_model", "n_ctx", "d_vocab", "d_head", "n_heads"):
-        if key not in out:
-            raise CaseFileError(file, key, "missing (expected an integer: a case's model needs it)")
-    for key in ("n_layers", "d_model", "n_ctx", "d_vocab", "d_head", "n_heads"):
-        if out[key] < 1:
-            raise CaseFileError(file, key, f"expected a positive integer, got {out[key]}")
-    return out
+    code are rejected (:func:`training.model_files.check_config`); ``device``/``dtype`` are dropped."""
+    if isinstance(doc, dict):
+        doc = {k: v for k, v in doc.items() if k not in DROPPED}
+    try:
+        check_config(doc, file)
+    except ConfigError as err:
+        raise CaseFileError(file, err.field or "(top level)", err.expected) from None
+    return {k: v for k, v in doc.items() if k not in FIXED}
 
 
 # ---------------------------------------------------------------------------------------------------
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _read_json(path: Path, what: str) -> Any:
@@ -393,8 +336,6 @@ class FileCase(Case):
     def model_ref(self, model: str | None = None, model_dir: str | None = None):
         """The user's model with the sha256 of its files (weights and config), so that changing them in
         place gives other run ids; the case file and the data file enter through :meth:`data_spec`."""
-        from core.provenance import ModelRef, sha256_file
-
         if model_dir is not None:
             raise ValueError(f"case {self.id} names its model in its case file; --model-dir does not apply")
         if self.hf_dir is not None:
@@ -408,8 +349,6 @@ class FileCase(Case):
     def data_spec(self, model: str | None = None) -> dict:
         """The data is the file's lines (no sampling, no seed): recorded with the case file's and the data
         file's sha256."""
-        from core.provenance import sha256_file
-
         return {"source": "case file", "case_file_sha256": sha256_file(self.path),
                 "data_file": str(self.data_file), "data_file_sha256": sha256_file(self.data_file),
                 "seeded": False}
@@ -611,7 +550,7 @@ class FileCase(Case):
             return torch.tensor([[fill if v is None else v for v in r.get(key, [None] * len(r["clean"]))]
                                  + [fill] * (width - len(r["clean"])) for r in rows], dtype=dtype)
         label_dtype = torch.long if cat else torch.float32
-        meta = {"file": str(self.data_file), "sha256": _sha256(self.data_file), "rows": len(rows),
+        meta = {"file": str(self.data_file), "sha256": sha256_file(self.data_file), "rows": len(rows),
                 "lines": [r["line"] for r in rows], "requested": n,
                 "order": "the first n lines of the file (fixed data: the seed is not used)"}
         if len(rows) < n:
@@ -626,8 +565,6 @@ class FileCase(Case):
 
     # ---- ground truth ---------------------------------------------------------------------------
     def graph(self, split_qkv: bool = True):
-        from core.graph import Graph
-
         return Graph(self._n_layers, self._n_heads, has_mlp=not self._attn_only, split_qkv=split_qkv)
 
     def _read_ground_truth(self, table: Any) -> Circuit | None:
@@ -648,8 +585,6 @@ class FileCase(Case):
             where = ""
         else:
             src, doc, where = f, t, "ground_truth."
-        from core import naming
-
         graph = self.graph()
         desc = f"({self._n_layers} layers, {self._n_heads} heads{', attention only' if self._attn_only else ''})"
         edges = doc.get("edges")
@@ -692,9 +627,9 @@ class FileCase(Case):
         d = super().info()
         model = ({"hf_checkpoint": str(self.hf_dir)} if self.hf_dir is not None else
                  {"config": str(self.config_file), "weights": str(self.weights_file),
-                  "weights_sha256": _sha256(self.weights_file)})
+                  "weights_sha256": sha256_file(self.weights_file)})
         d.update(name=self.name, file=str(self.path), model=model, layers=self._n_layers, heads=self._n_heads,
-                 data={"file": str(self.data_file), "rows": len(self._rows), "sha256": _sha256(self.data_file)},
+                 data={"file": str(self.data_file), "rows": len(self._rows), "sha256": sha256_file(self.data_file)},
                  default_metric=self.default_metric, wrong_answers=self.wrong_answers,
                  ground_truth=None if self.truth is None else self.truth.to_json())
         return d
@@ -711,14 +646,11 @@ def export_case(case: Case, directory: str | Path, n: int = 200, seed: int = 0, 
     ``case.toml``. Returns the TOML file's path."""
     from safetensors.torch import save_file
 
-    from training.model_files import config_of
-    from core.results import write_atomic, write_json_atomic
-
     d = Path(directory)
     (d / "model").mkdir(parents=True, exist_ok=True)
     kind = case.resolve_model(model)
     m = case.load_model(kind)
-    cfg = {k: v for k, v in config_of(m).items() if k not in PINNED and k not in DROPPED}
+    cfg = {k: v for k, v in config_of(m).items() if k not in FIXED and k not in DROPPED}
     write_json_atomic(d / "model" / TL_CONFIG, cfg)
     save_file({k: v.detach().cpu().contiguous() for k, v in m.state_dict().items()}, str(d / "model" / TL_WEIGHTS))
     data = case.dataset(n=n, seed=seed, model=kind)

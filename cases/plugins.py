@@ -20,9 +20,15 @@ import os
 import re
 from importlib import metadata
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
-from cases.tracr.case import TracrCase
+from cases.files import load_case_file
+from cases.tracr import rasp
+from cases.tracr.cache import default_cache_dir
+from cases.tracr.case import SAMPLERS, TracrCase
+from cases.tracr.programs import build
+from cases.tracr.table import TracrCaseSpec
 from core.protocols import Case
 
 ENTRY_POINT_GROUP = "circuit_bench.cases"
@@ -46,8 +52,6 @@ def resolve(spec: str) -> Case | None:
     if spec in eps:
         return _from_object(_load(eps[spec]), spec, eps[spec])
     if looks_like_file_case(spec) and ":" not in spec.split("/")[-1]:
-        from cases.files import load_case_file
-
         return load_case_file(spec)
     m = PARAMS.match(spec)
     if m and ":" in m["target"]:  # a RASP builder with its settings in the spec: pkg.mod:fn[vocab=a,b;max_seq_len=4]
@@ -159,8 +163,6 @@ def _has_program_attrs(fn) -> bool:
 def user_cache_dir() -> Path:
     """Where plug-in programs' compiled models go (never inside the package): the Tracr cache's own
     write location, ``$CIRCUIT_BENCH_CACHE`` if set, else the user cache directory."""
-    from cases.tracr.cache import default_cache_dir
-
     return default_cache_dir()
 
 
@@ -171,13 +173,6 @@ def program_spec(spec: str, builder, program=None, overrides: dict | None = None
     ``cases.tracr.case.SAMPLERS``, default uniform), ``sampler_params``, ``min_len``,
     ``variable_length``, ``description``, ``flags``. ``overrides`` (from the spec's ``[k=v;...]``)
     win over both."""
-    from types import MappingProxyType
-
-    from cases.tracr.case import SAMPLERS
-    from cases.tracr.programs import build
-    from cases.tracr.table import TracrCaseSpec
-    from cases.tracr import rasp
-
     overrides = overrides or {}
     if program is None and not (_has_program_attrs(builder) or all(a in overrides for a in PROGRAM_ATTRS)):
         program = build(builder)

@@ -8,6 +8,7 @@ circuit (and has a non-zero effect on the dataset, which a test checks).
 
 from __future__ import annotations
 
+import hashlib
 from functools import lru_cache
 
 import torch
@@ -16,6 +17,7 @@ from core.circuit import Circuit
 from core.data import CaseData
 from core.graph import Graph
 from core.protocols import Case
+from core.provenance import ModelRef
 
 D_VOCAB, SEQ, SEED = 6, 4, 1234
 LIVE = ("input", "a0.h0", "m0", "a1.h1", "logits")
@@ -72,11 +74,7 @@ class ToyCase(Case):
 
     def model_ref(self, model=None, model_dir=None):
         """The built-in model: its weights' sha256 is that of its state dict (safetensors bytes)."""
-        import hashlib
-
         from safetensors.torch import save
-
-        from core.provenance import ModelRef
 
         if model_dir is not None:
             raise ValueError("case toy has one built-in model; it does not take --model-dir")

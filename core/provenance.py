@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SOURCES = ("shipped", "compiled", "trained", "path", "builtin", "case")
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}
 
 

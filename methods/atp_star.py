@@ -46,7 +46,8 @@ from typing import Any
 import torch
 
 from core.protocols import Method, MethodOutput, Problem
-from methods.attribution import SIGN_CONVENTION, _check_metric, _output, _summed_node_scores, attribution_loss
+from core.metrics import attribution_loss, check_attribution_metric as _check_metric
+from methods.attribution import SIGN_CONVENTION, _output, _summed_node_scores
 
 
 def _layer(hook: str) -> int:

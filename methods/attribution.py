@@ -5,7 +5,7 @@ Every method scores an edge e = u->v with an estimate of
     score(e) ~ L(e ablated, every other edge kept) - L(clean model)
 
 (positive: removing the edge raises the loss, i.e. the edge helps). ``L`` is the *attribution metric*
-(see :func:`attribution_loss`): the faithfulness losses (KL / MSE to the clean output) have zero gradient
+(see :func:`core.metrics.attribution_loss`): the faithfulness losses (KL / MSE to the clean output) have zero gradient
 at the clean point, so gradient methods use a metric that is first-order sensitive there. All methods of
 this file use the same metric, so their scores are on one scale and can be compared with ``exact``.
 
@@ -22,107 +22,18 @@ the node), the exact effect of that ablation for ``ExactPatching``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 
-from core import metrics, naming
+from core import naming
+from core.metrics import AttributionLoss, LossFn, attribution_loss, check_attribution_metric as _check_metric
 from core.protocols import Method, MethodOutput, Problem
 from methods import _checks
 
-ATTRIBUTION_METRICS = ("auto", "ce", "kl", "mse", "logit")
 IG_VARIANTS = ("inputs", "activations", "clean-corrupted")
 SIGN_CONVENTION = ("score ~ L(edge ablated) - L(clean); positive = ablating the edge raises the loss "
                    "(the edge helps reproduce the clean behaviour)")
-
-LossFn = Callable[[torch.Tensor], torch.Tensor]
-
-
-# ---- the attribution metric -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class AttributionLoss:
-    fn: LossFn          # logits [K, n, pos, vocab] -> [K]
-    name: str           # the resolved metric ("ce", "kl", "mse", "logit", "task-ce", "task-mse", "logit-diff")
-    description: str
-
-
-def _wide(x: torch.Tensor) -> torch.Tensor:
-    """At least float32 (float64 models keep float64, so exactness tests are not limited by the metric)."""
-    return x.to(torch.promote_types(x.dtype, torch.float32))
-
-
-def _cross_entropy(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """metrics.cross_entropy, in the model's precision when that is float64."""
-    keep = mask & (target != metrics.IGNORE)
-    logp = torch.log_softmax(_wide(logits), -1)
-    nll = -logp.gather(-1, target.clamp_min(0).expand(logits.shape[:-1]).unsqueeze(-1))[..., 0]
-    return metrics.masked_mean(nll, keep)
-
-
-def _ablated_logits(engine) -> torch.Tensor:
-    """The model's output with every edge ablated (the corrupted run for resample ablation)."""
-    if engine.corrupted_logits is not None:
-        return engine.corrupted_logits
-    with torch.no_grad():
-        return engine.run(torch.zeros(engine.graph.n_edges, device=engine.device))[0]
-
-
-def attribution_loss(problem: Problem, metric: str = "auto") -> AttributionLoss:
-    """The loss the methods of this file attribute, ``logits -> [K]``, lower = closer to the clean model.
-
-    ``auto``: the problem's own loss when ``problem.metric`` is ``task`` (CE / MSE to the labels) or
-    ``logit-diff`` (minus the answer-vs-wrong-answer logit difference);
-    otherwise ``ce`` for categorical and ``logit`` for numerical outputs.
-    ``ce``: mean -log p(target) over scored positions; target = the label for the task metric, the clean
-    model's argmax otherwise. ``kl`` / ``mse``: KL / squared error to the clean output (the faithfulness
-    losses; their gradient vanishes at the clean point, so plain EAP scores are ~0 with them).
-    ``logit``: mean over scored positions of <y_clean - y, d>, d = y_clean - y_ablated (centred over the
-    vocabulary for categorical outputs): the output projected on the clean-minus-ablated direction,
-    0 at the clean model, linear in the output.
-    """
-    if metric not in ATTRIBUTION_METRICS:
-        raise ValueError(f"unknown attribution_metric {metric!r}; expected one of {', '.join(ATTRIBUTION_METRICS)}")
-    engine = problem.engine()
-    mask, clean = engine.mask, engine.clean_logits
-    categorical = problem.output_type == "categorical"
-    if metric == "auto":
-        if problem.metric == "logit-diff":
-            return AttributionLoss(problem.loss_fn(), "logit-diff",
-                                   "-(logit[answer] - logit[wrong answer]), mean over scored positions (MIB's metric)")
-        if problem.metric == "task":
-            kind = "ce" if categorical else "mse"
-            return AttributionLoss(problem.loss_fn(), f"task-{kind}",
-                                   f"the problem's task loss ({kind} to the labels)")
-        metric = "ce" if categorical else "logit"
-    if metric == "ce":
-        if not categorical:
-            raise ValueError("attribution_metric 'ce' needs categorical outputs; use 'logit' or 'mse'")
-        if problem.metric == "task":
-            target, what = problem.data.clean_labels.to(engine.device), "the labels"
-        else:
-            target, what = clean.argmax(-1), "the clean model's argmax"
-        return AttributionLoss(lambda logits: _cross_entropy(logits, target, mask), "ce",
-                               f"cross-entropy to {what}, mean over scored positions")
-    if metric == "kl":
-        if not categorical:
-            raise ValueError("attribution_metric 'kl' needs categorical outputs; use 'mse'")
-        ref_logp = torch.log_softmax(_wide(clean), -1)
-        return AttributionLoss(
-            lambda logits: metrics.masked_mean(
-                (ref_logp.exp() * (ref_logp - torch.log_softmax(_wide(logits), -1))).sum(-1), mask), "kl",
-                               "KL(clean || model), mean over scored positions (zero gradient at the clean point)")
-    if metric == "mse":
-        return AttributionLoss(
-            lambda logits: metrics.masked_mean(((_wide(logits) - _wide(clean)) ** 2).sum(-1), mask), "mse",
-            "squared error to the clean output, mean over scored positions (zero gradient at the clean point)")
-    direction = _wide(clean - _ablated_logits(engine))
-    if categorical:
-        direction = direction - direction.mean(-1, keepdim=True)  # softmax ignores constant shifts
-    return AttributionLoss(
-        lambda logits: metrics.masked_mean(((_wide(clean) - _wide(logits)) * direction).sum(-1), mask), "logit",
-        "<y_clean - y, y_clean - y_ablated> (categorical: direction centred over the vocabulary), "
-        "mean over scored positions")
 
 
 # ---- shared plumbing -------------------------------------------------------------------------------------
@@ -169,12 +80,6 @@ def _mean_gradients(engine, loss_fn: LossFn, points: list[dict[int, Callable]]) 
         for hook, g in engine.receiver_gradients(loss_fn, sender_override=overrides or None).items():
             total[hook] = g if hook not in total else total[hook] + g
     return {hook: t / len(points) for hook, t in total.items()}
-
-
-def _check_metric(metric: str) -> str:
-    if metric not in ATTRIBUTION_METRICS:
-        raise ValueError(f"unknown attribution_metric {metric!r}; expected one of {', '.join(ATTRIBUTION_METRICS)}")
-    return metric
 
 
 class _Attribution(Method):

@@ -32,7 +32,8 @@ import torch
 
 from core import naming
 from core.protocols import Method, MethodOutput, Problem
-from methods.attribution import SIGN_CONVENTION, _check_metric, _hook_shaped, attribution_loss
+from core.metrics import attribution_loss, check_attribution_metric as _check_metric
+from methods.attribution import SIGN_CONVENTION, _hook_shaped
 
 NODE_IG_VARIANTS = ("inputs", "activations")
 

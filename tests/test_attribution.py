@@ -10,7 +10,8 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 from core.graph import Graph
 from core.protocols import Problem
 from methods import get_method
-from methods.attribution import EAP, EAPIG, ExactPatching, attribution_loss
+from core.metrics import attribution_loss
+from methods.attribution import EAP, EAPIG, ExactPatching
 from tests.helpers import random_data, random_model
 
 

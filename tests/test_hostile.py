@@ -247,7 +247,7 @@ def test_sigkill_parent_kills_workers(tmp_path):
     out = tmp_path / "res"
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", HOSTILE_SLEEP="4")
     p = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "benchmark", "--cases", "toy", "3", "4", "6", "7",
-                          "12", "--methods", "tests.hostile_methods:Slow", "--workers", "2", "--out", str(out),
+                          "12", "--methods", "benchmark.hostile:Slow", "--workers", "2", "--out", str(out),
                           "-n", "8"], cwd=ROOT, env=env, start_new_session=True,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -479,14 +479,14 @@ def test_bad_run_level_flags_exit_2_before_work(tmp_path, argv, capsys):
                                         ("Exits", "sys.exit(3)")])
 def test_bad_method_output_fails_that_run(tmp_path, method, why, capsys):
     out = tmp_path / "res"
-    rc = main_("benchmark", "--cases", "toy", "--methods", f"tests.hostile_methods:{method}", "random",
+    rc = main_("benchmark", "--cases", "toy", "--methods", f"benchmark.hostile:{method}", "random",
                "--out", out, "-n", "8")
     err = capsys.readouterr().err
     assert rc == 1 and "Traceback" not in err
     docs = [json.loads(p.read_text()) for p in out.rglob("result.json")]
     by_method = {d["method"]: d for d in docs}
     assert by_method["random"]["status"] == "ok"  # the other method's run goes on
-    bad = by_method[f"tests.hostile_methods:{method}"]
+    bad = by_method[f"benchmark.hostile:{method}"]
     assert bad["status"] == "error" and why in bad["error"] and "roc" not in bad
 
 
@@ -557,7 +557,7 @@ def test_two_concurrent_resume_runs_split_the_work(tmp_path):
     cases = ["toy", "3", "4", "6", "7"]
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", HOSTILE_SLEEP="1", HOSTILE_LOG=str(log))
     argv = [sys.executable, str(ROOT / "main.py"), "benchmark", "--cases", *cases, "--methods",
-            "tests.hostile_methods:Slow", "--out", str(out), "-n", "8", "--resume"]
+            "benchmark.hostile:Slow", "--out", str(out), "-n", "8", "--resume"]
     procs = [subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]
@@ -583,7 +583,7 @@ def test_fuzz_result_files_every_reader(tmp_path, good_result, capsys):
     eval faithfulness, load_result, iter_results, is_finished) skips each bad one with a warning naming
     it, keeps the good one, exits 0, prints no traceback and writes nothing outside --out."""
     from core import results
-    from tests.hostile_inputs import bad_result_docs, encode
+    from benchmark.hostile import bad_result_docs, encode
 
     good = json.loads(good_result.read_text())
     table = bad_result_docs(good)
@@ -637,7 +637,7 @@ def _try_json(p: Path):
 def test_fuzz_model_configs(tmp_path):
     """Malformed config.json files: the loader raises a one-line ValueError naming the file and the
     field for everything outside the allow-list (never another exception from the check, never code)."""
-    from tests.hostile_inputs import bad_configs
+    from benchmark.hostile import bad_configs
 
     src = ROOT / "cases" / "siit" / "models" / "3" / "siit"
     cfg = json.loads((src / "config.json").read_text())
@@ -664,7 +664,7 @@ def test_fuzz_model_configs(tmp_path):
 
 def test_fuzz_command_lines(tmp_path, capsys):
     """Bad command lines: a one-line error, exit 2, no traceback, nothing written (in --out or elsewhere)."""
-    from tests.hostile_inputs import TAKES_OUT, bad_command_lines
+    from benchmark.hostile import TAKES_OUT, bad_command_lines
 
     table = bad_command_lines()
     assert len(table) >= 40
@@ -681,7 +681,7 @@ def test_fuzz_command_lines(tmp_path, capsys):
 @pytest.mark.slow
 def test_fuzz_command_lines_in_subprocesses(tmp_path):
     """The same table through real processes (exit status as the shell sees it, stderr as printed)."""
-    from tests.hostile_inputs import TAKES_OUT, bad_command_lines
+    from benchmark.hostile import TAKES_OUT, bad_command_lines
 
     for argv in bad_command_lines():
         full = argv + (["--out", str(tmp_path / "res")] if argv[0] in TAKES_OUT and argv[0] != "eval" else [])

@@ -13,7 +13,7 @@ from cases.ioi.case import SHIPPED, IOICase, evaluate_model, interchange_accurac
 from cases.ioi.data import (FAMILIES, NAMES, ORDERS, SEQ_LEN, IOIPrompt, build_tokenizer, corrupt, encode,
                             sample_prompts, split_of)
 from cases.ioi.hl_model import build_hl_model, duplicate_index, hl_labels
-from cases.ioi.tokenizer import WordTokenizer
+from cases.tokenizer import WordTokenizer
 from training.correspondence import NodeLoc
 from core.patching import interchange
 from core.graph import Graph

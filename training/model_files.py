@@ -12,14 +12,17 @@ an ``api`` object with the ``HfApi`` methods used, so tests never touch the netw
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import shutil
 from pathlib import Path
 
 import torch
 
 from core.circuit import Circuit
-from core.results import dumps, write_atomic, write_json_atomic
+from core.results import write_atomic, write_json_atomic
+from training.correspondence import Correspondence
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -62,63 +65,83 @@ _CHOICES = {"act_fn": {"relu", "gelu", "silu", "gelu_new", "solu_ln", "gelu_fast
             "attention_dir": {"causal", "bidirectional"},
             "init_mode": {"gpt2", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "muP"}}
 # fields that may appear only with the value that loads nothing
-_FIXED = {"tokenizer_name": None, "trust_remote_code": False, "load_in_4bit": False, "quantization_method": None,
-          "from_checkpoint": False, "checkpoint_label_type": None}
+FIXED = {"tokenizer_name": None, "trust_remote_code": False, "load_in_4bit": False, "quantization_method": None,
+         "from_checkpoint": False, "checkpoint_label_type": None, "checkpoint_index": None, "checkpoint_value": None,
+         "n_devices": 1}
 _LABELS = ("model_name", "original_architecture")  # names recorded, never looked up (str or null)
 _MAX_DIM = 1 << 20  # a size beyond this is a corrupt file, not a model (and would exhaust memory)
 _OPTIONAL_FLOAT = ("rotary_base_local", "clip_qkv")
 
 
+class ConfigError(ValueError):
+    """A config field outside the allow-list: ``SOURCE: field 'FIELD': what was expected`` (one line).
+    ``field`` is None for a config that is not a JSON object; ``expected`` says what was expected."""
+
+    def __init__(self, source: str | Path, field: str | None, expected: str):
+        where = "" if field is None else f" field {field!r}:"
+        super().__init__(f"{source}:{where} {expected}")
+        self.source, self.field, self.expected = str(source), field, expected
+
+
+def _show(v) -> str:
+    s = json.dumps(v)
+    return s if len(s) <= 40 else s[:37] + "..."
+
+
+def _check_int(k: str, v) -> str | None:
+    if v is None and k in _OPT_INT:
+        return None
+    if not isinstance(v, int) or isinstance(v, bool):
+        return f"expected int{' or null' if k in _OPT_INT else ''}, got {_show(v)}"
+    lo = 1 if k in _INT or k in ("d_mlp", "n_key_value_heads", "rotary_dim") else 0
+    hi = 2 ** 63 - 1 if k in ("seed", "n_params", "decoder_start_token_id") else _MAX_DIM
+    if k in ("seed", "n_params", "decoder_start_token_id"):
+        lo = 0
+    return None if lo <= v <= hi else f"must be in [{lo}, {hi}], got {v}"
+
+
+def _check_field(k: str, v) -> str | None:
+    """What was expected of field ``k`` if ``v`` is not allowed there, else None."""
+    if k in _INT or k in _OPT_INT:
+        return _check_int(k, v)
+    if k in _BOOL:
+        ok = isinstance(v, bool) or (v is None and k == "tokenizer_prepends_bos")
+        return None if ok else f"expected bool, got {_show(v)}"
+    if k in _FLOAT:
+        if v is None and k in _OPTIONAL_FLOAT:
+            return None
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (isinstance(v, float) or abs(v) < 2 ** 63) \
+            and math.isfinite(v)
+        return None if ok else f"expected a finite number, got {_show(v)}"
+    if k in _CHOICES:
+        ok = isinstance(v, (str, type(None))) and v in _CHOICES[k]
+        return None if ok else f"must be one of {sorted(map(str, _CHOICES[k]))}, got {_show(v)}"
+    if k in FIXED:
+        ok = v == FIXED[k] and type(v) is type(FIXED[k])
+        return None if ok else (f"must be {json.dumps(FIXED[k])} (a config may not name code or files to load), "
+                                f"got {_show(v)}")
+    if k in _LABELS:
+        return None if v is None or (isinstance(v, str) and len(v) <= 200) else \
+            f"must be a short string or null, got {_show(v)}"
+    if k == "attn_types":
+        ok = v is None or (isinstance(v, list) and all(t in ("global", "local") for t in v))
+        return None if ok else f"must be null or a list of 'global'/'local', got {_show(v)}"
+    return "not a HookedTransformerConfig field that a config may set"
+
+
 def check_config(cfg, source: str | Path) -> dict:
     """``cfg`` (a config.json's content) checked against the allow-list; returns it. Raises a one-line
-    ``ValueError`` naming ``source`` and the field for anything else."""
-    import math
-
-    def bad(field: str, why: str):
-        raise ValueError(f"{source}: field {field!r} {why}")
-
+    :class:`ConfigError` (a ``ValueError``) naming ``source`` and the field for anything else. The one
+    validator of TransformerLens configs: model directories, Tracr cache entries and case files."""
     if not isinstance(cfg, dict):
-        raise ValueError(f"{source}: not a JSON object (a {type(cfg).__name__})")
+        raise ConfigError(source, None, f"not a JSON object (a {type(cfg).__name__})")
     for k, v in cfg.items():
-        if k in _INT or k in _OPT_INT:
-            if v is None and k in _OPT_INT:
-                continue
-            if not isinstance(v, int) or isinstance(v, bool):
-                bad(k, f"must be an integer{' or null' if k in _OPT_INT else ''}, got {v!r:.40}")
-            lo = 1 if k in _INT or k in ("d_mlp", "n_key_value_heads", "rotary_dim") else 0
-            if k == "seed" or k == "n_params" or k == "decoder_start_token_id":
-                lo, hi = 0, 2 ** 63 - 1
-            else:
-                hi = _MAX_DIM
-            if not lo <= v <= hi:
-                bad(k, f"must be in [{lo}, {hi}], got {v}")
-        elif k in _BOOL:
-            if not isinstance(v, bool) and not (v is None and k == "tokenizer_prepends_bos"):
-                bad(k, f"must be true or false, got {v!r:.40}")
-        elif k in _FLOAT:
-            if v is None and k in _OPTIONAL_FLOAT:
-                continue
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not (isinstance(v, float) or abs(v) < 2 ** 63) \
-                    or not math.isfinite(v):
-                bad(k, f"must be a finite number, got {v!r:.40}")
-        elif k in _CHOICES:
-            if not isinstance(v, (str, type(None))) or v not in _CHOICES[k]:
-                bad(k, f"must be one of {sorted(map(str, _CHOICES[k]))}, got {v!r:.40}")
-        elif k in _FIXED:
-            if v != _FIXED[k] or type(v) is not type(_FIXED[k]):
-                bad(k, f"must be {json.dumps(_FIXED[k])} (a model directory may not name code or files to load), "
-                       f"got {v!r:.40}")
-        elif k in _LABELS:
-            if not (v is None or (isinstance(v, str) and len(v) <= 200)):
-                bad(k, f"must be a short string or null, got {v!r:.40}")
-        elif k == "attn_types":
-            if v is not None and not (isinstance(v, list) and all(t in ("global", "local") for t in v)):
-                bad(k, f"must be null or a list of 'global'/'local', got {v!r:.40}")
-        else:
-            bad(k, "is not an allowed HookedTransformerConfig field")
+        why = _check_field(k, v)
+        if why is not None:
+            raise ConfigError(source, k, why)
     for k in _INT:
         if k not in cfg and k not in ("d_vocab_out",):
-            bad(k, "is missing")
+            raise ConfigError(source, k, "missing (expected an integer)")
     return cfg
 
 
@@ -133,8 +156,6 @@ def read_config(path: str | Path) -> dict:
 
 def config_of(model) -> dict:
     """The JSON-able HookedTransformerConfig arguments of a model (device/dtype dropped)."""
-    import dataclasses
-
     from transformer_lens import HookedTransformerConfig
 
     cfg = model.cfg
@@ -195,8 +216,6 @@ def read_metadata(directory: str | Path) -> dict:
 
 
 def load_correspondence(directory: str | Path):
-    from training.correspondence import Correspondence
-
     p = Path(directory) / CORRESPONDENCE
     return Correspondence.from_json(json.loads(p.read_text())) if p.is_file() else None
 
@@ -246,7 +265,3 @@ def pull_from_hub(repo_id: str, directory: str | Path, path_in_repo: str | None 
     if not is_model_dir(d):
         raise FileNotFoundError(f"{repo_id}/{prefix}: not a model directory")
     return d
-
-
-def metadata_json(meta: dict) -> str:
-    return dumps(meta)

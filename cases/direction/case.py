@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from cases.direction.data import ANSWERS, FINAL_POS, SentimentData, build_tokenizer, sentiment_dataset
-from cases.ioi.tokenizer import WordTokenizer
+from cases.tokenizer import WordTokenizer
 from core.naming import NodeLoc
 from core.patching import patched_forward
 from core.protocols import Case

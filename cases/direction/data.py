@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from cases.ioi.tokenizer import WordTokenizer
+from cases.tokenizer import WordTokenizer
 
 POSITIVE = (
     "good", "great", "superb", "wonderful", "brilliant", "excellent", "lovely", "charming", "delightful",

@@ -2,7 +2,7 @@
 
 - :mod:`cases.ioi.data`: seeded prompt generator (4 template families, ABC / resample corruptions,
   disjoint train/test splits);
-- :mod:`cases.ioi.tokenizer`: word-level tokenizer over the generator's vocabulary;
+- :mod:`cases.tokenizer` (shared with the direction case): word-level tokenizer over the generator's vocabulary;
 - :mod:`cases.ioi.hl_model`: the high-level causal model (duplicate -> S-inhibition -> name mover);
 - :mod:`cases.ioi.circuit`: the HL->LL correspondence and the LL ground-truth circuit;
 - :mod:`cases.ioi.case`: ``IOICase`` (id ``ioi``), metrics, IIA and faithfulness checks;

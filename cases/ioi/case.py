@@ -32,7 +32,7 @@ from training.model_files import WEIGHTS, is_model_dir, load_model_dir
 
 from cases.ioi import circuit as ioi_circuit
 from cases.ioi.data import CORRUPTIONS, FAMILIES, SEQ_LEN, build_tokenizer, corrupt, encode, last_position_labels, sample_prompts
-from cases.ioi.tokenizer import WordTokenizer
+from cases.tokenizer import WordTokenizer
 
 if TYPE_CHECKING:
     from transformer_lens import HookedTransformer

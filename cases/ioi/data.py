@@ -33,7 +33,7 @@ from typing import Iterable, Sequence
 
 import torch
 
-from cases.ioi.tokenizer import WordTokenizer, split_words
+from cases.tokenizer import WordTokenizer, split_words
 
 NAMES: tuple[str, ...] = (
     "Mary", "John", "Alice", "Bob", "Clara", "David", "Emma", "Frank", "Grace", "Henry", "Irene", "Jack",

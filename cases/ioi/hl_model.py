@@ -40,6 +40,7 @@ import torch
 from transformer_lens.hook_points import HookedRootModule, HookPoint
 
 from cases.ioi.circuit import HL_EDGES, HL_NODES  # noqa: F401  (HL node -> hook name; defined with the correspondence)
+from cases.ioi.data import build_tokenizer
 
 NAME_SCORE, INHIBIT_SCORE = 10.0, -15.0
 IGNORE = -100
@@ -127,6 +128,5 @@ def hl_labels(out: torch.Tensor) -> torch.Tensor:
 def build_hl_model(tokenizer=None) -> IOIHighLevelModel:
     """The HL model for the IOI tokenizer (the generator's by default)."""
     if tokenizer is None:
-        from cases.ioi.data import build_tokenizer
         tokenizer = build_tokenizer()
     return IOIHighLevelModel(tokenizer.name_ids, len(tokenizer))

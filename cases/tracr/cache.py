@@ -7,7 +7,7 @@ or predicate), the sorted vocabulary, max_seq_len, causal, BOS / PAD, mlp_exactn
 tracr-pypi version and our converter version. The key never depends on the Python version's
 bytecode, so the shipped cache serves every supported Python; only a function without source (built
 by ``exec`` or typed at a prompt) is described by its bytecode (valid on that Python only).
-:func:`legacy_cache_key` is the previous, bytecode-based key (:func:`rekey` renames such entries).
+:func:`legacy_cache_key` is the previous, bytecode-based key (``cases.tracr.maintenance.rekey`` renames such entries).
 
 Expressions are described by their *name* and their position in tracr's BFS order, not by their
 label: a label is ``name_{id}`` with a process-global id, so the same program built in two
@@ -294,53 +294,3 @@ def store(compiled: CompiledModel, key: str, cache_dir: str | Path | None = None
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return final
-
-
-def rekey(cache_dir: str | Path, log=print) -> int:
-    """Move the entries of ``cache_dir`` stored under a case's legacy (bytecode) key to its current key
-    (e.g. entries built by older code, then merged). Returns how many entries were written."""
-    from cases.tracr.case import all_tracr_cases
-
-    root, written, moved = Path(cache_dir), 0, set()
-    for case in all_tracr_cases():
-        kw = case.compile_kwargs()
-        new = case.cache_key()
-        old = legacy_cache_key(case.program, kw["vocab"], kw["max_seq_len"], causal=kw["causal"],
-                               compiler_bos=kw["compiler_bos"], compiler_pad=kw["compiler_pad"])
-        if old != new and (root / old / META_FILE).is_file():
-            moved.add(old)
-            if not (root / new).exists():
-                shutil.copytree(root / old, root / new)
-                written += 1
-                log(f"case {case.id}: {old[:12]} -> {new[:12]}")
-    for old in moved - {c.cache_key() for c in all_tracr_cases()}:
-        shutil.rmtree(root / old)
-    return written
-
-
-def prune(cache_dir: str | Path, log=print) -> int:
-    """Remove the entries of ``cache_dir`` that no Tracr case uses (e.g. after a program changed)."""
-    from cases.tracr.case import all_tracr_cases
-
-    used = {c.cache_key() for c in all_tracr_cases()}
-    gone = 0
-    for d in sorted(Path(cache_dir).iterdir()):
-        if d.is_dir() and re.fullmatch(r"[0-9a-f]{64}", d.name) and d.name not in used:
-            shutil.rmtree(d)
-            gone += 1
-            log(f"removed unused entry {d.name[:12]}")
-    return gone
-
-
-if __name__ == "__main__":  # python -m cases.tracr.cache --rekey [--prune] [DIR]
-    import sys
-
-    args = sys.argv[1:]
-    flags = {a for a in args if a.startswith("--")}
-    dirs = [a for a in args if not a.startswith("--")]
-    if "--rekey" not in flags or flags - {"--rekey", "--prune"} or len(dirs) > 1:
-        sys.exit("usage: python -m cases.tracr.cache --rekey [--prune] [DIR] (default DIR: the shipped cache)")
-    target = dirs[0] if dirs else SHIPPED_CACHE
-    print(f"rekeyed {rekey(target)} entries")
-    if "--prune" in flags:
-        print(f"removed {prune(target)} unused entries")

@@ -17,9 +17,9 @@ draw from the same distribution, never equal to its clean partner.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
@@ -29,13 +29,19 @@ from core.circuit import Circuit
 from core.data import CaseData
 from core.metrics import IGNORE, accuracy, atol_accuracy, kl_divergence, logit_diff, mse
 from core.protocols import Case
+from core.provenance import ModelRef, hash_files
+from core.registry import UnknownNameError
+from training import registry
+from cases.tracr import cache as cache_mod
+from cases.tracr import rasp
+from cases.tracr.compiled import META_FILE, PLAIN_WEIGHTS_FILE, WEIGHTS_FILE, CompiledModel
+from cases.tracr.compiler import compile_rasp_to_model
+from cases.tracr.ground_truth import without_constant_reads
 from cases.tracr.programs import build
 from cases.tracr.table import TRACR_CASES, TracrCaseSpec
 
 if TYPE_CHECKING:
     from transformer_lens import HookedTransformer
-
-    from cases.tracr.compiled import CompiledModel
 
 BOS, PAD = "BOS", "PAD"
 
@@ -166,8 +172,6 @@ def _sorted_values(values) -> list:
 
 def value_set(expr, vocab, max_seq_len: int, _memo: dict | None = None) -> set:
     """The values an SOp can take, with tracr's rules (basis_inference): None and arithmetic errors dropped."""
-    from cases.tracr import rasp
-
     memo = {} if _memo is None else _memo
     if id(expr) in memo:
         return memo[id(expr)]
@@ -224,24 +228,16 @@ class TracrCase(Case):
     @property
     def models(self) -> tuple[str, ...]:
         """``tracr`` (compiled) plus every trained kind (siit, iit, natural) shipped for this case."""
-        from training.registry import available_models
-
-        return ("tracr", *available_models(self.id))
+        return ("tracr", *registry.available_models(self.id))
 
     def model_ref(self, model: str | None = None, model_dir: str | None = None):
         """Where the model comes from and its weights' sha256, from files only (compiles nothing):
         the cache entry for ``tracr``, the shipped directory for a trained kind, or ``model_dir``."""
-        from training import registry
-        from core.provenance import ModelRef, hash_files
-
         if model_dir is not None:
             return registry.explicit_ref(self.id, model_dir, model)
         kind = self.resolve_model(model)
         if kind != "tracr":
             return registry.shipped_ref(self.id, kind)
-        from cases.tracr import cache as cache_mod
-        from cases.tracr.compiled import PLAIN_WEIGHTS_FILE, WEIGHTS_FILE
-
         key = self.cache_key()
         entry = cache_mod.find_entry(key)
         if entry is None:  # compiled on first use: identified by its cache key until then
@@ -252,9 +248,7 @@ class TracrCase(Case):
 
     def load_dir(self, directory, device: str = "cpu"):
         """(model, ground truth) of a trained model directory of this case (``--model-dir``)."""
-        from training.registry import load_trained
-
-        return load_trained(self.id, device=device, directory=directory)
+        return registry.load_trained(self.id, device=device, directory=directory)
 
     def data_spec(self, model: str | None = None) -> dict[str, Any]:
         """How :meth:`dataset` makes its pairs (recorded in results and run ids)."""
@@ -265,7 +259,6 @@ class TracrCase(Case):
 
     def __init__(self, spec: TracrCaseSpec | str):
         if isinstance(spec, str):
-            from core.registry import UnknownNameError
             if spec not in TRACR_CASES:
                 raise UnknownNameError("tracr case", spec, TRACR_CASES)
             spec = TRACR_CASES[spec]
@@ -296,8 +289,6 @@ class TracrCase(Case):
 
     def _evaluator(self):
         from tracr.rasp import causal_eval
-
-        from cases.tracr import rasp
         return causal_eval.evaluate if self.spec.causal else rasp.evaluate
 
     def evaluate(self, inputs: Sequence[Sequence[Any]]) -> list[list]:
@@ -373,7 +364,6 @@ class TracrCase(Case):
     def compiled_model(self, cache: bool = True) -> "CompiledModel":
         """The tracr-compiled model (from the on-disk cache after the first compile)."""
         if self._compiled is None:
-            from cases.tracr import compile_rasp_to_model
             self._compiled = compile_rasp_to_model(self.program, cache=cache, cache_dir=self.cache_dir,
                                                    **self.compile_kwargs())
             for k in ("input_encoder", "output_encoder"):  # from now on the model's own encoders
@@ -385,11 +375,6 @@ class TracrCase(Case):
         """The table's flags (trivial, consecutive_attention, ...) plus every tracr defect found when
         the program was compiled (``tracr:<code>`` -> message), read from the cache's JSON only."""
         if self._flags is None:
-            import json
-
-            from cases.tracr import cache as cache_mod
-            from cases.tracr.compiled import META_FILE
-
             flags = dict(self.spec.flags)
             entry = cache_mod.find_entry(self.cache_key(), self.cache_dir)
             meta = entry / META_FILE if entry is not None else None
@@ -401,8 +386,6 @@ class TracrCase(Case):
 
     @cached_property
     def _cache_key(self) -> str:
-        from cases.tracr import cache as cache_mod
-
         kw = self.compile_kwargs()
         return cache_mod.cache_key(self.program, kw["vocab"], kw["max_seq_len"], causal=kw["causal"],
                                    compiler_bos=BOS, compiler_pad=PAD)
@@ -415,28 +398,20 @@ class TracrCase(Case):
         """The compiled model if it is already in the cache (never compiles, never imports JAX)."""
         if self._compiled is not None:
             return self._compiled
-        from cases.tracr import cache as cache_mod
-
         return cache_mod.load_cached(self.cache_key(), self.cache_dir)
 
     def load_model(self, model: str | None = None, device: str = "cpu") -> "HookedTransformer":
         model = self.resolve_model(model)
         if model != "tracr":
-            from training.registry import load_trained
-
-            return load_trained(self.id, model, device)[0]
+            return registry.load_trained(self.id, model, device)[0]
         return self.compiled_model().model.to(device)
 
     def ground_truth(self, model: str | None = None) -> Circuit:
         """The compiled model's circuit, without edges that read only constant directions (a
         SelectorWidth head's value reads the BOS token): see ``ground_truth.without_constant_reads``."""
-        from cases.tracr.ground_truth import without_constant_reads
-
         model = self.resolve_model(model)
         if model != "tracr":
-            from training.registry import trained_ground_truth
-
-            return trained_ground_truth(self.id, model)
+            return registry.trained_ground_truth(self.id, model)
         return without_constant_reads(self.compiled_model())
 
     def decode(self, logits: torch.Tensor, lengths: Sequence[int]) -> list[list]:
@@ -570,11 +545,8 @@ class TracrCase(Case):
     # -- info -------------------------------------------------------------------------------------
     def program_summary(self) -> list[str]:
         """One line per RASP expression in tracr's BFS order: ``label: Type(children) [encoding]``."""
-        from cases.tracr import rasp
-        from cases.tracr.cache import bfs_expressions
-
         lines = []
-        for e in bfs_expressions(self.program):
+        for e in cache_mod.bfs_expressions(self.program):
             kids = ", ".join(c.label for c in e.children)
             enc = f" [{rasp.get_encoding(e).value}]" if isinstance(e, rasp.SOp) else ""
             extra = f" {e.predicate.name}" if isinstance(e, rasp.Select) and isinstance(e.predicate, rasp.Comparison) else ""
@@ -627,11 +599,3 @@ def train_test_split(data: CaseData, test_fraction: float = 0.2, seed: int = 0) 
         return d
 
     return sub(train_idx), sub(test_idx)
-
-
-def get_tracr_case(case_id: str) -> TracrCase:
-    return TracrCase(str(case_id))
-
-
-def all_tracr_cases() -> list[TracrCase]:
-    return [TracrCase(s) for s in TRACR_CASES.values()]

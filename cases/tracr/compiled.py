@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import torch
 
 from core.circuit import Circuit
+from training.model_files import check_config
 
 CONVERTER_VERSION = "1"
 WEIGHTS_FILE = "model.safetensors.gz"  # gzip: tracr weights are one-hot and compress ~100x
@@ -279,8 +280,6 @@ class CompiledModel:
         meta = json.loads((directory / META_FILE).read_text())
         if meta.get("schema") != 1:
             raise ValueError(f"{directory}: unsupported compiled-model schema {meta.get('schema')!r}")
-        from training.model_files import check_config
-
         model = build_hooked_transformer(check_config(meta["config"], directory / META_FILE), device=device)
         if (directory / WEIGHTS_FILE).exists():
             state = load(gzip.decompress((directory / WEIGHTS_FILE).read_bytes()))

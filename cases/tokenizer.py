@@ -1,4 +1,5 @@
-"""A word-level tokenizer over the IOI generator's own vocabulary (no download, no BPE).
+"""A word-level tokenizer over a case's own vocabulary (no download, no BPE): the IOI generator's
+words and the sentiment direction case's (``cases.ioi.data``, ``cases.direction.data``).
 
 Text is split on whitespace with punctuation (``, . ! ?``) split off as tokens of its own, so
 ``"Then, Mary went"`` -> ``["Then", ",", "Mary", "went"]``. Ids are fixed by the vocabulary list:

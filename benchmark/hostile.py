@@ -1,11 +1,18 @@
-"""Tables of hostile inputs (issue 27): malformed result files, model configs and command lines.
-Used by tests/test_hostile.py (the fuzz tests) and benchmarks/hostile_audit.py (the audit numbers)."""
+"""Hostile inputs for the fuzz tests and the audit (issue 27): tables of malformed result files, model
+configs and command lines, and plug-in methods that misbehave (NaN/inf scores, exiting, sleeping).
+Used by tests/test_hostile.py and benchmarks/hostile_audit.py; the methods load as plug-ins,
+e.g. ``--methods benchmark.hostile:Slow``."""
 
 from __future__ import annotations
 
 import copy
 import json
+import os
+import sys
+import time
 from typing import Any
+
+from core.protocols import Method, MethodOutput
 
 # values that are wrong for almost any field
 ODD_VALUES = {"none": None, "str": "x", "list": [], "dict": {}, "neg": -1, "huge": 10 ** 400, "float": 1.5,
@@ -103,3 +110,42 @@ def bad_command_lines() -> list[list[str]]:
 
 
 TAKES_OUT = ("run", "benchmark", "eval", "train")
+
+
+# plug-in methods that misbehave
+class NaNScores(Method):
+    name = "nan-scores"
+
+    def discover(self, problem):
+        return MethodOutput(edge_scores={e: float("nan") for e in problem.graph.edges})
+
+
+class InfScores(Method):
+    name = "inf-scores"
+
+    def discover(self, problem):
+        return MethodOutput(edge_scores={e: float("inf") for e in problem.graph.edges})
+
+
+class Exits(Method):
+    name = "exits"
+
+    def discover(self, problem):
+        sys.exit(3)
+
+
+class Slow(Method):
+    """Sleeps, appends one line to $HOSTILE_LOG per call (to count computations), then scores edges."""
+
+    name = "slow"
+
+    def __init__(self, seconds: float = 0.0):
+        self.seconds = seconds
+
+    def discover(self, problem):
+        time.sleep(float(os.environ.get("HOSTILE_SLEEP", self.seconds)))
+        log = os.environ.get("HOSTILE_LOG")
+        if log:
+            with open(log, "a") as f:
+                f.write(f"{problem.case_id} {os.getpid()}\n")
+        return MethodOutput(edge_scores={e: float(i) for i, e in enumerate(problem.graph.edges)})
