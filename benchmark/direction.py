@@ -181,7 +181,7 @@ def summary_line(doc: dict) -> str:
 
 def cmd_run_direction(args, method: str, extra: Sequence[str]) -> int:
     from benchmark.console import UsageError, _hint, _setup_torch, emit, json_stdout, log
-    from benchmark.cli import method_parser
+    from benchmark.methodflags import method_parser
     from methods.directions import DIRECTION_METHODS, direction_method_class, is_direction_method
 
     if not is_direction_case(args.case):
@@ -232,7 +232,7 @@ def collect_direction_rows(out: str | Path) -> list[dict[str, Any]]:
 
 def _direction_docs(paths: Sequence[str]) -> list[tuple[Path, dict]]:
     from benchmark.console import UsageError
-    from benchmark.commands import result_docs
+    from benchmark.resultdocs import result_docs
 
     docs = [(f, d) for f, d in result_docs(paths, RESULT_NAME, "results/sentiment/direction")
             if isinstance(d, dict) and d.get("kind") == "direction"]
