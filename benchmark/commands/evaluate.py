@@ -42,7 +42,8 @@ def _plot_dir(args, path: Path, doc: dict) -> Path:
     otherwise the result's own directory (never above it)."""
     case, model = results.safe_component(doc["case"]), results.safe_component(model_label(doc))
     if args.out:
-        return results.check_no_links(args.out, Path(args.out) / case / model)
+        with user_input():  # a link inside the user's --out is refused (ValueError)
+            return results.check_no_links(args.out, Path(args.out) / case / model)
     up = path.parent.parent.parent
     if (up.name, up.parent.name) == (model, case) and path.parent.parent.name == results.safe_component(doc["method"]):
         return up
@@ -265,8 +266,9 @@ def cmd_eval_iit(args) -> int:
                                "iit_accuracy": m["accuracy"], "iia_per_node": m.get("iia_per_node"),
                                "strict_accuracy_per_node": m.get("strict_accuracy_per_node")})
         report.reasons.pop("iia", None)
-    where = results.check_no_links(args.out or "results", Path(args.out or "results") / results.safe_component(
-        str(case.id)) / results.safe_component(model))
+    with user_input():  # a link inside the user's --out is refused (ValueError)
+        where = results.check_no_links(args.out or "results", Path(args.out or "results") / results.safe_component(
+            str(case.id)) / results.safe_component(model))
     csv_path = to_csv(report.rows, where / "iit.csv")
     doc = {"case": str(case.id), "model": model, **report.to_json(), "csv": str(csv_path)}
     to_json(doc, where / "iit.json")
