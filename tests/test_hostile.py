@@ -435,7 +435,6 @@ def test_unusable_out_fails_before_work(tmp_path, capsys):
                  ["benchmark", "--cases", "toy", "--methods", "random", "--out", f],
                  ["eval", "roc", tmp_path, "--out", f], ["train", "iit", "-i", "3", "--out", f],
                  ["run", "random", "-i", "toy", "--out", "/proc/circuit-bench-out"]):
-        t = time.perf_counter()
         rc = main_(*argv)
         err = capsys.readouterr().err
         assert rc == 2 and one_line_error(err) and "--out" in err, (argv, err)
