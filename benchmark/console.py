@@ -1,9 +1,11 @@
 """The console: what every command shares with the terminal, and nothing else of ours.
 
 ``UsageError`` (a bad command line: one line on stderr, exit status 2), the argparse ``Parser`` that
-raises it, ``json_stdout``/``emit`` (``--json`` prints exactly one document on stdout), ``log``, the
-torch set-up of a command (threads, device check) and progress bars. A leaf: it imports nothing of
-circuit-bench at module level, so any layer of the CLI can use it.
+raises it, ``user_input()`` (the validation phase of a command: a library's ValueError, TypeError, ...
+raised there becomes a UsageError), ``json_stdout``/``emit`` (``--json`` prints exactly one document on
+stdout), ``log``, the torch set-up of a command (threads, device check) and progress bars. A leaf of
+``benchmark``: it imports only ``core`` (the registry's UnknownNameError, the result store's ``dumps``),
+so any layer of the CLI can use it.
 """
 
 from __future__ import annotations
@@ -11,9 +13,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import math
 import os
+import re
 import sys
-from typing import Any
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from core.registry import UnknownNameError
+from core.results import dumps
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -22,6 +31,30 @@ METRIC_CHOICES = ["faithfulness", "task", "logit-diff", "kl", "ce", "mse"]  # co
 
 class UsageError(Exception):
     """A bad command line or unknown name: one line on stderr, exit status 2."""
+
+
+# what a library raises for bad input: inside ``user_input()`` each becomes a one-line UsageError
+USER_ERRORS = (ValueError, TypeError, KeyError, FileNotFoundError, ImportError, UnknownNameError)
+
+
+def one_line(err: BaseException) -> str:
+    """The first line of an exception's message (a KeyError's without its quotes), or its type's name."""
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args and not isinstance(err, UnknownNameError) \
+        else str(err)
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+@contextlib.contextmanager
+def user_input() -> Iterator[None]:
+    """The validation phase of a command: everything that checks the user's input before work starts
+    (parsing method flags, building a method from its parameters, loading plug-ins, resolving a case or
+    model, checking values). A ValueError, TypeError, KeyError, FileNotFoundError, ImportError or unknown
+    name raised here is the user's: a one-line UsageError (exit status 2). Outside it an exception is a
+    failure of the work and keeps its traceback (exit status 1)."""
+    try:
+        yield
+    except USER_ERRORS as err:
+        raise UsageError(one_line(err)) from err
 
 
 class Parser(argparse.ArgumentParser):
@@ -75,8 +108,6 @@ def json_stdout(enabled: bool):
 
 
 def emit(doc: Any, stream) -> None:
-    from core.results import dumps
-
     stream.write(dumps(doc, indent=1) + "\n")
     stream.flush()
 
@@ -105,8 +136,6 @@ SEED = _int_at_least(0)
 
 def finite_float(text: str) -> float:
     """An argparse type: a finite number (no nan, no inf)."""
-    import math
-
     try:
         v = float(text)
     except ValueError:
@@ -119,9 +148,6 @@ def finite_float(text: str) -> float:
 def check_out_dir(out, flag: str = "--out") -> None:
     """``out`` is (or can be made) a directory this process can write: checked before any work by
     creating it and a probe file in it. A one-line usage error otherwise."""
-    import tempfile
-    from pathlib import Path
-
     d = Path(out)
     if d.exists() and not d.is_dir():
         raise UsageError(f"{flag} {out}: exists and is not a directory")
@@ -136,8 +162,6 @@ def check_out_dir(out, flag: str = "--out") -> None:
 
 def setup_torch(device: str = "cpu") -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import re
-
     import torch
 
     if not re.fullmatch(r"cpu|cuda(:\d+)?", str(device)):

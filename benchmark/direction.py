@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from benchmark.cli import method_parser  # TODO(issue 20): from benchmark.methodflags once h1 moves it there
+from benchmark.methodflags import method_parser
 from benchmark.console import UsageError, _hint, check_out_dir, emit, json_stdout, log, setup_torch
 from cases import case_ids, get_case
 from cases.direction.case import logits_from_site
@@ -202,25 +202,11 @@ def collect_direction_rows(out: str | Path) -> list[dict[str, Any]]:
 
 
 def read_direction_docs(paths: Sequence[str]) -> list[tuple[Path, dict]]:
-    """(path, document) of every direction result in ``paths`` (result files, or directories searched
-    recursively); an invalid file is skipped with one warning (``results.warn_skip``). A missing path is
-    a FileNotFoundError, no direction result at all a ValueError."""
-    missing = [p for p in paths if not Path(p).exists()]
-    if missing:
-        raise FileNotFoundError(f"no such result file or directory: {missing[0]}")
-    found: list[tuple[Path, Any]] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found += results.iter_results(p, RESULT_NAME)
-            continue
-        try:
-            found.append((p, results.load_result(p)))
-        except (OSError, ValueError) as err:
-            results.warn_skip(p, str(err).removeprefix(f"{p}: ") if isinstance(err, ValueError) else
-                              (err.strerror or str(err)))
-    if not found:
-        raise ValueError(f"no valid {RESULT_NAME} files under {' '.join(paths)}")
-    docs = [(f, d) for f, d in found if isinstance(d, dict) and d.get("kind") == "direction"]
+    """(path, document) of every direction result in ``paths`` (``core.results.read_result_files``: a
+    missing path is a FileNotFoundError, no valid file a ValueError); none of them a direction result: a
+    ValueError."""
+    docs = [(f, d) for f, d in results.read_result_files(paths, RESULT_NAME, "results/sentiment/direction")
+            if isinstance(d, dict) and d.get("kind") == "direction"]
     if not docs:
         raise ValueError(f"no direction results ({RESULT_NAME}) under {' '.join(paths)}")
     return docs

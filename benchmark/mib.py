@@ -54,7 +54,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from benchmark.runner import DEFAULT_N, method_roc
+from evaluations.faithfulness import evaluate_masks
+from evaluations.selection import circuit_masks
+from cases import get_case
 from core import naming, results
+from core.graph import Graph
+from core.protocols import MethodOutput
+from evaluations.faithfulness import edge_score_vector
+from evaluations.roc import merge_qkv_scores
 
 MIB_FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
@@ -160,7 +168,6 @@ def export_result(doc: dict, n_layers: int, n_heads: int, d_model: int, *, signe
 
 def export_path(result_path: str | Path, out: str | Path, *, signed: bool = False, top_n: int | None = None) -> Path:
     doc = results.load_result(result_path)
-    from cases import get_case
 
     model = get_case(doc["case"]).load_model(doc["model"])
     cfg = model.cfg
@@ -193,10 +200,6 @@ def read_file(path: str | Path) -> dict[str, Any]:
 
 def import_file(path: str | Path, case_id: str, model_kind: str | None = None, name: str = "mib") -> dict[str, Any]:
     """A MIB graph file -> a circuit-bench result document (``status: ok``) for the case's model."""
-    from benchmark.runner import DEFAULT_N, method_roc
-    from cases import get_case
-    from core.graph import Graph
-    from core.protocols import MethodOutput
 
     d = read_file(path)
     case = get_case(case_id)
@@ -221,7 +224,6 @@ def import_file(path: str | Path, case_id: str, model_kind: str | None = None, n
                 raise MIBFormatError(f"{path}: edge {e!r} has score {v['score']} but the model has no such edge")
             dropped.append(e)
     if not graph.split_qkv:  # an unsplit graph: merge by the largest |score|
-        from evaluations.roc import merge_qkv_scores
         scores = {k: v for k, v in merge_qkv_scores({e: float(v["score"]) for e, v in d["edges"].items()}).items()
                   if k in ours}
     missing = ours - set(scores)
@@ -286,8 +288,6 @@ def _mib_metric(engine) -> str:
 
 def mib_faithfulness(engine, graph, doc: dict) -> dict[str, Any]:
     """MIB's CPR (signed scores) and CMD (absolute scores) of a result on its engine."""
-    from benchmark.study import circuit_masks, evaluate_masks
-    from evaluations.faithfulness import edge_score_vector
 
     info = doc.get("method_info") or {}
     selection = "greedy" if info.get("selection") == "greedy" else "topk"

@@ -60,17 +60,16 @@ class WandbTracker:
     """Logs each finished job of a benchmark as one W&B run (see the module docstring)."""
 
     def __init__(self, project: str, out: str | Path = "results", mode: str | None = None):
-        from benchmark.console import UsageError
-
+        """ImportError (with the install hint) without wandb, ValueError for an unknown ``WANDB_MODE``."""
         try:
             import wandb
         except ImportError:
-            raise UsageError(WANDB_MISSING) from None
+            raise ImportError(WANDB_MISSING) from None
         self.wandb = wandb
         self.project = project
         self.mode = mode or os.environ.get("WANDB_MODE", "offline")
         if self.mode not in MODES:
-            raise UsageError(f"WANDB_MODE={self.mode!r} is not one of {', '.join(MODES)}")
+            raise ValueError(f"WANDB_MODE={self.mode!r} is not one of {', '.join(MODES)}")
         self.dir = os.environ.get("WANDB_DIR") or str(out)
         self.enabled = True
         self.logged = 0
@@ -98,12 +97,3 @@ class WandbTracker:
         if self.logged:
             where = f" (offline, under {self.dir}/wandb; upload with `wandb sync`)" if self.mode == "offline" else ""
             _warn(f"wandb: logged {self.logged} run(s) to project {self.project!r}{where}")
-
-
-def track_one(project: str | None, doc: dict[str, Any], out: str | Path = "results") -> None:
-    """Log a single run's result (for ``run --wandb-project``); does nothing without a project."""
-    if not project:
-        return
-    tracker = WandbTracker(project, out=out)
-    tracker.log_result(doc)
-    tracker.close()

@@ -23,11 +23,31 @@ import argparse
 import csv
 import io
 import json
+import multiprocessing as mp
 import os
 import shlex
+import shutil
 import sys
+import tempfile
+import traceback
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from benchmark.defaults import default_cases
+from benchmark.train import HISTORY_KEPT, TrainingInputError, check_args, resolve_weights, train_case, trim_history
+from cases import get_case
+from core.results import write_atomic, write_json_atomic
+from training import model_files, registry
+from training.correspondence import RESID_COMPRESSION_CASES, ll_size
+from training.registry import SHIPPED_DIR
+
+# parses a ``train iit`` argv into its namespace (benchmark.commands.train.parse_train_iit): the ladder's
+# recipes are command lines, recorded as such in each model's metadata
+ParseArgs = Callable[[Sequence[str]], object]
 
 KIND_ORDER = ("siit", "iit", "natural")
 # the held-out metrics each kind is trained for (the shipped-model test holds every shipped model to them)
@@ -85,28 +105,8 @@ QUEUE_OWN = ("cases", "kinds", "recipes", "workers", "exclude", "exclude_file", 
              "resume", "no_progress", "json", "max_seconds", "model_kind", "indices")
 
 
-def add_queue_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("queue (--cases): train what is missing with the recipe ladder")
-    g.add_argument("--cases", nargs="+", default=None, metavar="ID",
-                   help="'all' (every non-trivial Tracr case) or case ids, trained in this order")
-    g.add_argument("--kinds", nargs="+", choices=KIND_ORDER, default=None,
-                   help="model kinds (default: --model-kind if given, else siit iit natural)")
-    g.add_argument("--recipes", nargs="+", choices=RECIPE_NAMES, default=None,
-                   help=f"rungs of the ladder to use, in ladder order (default: all; {', '.join(RECIPE_NAMES)})")
-    g.add_argument("--workers", type=int, default=1, help="cases trained in parallel (processes; default 1)")
-    g.add_argument("--exclude", nargs="+", default=(), metavar="ID", help="case ids to skip")
-    g.add_argument("--exclude-file", default=None, metavar="PATH",
-                   help="a file of case ids to skip (whitespace/comma separated, # comments), re-read before each case")
-    g.add_argument("--include-shipped", action="store_true",
-                   help="also train the (case, kind)s that ship a model (into OUT)")
-    g.add_argument("--bar", type=float, default=99.0,
-                   help="percent each trained metric must reach on the test split (default 99)")
-
-
-def _usage(msg: str):
-    from benchmark.console import UsageError
-
-    return UsageError(msg)
+def _usage(msg: str) -> TrainingInputError:
+    return TrainingInputError(msg)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -116,8 +116,6 @@ def _usage(msg: str):
 def finished_meta(d: Path) -> dict | None:
     """The metadata of a finished model directory (weights and metadata written, no checkpoint, or the
     checkpoint of a run stopped by ``--max-seconds``, kept so that a larger cap continues it), or None."""
-    from training import model_files
-
     if not model_files.is_model_dir(d):
         return None
     meta = model_files.read_metadata(d)
@@ -173,10 +171,9 @@ def read_exclude_file(path) -> set[str]:
 # one (case, kind)
 # ---------------------------------------------------------------------------------------------------
 
-def _attempt_args(cid: str, kind: str, recipe: Recipe, index: int, opts: dict, previous: list[dict]):
+def _attempt_args(cid: str, kind: str, recipe: Recipe, index: int, opts: dict, previous: list[dict],
+                  parse: ParseArgs):
     """The ``train iit`` namespace of one attempt, and the single-case command that reproduces it."""
-    from benchmark.train import add_train_iit_arguments
-
     flags = list(BASE_FLAGS[kind])
     for flag, value in _pairs(recipe.flags):
         _set(flags, flag, value)
@@ -189,7 +186,7 @@ def _attempt_args(cid: str, kind: str, recipe: Recipe, index: int, opts: dict, p
     if opts.get("max_seconds") is not None:
         _set(flags, "--max-seconds", f"{opts['max_seconds'] * recipe.time_factor:g}")
     argv = ["-i", cid, *flags, "--out", str(opts["out"]), "--no-progress", "--resume"]
-    ns = add_train_iit_arguments(argparse.ArgumentParser(allow_abbrev=False)).parse_args(argv)
+    ns = parse(argv)
     ns.model_kind = ns.model_kind or "siit"
     out = Path(opts["out"])
     ns.out_dir = str(out / ATTEMPTS / cid / kind / recipe.name)
@@ -216,9 +213,6 @@ def _set(flags: list[str], flag: str, value: str) -> None:
 def widened_ratio(cid: str, factor: float) -> str:
     """The ``--compression-ratio`` that makes case ``cid``'s LL ``factor`` times wider (d_model, or d_head
     for the cases whose heads are compressed). Checked against the size rule."""
-    from cases import get_case
-    from training.correspondence import RESID_COMPRESSION_CASES, ll_size
-
     hl = get_case(cid).compiled_model().config
     now = ll_size(cid, hl)
     resid = str(cid) in RESID_COMPRESSION_CASES
@@ -231,10 +225,8 @@ def widened_ratio(cid: str, factor: float) -> str:
     return text
 
 
-def train_one(cid: str, kind: str, opts: dict, log) -> dict:
+def train_one(cid: str, kind: str, opts: dict, log, parse: ParseArgs) -> dict:
     """Train (case, kind) up the ladder until a run meets the bar; returns its summary row."""
-    from benchmark.train import _check, resolve_weights, train_case
-
     out = Path(opts["out"])
     final = out / cid / kind
     attempts: list[dict] = []
@@ -247,8 +239,9 @@ def train_one(cid: str, kind: str, opts: dict, log) -> dict:
                 f"continuing it up to {cap:g}")
             meta = None
         if meta is None:
-            ns = _attempt_args(cid, kind, recipe, [r.name for r in LADDER[kind]].index(recipe.name), opts, attempts)
-            _check(ns)
+            ns = _attempt_args(cid, kind, recipe, [r.name for r in LADDER[kind]].index(recipe.name), opts, attempts,
+                               parse)
+            check_args(ns)
             resolve_weights(ns)
             log(f"case {cid} {kind}: recipe {recipe.name} ({recipe.why})")
             meta = train_case(cid, ns, log)
@@ -288,8 +281,6 @@ def row_of(cid: str, kind: str, status: str, meta: dict | None, attempts: list[d
 
 def case_status(cid: str, kind: str, opts: dict) -> tuple[str, dict | None]:
     """('done' | 'shipped' | 'todo' | 'blocked', metadata)."""
-    from training.registry import SHIPPED_DIR
-
     out = Path(opts["out"])
     final = out / cid / kind
     meta = finished_meta(final)
@@ -303,12 +294,8 @@ def case_status(cid: str, kind: str, opts: dict) -> tuple[str, dict | None]:
     return "todo", None
 
 
-def run_case(cid: str, opts: dict) -> list[dict]:
+def run_case(cid: str, opts: dict, parse: ParseArgs) -> list[dict]:
     """Every kind of one case (siit first; the baselines only after it meets the bar). Summary rows."""
-    def log(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
-
-    import torch
     torch.set_num_threads(1)
     rows, siit_ok = [], None
     for kind in opts["kinds"]:
@@ -320,18 +307,17 @@ def run_case(cid: str, opts: dict) -> list[dict]:
             rows.append(row_of(cid, kind, "trained" if state == "done" else "shipped", meta))
             continue
         if state == "blocked":
-            log(f"case {cid} {kind}: {Path(opts['out']) / cid / kind} exists but is not a finished model; move it away")
+            _log(f"case {cid} {kind}: {Path(opts['out']) / cid / kind} exists but is not a finished model; move it away")
             rows.append({**row_of(cid, kind, "error", None), "error": "output directory exists, not a finished model"})
             continue
         if kind != "siit" and siit_ok is False:
             rows.append(row_of(cid, kind, "needs siit", None))
             continue
         try:
-            row = train_one(cid, kind, opts, log)
+            row = train_one(cid, kind, opts, _log, parse)
         except Exception as err:  # noqa: BLE001 - one failing case does not stop the others
-            if type(err).__name__ == "UsageError":
+            if isinstance(err, TrainingInputError):
                 raise
-            import traceback
             traceback.print_exc()
             row = {**row_of(cid, kind, "error", None), "error": f"{type(err).__name__}: {err}"}
         if kind == "siit":
@@ -345,9 +331,6 @@ def run_case(cid: str, opts: dict) -> list[dict]:
 # ---------------------------------------------------------------------------------------------------
 
 def _queue_ids(args) -> list[str]:
-    from benchmark.commands import default_cases
-    from cases import get_case
-
     ids: list[str] = []
     for tok in args.cases:
         for t in str(tok).replace(",", " ").split():
@@ -364,14 +347,11 @@ def _queue_ids(args) -> list[str]:
     return list(dict.fromkeys(str(get_case(c).id) for c in ids))
 
 
-def _check_queue_args(args) -> None:
-    from benchmark.train import add_train_iit_arguments
-
+def _check_queue_args(args, defaults: dict) -> None:
     if args.indices is not None:
         raise _usage("give either -i (one recipe, the flags given) or --cases (the queue), not both")
     if args.kinds and args.model_kind:
         raise _usage("give either --model-kind or --kinds")
-    defaults = vars(add_train_iit_arguments(argparse.ArgumentParser(allow_abbrev=False)).parse_args([]))
     fixed = [k for k, v in vars(args).items() if k in defaults and k not in PASS_ON + QUEUE_OWN and v != defaults[k]]
     if fixed:
         raise _usage("the queue (--cases) trains with its recipe ladder; these flags are for -i: "
@@ -396,8 +376,6 @@ def _unfinished(out: Path, ids, kinds) -> list[Path]:
 
 
 def write_summary(out: Path, rows: list[dict]) -> None:
-    from core.results import write_atomic
-
     def fmt(k, v):
         if v is None:
             return ""
@@ -420,10 +398,25 @@ def write_summary(out: Path, rows: list[dict]) -> None:
     write_atomic(out / "summary.md", "\n".join(lines) + "\n")
 
 
-def run_queue(args) -> int:
-    from training import registry
+@dataclass
+class Queue:
+    """A checked queue: the cases and kinds to train, where, and the options every attempt gets."""
 
-    _check_queue_args(args)
+    ids: list[str]
+    kinds: list[str]
+    out: Path
+    opts: dict
+    exclude: set[str]
+    exclude_file: str | None
+    workers: int
+    json: bool
+    parse: ParseArgs
+
+
+def plan_queue(args, parse: ParseArgs) -> Queue:
+    """The queue ``train iit --cases ...`` asks for, checked before any work (TrainingInputError)."""
+    defaults = vars(parse([]))
+    _check_queue_args(args, defaults)
     ids = _queue_ids(args)
     kinds = [k for k in KIND_ORDER if k in (args.kinds or ([args.model_kind] if args.model_kind else KIND_ORDER))]
     out = Path(args.out) if args.out else registry.local_dir()
@@ -437,65 +430,70 @@ def run_queue(args) -> int:
             "max_seconds": DEFAULT_MAX_SECONDS if args.max_seconds is None else args.max_seconds,
             "queue_command": getattr(args, "command_line", None) or "python main.py " + " ".join(
                 shlex.quote(a) for a in sys.argv[1:]),
-            **{k: getattr(args, k) for k in PASS_ON if getattr(args, k) != _default(k)}}
-    out.mkdir(parents=True, exist_ok=True)
+            **{k: getattr(args, k) for k in PASS_ON if getattr(args, k) != defaults[k]}}
+    return Queue(ids, kinds, out, opts, set(map(str, args.exclude)), args.exclude_file, args.workers, args.json,
+                 parse)
+
+
+def run_queue(queue: Queue) -> int:
+    """Train the queue (``OUT/summary.*`` rewritten after every case); exit status 1 if a case failed."""
+    queue.out.mkdir(parents=True, exist_ok=True)
     rows: dict[str, list[dict]] = {}
-    excluded = set(map(str, args.exclude))
 
     def record(cid, got):
         rows[cid] = got
-        write_summary(out, [r for c in ids if c in rows for r in rows[c]])
+        write_summary(queue.out, [r for c in queue.ids if c in rows for r in rows[c]])
 
-    def log(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
-
-    pending = list(ids)
-    if args.workers == 1:
-        for cid in pending:
-            if cid in excluded | read_exclude_file(args.exclude_file):
-                log(f"case {cid}: excluded")
-                record(cid, [row_of(cid, k, "excluded", None) for k in kinds])
-                continue
-            record(cid, run_case(cid, opts))
+    if queue.workers == 1:
+        for cid in queue.ids:
+            if not _excluded(queue, cid, record):
+                record(cid, run_case(cid, queue.opts, queue.parse))
     else:
-        import multiprocessing as mp
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-        with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
-            running = {}
-            while pending or running:
-                while pending and len(running) < args.workers:
-                    cid = pending.pop(0)
-                    if cid in excluded | read_exclude_file(args.exclude_file):
-                        log(f"case {cid}: excluded")
-                        record(cid, [row_of(cid, k, "excluded", None) for k in kinds])
-                        continue
-                    running[pool.submit(run_case, cid, opts)] = cid
-                if not running:
-                    break
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    cid = running.pop(fut)
-                    try:
-                        record(cid, fut.result())
-                    except Exception as err:  # noqa: BLE001 - a dead worker does not stop the queue
-                        if type(err).__name__ == "UsageError":
-                            raise
-                        log(f"case {cid}: ERROR {type(err).__name__}: {err}")
-                        record(cid, [{**row_of(cid, k, "error", None), "error": f"{type(err).__name__}: {err}"}
-                                     for k in kinds])
-    flat = [r for c in ids if c in rows for r in rows[c]]
+        _run_parallel(queue, record)
+    flat = [r for c in queue.ids if c in rows for r in rows[c]]
     counts = {s: sum(r["status"] == s for r in flat) for s in dict.fromkeys(r["status"] for r in flat)}
-    log(f"queue: {', '.join(f'{n} {s}' for s, n in counts.items())}; summary in {out / 'summary.md'}")
-    if args.json:
+    _log(f"queue: {', '.join(f'{n} {s}' for s, n in counts.items())}; summary in {queue.out / 'summary.md'}")
+    if queue.json:
         print(json.dumps(flat, indent=1, default=str))
     return 1 if counts.get("error") else 0
 
 
-def _default(name: str):
-    from benchmark.train import add_train_iit_arguments
+def _excluded(queue: Queue, cid: str, record) -> bool:
+    """Whether ``cid`` is excluded (``--exclude``, or ``--exclude-file`` re-read now); recorded if so."""
+    if cid not in queue.exclude | read_exclude_file(queue.exclude_file):
+        return False
+    _log(f"case {cid}: excluded")
+    record(cid, [row_of(cid, k, "excluded", None) for k in queue.kinds])
+    return True
 
-    return add_train_iit_arguments(argparse.ArgumentParser(allow_abbrev=False)).get_default(name)
+
+def _run_parallel(queue: Queue, record) -> None:
+    """Cases on ``queue.workers`` spawned processes, each recorded as it finishes."""
+    pending = list(queue.ids)
+    with ProcessPoolExecutor(queue.workers, mp_context=mp.get_context("spawn")) as pool:
+        running = {}
+        while pending or running:
+            while pending and len(running) < queue.workers:
+                cid = pending.pop(0)
+                if not _excluded(queue, cid, record):
+                    running[pool.submit(run_case, cid, queue.opts, queue.parse)] = cid
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                cid = running.pop(fut)
+                try:
+                    record(cid, fut.result())
+                except Exception as err:  # noqa: BLE001 - a dead worker does not stop the queue
+                    if isinstance(err, TrainingInputError):
+                        raise
+                    _log(f"case {cid}: ERROR {type(err).__name__}: {err}")
+                    record(cid, [{**row_of(cid, k, "error", None), "error": f"{type(err).__name__}: {err}"}
+                                 for k in queue.kinds])
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -506,14 +504,6 @@ def ship(out: str | Path, to: str | Path | None = None, bar: float = 99.0, dry_r
     """Copy every finished model of a queue's OUT that meets its kind's bar and is not in ``to`` yet
     (default: the shipped models, :data:`training.registry.SHIPPED_DIR`), its history trimmed
     (:func:`benchmark.train.trim_history`). Returns the directories written."""
-    import shutil
-    import tempfile
-
-    from benchmark.train import HISTORY_KEPT, trim_history
-    from training import model_files
-    from training.registry import SHIPPED_DIR
-    from core.results import write_json_atomic
-
     out, to = Path(out), Path(to) if to is not None else SHIPPED_DIR
     written = []
     for d in sorted(out.glob("*/*"), key=lambda p: (p.parent.name.zfill(6), KIND_ORDER.index(p.name)

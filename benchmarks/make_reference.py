@@ -42,7 +42,7 @@ def groups(full: bool) -> list[tuple[str, list[str], list[str]]]:
     if not full:
         return [("tracr", ["3", "4", "12"], ["eap", "eap-ig", "exact", "acdc", "random"]),
                 ("siit", siit_cases(), ["eap", "eap-ig", "random"])]
-    from benchmark.commands import default_cases
+    from benchmark.defaults import default_cases
 
     every = ["eap", "eap-ig", "acdc", "sp", "exact", "random"]
     return [("tracr", default_cases(), every), ("siit", siit_cases(), every), ("siit", ["ioi"], every)]

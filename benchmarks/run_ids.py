@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:
-    from benchmark.commands import default_cases, sweep_params
+    from benchmark.defaults import default_cases, sweep_params
     from benchmark.runner import Job, validate_jobs
 
     t0 = time.perf_counter()

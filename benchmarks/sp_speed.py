@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from benchmark.commands import sweep_params  # noqa: E402
+from benchmark.defaults import sweep_params  # noqa: E402
 from benchmark.runner import DEFAULT_N, Job, build_problem  # noqa: E402
 from cases import get_case  # noqa: E402
 from methods.sp import SubnetworkProbing  # noqa: E402

@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from core import __version__
 
@@ -237,6 +237,31 @@ def warn_skip(path, why: str) -> None:
     print(f"circuit-bench: warning: skip {path}: {why}", file=sys.stderr, flush=True)
     for collector in _SKIPS:
         collector.append((Path(path), why))
+
+
+def read_result_files(paths: Sequence[str], name: str = RESULT,
+                      example: str = "results/ or results/3/tracr/eap/<run>/result.json") -> list[tuple[Path, dict]]:
+    """(path, document) of every result file called ``name`` in ``paths`` (files, or directories searched
+    recursively). A file that is not a valid result is skipped with one warning naming it and why
+    (``warn_skip``, counted by an open ``skip_report``). No path, a path that does not exist (checked
+    before anything is read) or no valid file at all is a ValueError / FileNotFoundError."""
+    if not paths:
+        raise ValueError(f"eval needs result files or directories (e.g. {example})")
+    for p in paths:
+        if not Path(p).exists():
+            raise FileNotFoundError(f"no such result file or directory: {p}")
+    docs: list[tuple[Path, dict]] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            docs += list(iter_results(path, name))
+            continue
+        try:
+            docs.append((path, load_result(path)))
+        except (OSError, ValueError) as err:
+            warn_skip(path, str(err).removeprefix(f"{path}: ") if isinstance(err, ValueError) else (err.strerror or str(err)))
+    if not docs:
+        raise ValueError(f"no valid {name} files under {' '.join(paths)}")
+    return docs
 
 
 class skip_report:

@@ -95,3 +95,49 @@ def test_study_commands_from_the_cli(tmp_path, capsys):
         assert doc, what
     assert list(tmp_path.rglob("pareto.png")) and list(tmp_path.rglob("ig_steps.json"))
     assert main(["eval", "pareto", "-i", "toy", "--methods", "eapp", "--out", str(tmp_path)]) == 2
+
+
+# ---- usage errors and failures: exit 2 before the work, a traceback (exit 1) after it started ----------------
+def test_a_value_error_inside_a_methods_work_is_a_failure_with_its_traceback_not_a_usage_error(tmp_path, monkeypatch,
+                                                                                                capsys):
+    from methods.baselines import RandomScores
+
+    def broken(self, *args, **kwargs):
+        raise ValueError("boom inside discover")
+
+    monkeypatch.setattr(RandomScores, "discover", broken)
+    assert main(["run", "random", "-i", "toy", "--out", str(tmp_path), "-n", "8", "--json"]) == 1
+    captured = capsys.readouterr()
+    assert "circuit-bench: error:" not in captured.err  # not reported as a bad command line
+    doc = json.loads(captured.out)
+    assert doc["status"] == "error" and doc["error"] == "ValueError: boom inside discover"
+    assert "Traceback" in doc["traceback"] and "in broken" in doc["traceback"]
+
+
+def test_a_value_error_after_the_work_started_keeps_its_traceback_and_exit_1(tmp_path):
+    """An exception that escapes a command after its validation phase is a bug, not a usage error."""
+    code = ("import sys\n"
+            "import benchmark.commands.run as run\n"
+            "def run_job(job, **kw):\n    raise ValueError('boom after the validation')\n"
+            "run.run_job = run_job\n"
+            "from benchmark.cli import main\n"
+            f"sys.exit(main(['run', 'random', '-i', 'toy', '-n', '8', '--out', {str(tmp_path)!r}]))\n")
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONPATH": str(ROOT)})
+    assert p.returncode == 1, p.stderr
+    assert "Traceback" in p.stderr and "ValueError: boom after the validation" in p.stderr
+    assert "circuit-bench: error:" not in p.stderr
+
+
+def test_debug_shows_the_traceback_of_a_usage_error(capsys):
+    from benchmark.console import UsageError
+    from core.registry import UnknownNameError
+
+    assert main(["run", "nosuchmethod", "-i", "toy"]) == 2
+    with pytest.raises(UsageError, match="unknown method 'nosuchmethod'") as err:
+        main(["--debug", "run", "nosuchmethod", "-i", "toy"])
+    assert isinstance(err.value.__cause__, UnknownNameError)  # the library's own exception, chained
+    with pytest.raises(UsageError, match="unknown method"):  # anywhere on the command line
+        main(["run", "nosuchmethod", "-i", "toy", "--debug"])
+    with pytest.raises(UsageError, match="invalid choice"):  # argparse's errors too
+        main(["--debug", "frobnicate"])

@@ -75,10 +75,12 @@ def test_planted_checkpoint_never_runs_code(tmp_path):
     with pytest.raises(ValueError, match="plain.pt"):
         load_checkpoint_file(ck2)
     assert not marker.exists()
-    # IOI's export of a checkpoint
-    from cases.ioi.train import export_checkpoint
+    # IOI's training checks a checkpoint to resume from before any work (export_checkpoint, dead code, is gone)
+    from cases.ioi.train import DEFAULTS, check_options
+    params = {k: DEFAULTS[k] for k in ("n_layers", "n_heads", "d_model", "d_mlp", "epochs", "lr", "batch_size", "seed",
+                                       "n_train", "n_eval", "normalization")}
     with pytest.raises(ValueError, match="ck.pt"):
-        export_checkpoint(ck, tmp_path / "exported")
+        check_options({**params, "kind": "siit"}, {}, ck)
     assert not marker.exists() and not (tmp_path / "exported").exists()
 
 
@@ -433,7 +435,6 @@ def test_unusable_out_fails_before_work(tmp_path, capsys):
                  ["benchmark", "--cases", "toy", "--methods", "random", "--out", f],
                  ["eval", "roc", tmp_path, "--out", f], ["train", "iit", "-i", "3", "--out", f],
                  ["run", "random", "-i", "toy", "--out", "/proc/circuit-bench-out"]):
-        t = time.perf_counter()
         rc = main_(*argv)
         err = capsys.readouterr().err
         assert rc == 2 and one_line_error(err) and "--out" in err, (argv, err)

@@ -154,7 +154,7 @@ def test_cases_show_lists_models_and_where(local_models, capsys):
 def test_train_writes_to_the_user_data_directory(monkeypatch):
     import argparse
 
-    from benchmark.train import add_train_iit_arguments
+    from benchmark.commands.train import add_train_iit_arguments
 
     monkeypatch.delenv(registry.LOCAL_ENV, raising=False)
     assert registry.local_dir() == registry.user_data_dir() / "models"
@@ -192,7 +192,7 @@ def test_every_run_says_which_model_it_used(tmp_path):
 # ---- one meaning per method ----------------------------------------------------------------------------
 
 def test_run_and_benchmark_share_defaults_and_sweeps(tmp_path, capsys):
-    from benchmark.commands import sweep_params
+    from benchmark.defaults import sweep_params
     from methods.acdc import ACDC, default_thresholds
 
     assert sweep_params("acdc") == ACDC.default_sweep() == {"thresholds": default_thresholds()}

@@ -168,7 +168,7 @@ def test_abc_sources_join_the_train_split_unscored():
 
 def test_cli_arguments_reject_bad_values():
     from benchmark.cli import UsageError
-    from cases.ioi.train import add_train_ioi_arguments, run_train_ioi
+    from benchmark.commands.train import add_train_ioi_arguments, run_train_ioi
 
     parser = argparse.ArgumentParser()
     add_train_ioi_arguments(parser)

@@ -171,3 +171,23 @@ def test_mib_faithfulness_protocol_on_the_toy(toy_results):
     # the signed ranking really differs from the absolute one on this result
     signed = torch.tensor(list(docs["eap"]["method_info"]["signed"].values()))
     assert (signed < 0).any()
+
+
+def test_eval_faithfulness_mib_labels_each_run_as_the_other_evaluations_do(toy_results, tmp_path, capsys):
+    """``eval faithfulness --policy mib`` names its rows by method variant (benchmark.variants), like
+    ``eval faithfulness`` and ``eval roc`` (it used to fail on an undefined ``_label``)."""
+    import shutil
+    from pathlib import Path
+
+    from benchmark.variants import run_labels
+
+    out, _ = toy_results
+    shutil.copytree(out, tmp_path / "res")
+    assert main(["eval", "faithfulness", "--policy", "mib", str(tmp_path / "res"), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    rows = [r for c in doc["cases"] for r in c["methods"]]
+    labels = run_labels(list(results.iter_results(tmp_path / "res")))
+    assert rows and sorted(r["method"] for r in rows) == sorted(labels[str(Path(r["path"]).parent / "result.json")]
+                                                                 for r in rows)
+    assert all(Path(r["path"]).name == "faithfulness_mib.json" and Path(r["path"]).is_file() for r in rows)
+    assert {r["method"] for r in rows} >= {"eap"}

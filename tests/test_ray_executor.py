@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.cli import main
-from benchmark.ray_executor import plugin_packages, requirements, resolve_address, runtime_env
+from benchmark.executors import plugin_packages, requirements, resolve_address, runtime_env
 from benchmark.runner import Job, compute_jobs, run_job
 from core.results import load_result
 

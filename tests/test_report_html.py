@@ -116,7 +116,7 @@ def test_html_leaderboard_is_self_contained_with_rows_and_plots(report):
 
 
 def test_embedded_plots_take_only_the_case_plots(tmp_path):
-    from benchmark.commands import _embedded_plots
+    from benchmark.commands.leaderboard import _embedded_plots
 
     png = PNG_MAGIC + b"\0" * 16
     (tmp_path / "3" / "tracr").mkdir(parents=True)

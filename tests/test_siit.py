@@ -411,7 +411,7 @@ def test_registry_local_dir(setup3, tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------------------
 
 def _args(*argv):
-    from benchmark.train import add_train_iit_arguments
+    from benchmark.commands.train import add_train_iit_arguments
     p = argparse.ArgumentParser(allow_abbrev=False)
     add_train_iit_arguments(p)
     return p.parse_args(list(argv))
@@ -419,7 +419,7 @@ def _args(*argv):
 
 def test_cli_bad_values_are_usage_errors(tmp_path):
     from benchmark.cli import UsageError
-    from benchmark.train import run_train_iit
+    from benchmark.commands.train import run_train_iit
     for argv in (["-i", "3", "--epochs", "0"], ["-i", "3", "--lr", "-1"], ["-i", "3", "-s", "-0.1"],
                  ["-i", "3", "--model-kind", "natural", "-iit", "1"], ["-i", "3", "--model-kind", "iit", "-s", "0.4"],
                  ["-i", "3", "-s", "0"], ["-i", "nope"], ["-i", "3", "--early-stop-accuracy-threshold", "101"]):
@@ -432,7 +432,7 @@ def test_cli_bad_values_are_usage_errors(tmp_path):
 
 def test_cli_choices_match_the_trainer():
     """The CLI spells its choices out (it must not import torch to build its parser): they stay in step."""
-    from benchmark.train import add_train_iit_arguments
+    from benchmark.commands.train import add_train_iit_arguments
     from cases.tracr.siit import SCORED_POSITIONS
     from training.trainer import EARLY_STOP_CRITERIA, SAMPLING_MODES
     p = add_train_iit_arguments(argparse.ArgumentParser())
@@ -442,7 +442,7 @@ def test_cli_choices_match_the_trainer():
 
 
 def test_cli_tiny_run_and_resume(tmp_path):
-    from benchmark.train import run_train_iit
+    from benchmark.commands.train import run_train_iit
     common = ["-i", "3", "--num-samples", "200", "--eval-pairs", "64", "--out", str(tmp_path), "--no-progress",
               "--use-single-loss", "--model-kind", "iit"]
     assert run_train_iit(_args(*common, "--epochs", "1", "--keep-checkpoint")) == 0
@@ -460,7 +460,7 @@ def test_cli_tiny_run_and_resume(tmp_path):
 
 
 def test_cli_defined_positions_recorded_and_read_back(tmp_path, monkeypatch):
-    from benchmark.train import run_train_iit
+    from benchmark.commands.train import run_train_iit
     from training import registry
     from cases.tracr.siit import evaluate_trained
     monkeypatch.setenv(registry.LOCAL_ENV, str(tmp_path))

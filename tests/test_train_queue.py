@@ -24,12 +24,12 @@ TINY = ["--num-samples", "200", "--eval-pairs", "64", "--min-steps-per-epoch", "
 
 def _args(*argv):
     from benchmark.cli import Parser
-    from benchmark.train import add_train_iit_arguments
+    from benchmark.commands.train import add_train_iit_arguments
     return add_train_iit_arguments(Parser(prog="train iit")).parse_args(list(argv))
 
 
 def _run(*argv) -> int:
-    from benchmark.train import run_train_iit
+    from benchmark.commands.train import run_train_iit
     return run_train_iit(_args(*argv))
 
 

@@ -38,10 +38,7 @@ case ``sentiment``; each shipped model's ``training_args.json`` holds its comman
 
 from __future__ import annotations
 
-import argparse
 import json
-import shlex
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -275,37 +272,3 @@ def feature_geometry(model, data: SentimentData, cfg: DirectionTrainConfig, dirs
         out[f"{k}_corr"] = float(torch.corrcoef(torch.stack([p, t[k]]))[0, 1])
     out["sentiment_variance_share"] = out["sentiment_std"] ** 2 / total
     return out
-
-
-# ---------------------------------------------------------------------------------------------------
-# CLI: python main.py train direction [...]
-# ---------------------------------------------------------------------------------------------------
-
-def add_train_direction_arguments(parser: argparse.ArgumentParser) -> None:
-    d = DirectionTrainConfig()
-    parser.add_argument("--out", default=None, help="model directory (default: the user data directory's "
-                                                     "models/direction/siit)")
-    for name in ("n_layers", "d_model", "n_heads", "d_mlp", "layer", "steps", "batch_size", "n_train", "n_eval",
-                 "eval_every", "seed"):
-        parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
-    for name in ("lr", "weight_decay", "iit_weight", "strict_weight", "aux_weight", "clean_weight", "match_weight",
-                 "label_smoothing", "noise_scale", "sentiment_scale", "intensity_scale", "template_scale", "topic_scale"):
-        parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
-    parser.add_argument("--json", action="store_true", help="print the training metadata as one JSON document")
-
-
-def run_train_direction(args: argparse.Namespace) -> int:
-    """Bad flag values raise ValueError (one line, exit 2 from the CLI)."""
-    fields = DirectionTrainConfig.__dataclass_fields__
-    cfg = DirectionTrainConfig(**{k: getattr(args, k) for k in fields})
-    cfg.validate()
-    from training.registry import local_dir
-
-    out = args.out or str(local_dir() / "direction" / "siit")
-    argv = sys.argv[1:]
-    cmd = ("python main.py train direction " + " ".join(shlex.quote(a) for a in argv[2:])).strip() \
-        if argv[:2] == ["train", "direction"] else None
-    _, meta = train_direction_model(cfg, out, command=cmd, log=lambda m: print(m, file=sys.stderr, flush=True))
-    summary = {"out": out, "train_seconds": meta["train_seconds"], "test": meta["test"], "command": cmd}
-    print(json.dumps(summary, indent=None if args.json else 1))
-    return 0

@@ -6,5 +6,5 @@
 - :mod:`cases.ioi.hl_model`: the high-level causal model (duplicate -> S-inhibition -> name mover);
 - :mod:`cases.ioi.circuit`: the HL->LL correspondence and the LL ground-truth circuit;
 - :mod:`cases.ioi.case`: ``IOICase`` (id ``ioi``), metrics, IIA and faithfulness checks;
-- :mod:`cases.ioi.train`: ``train_ioi`` and the ``train ioi`` CLI arguments.
+- :mod:`cases.ioi.train`: ``train_ioi`` (the ``train ioi`` command is in :mod:`benchmark.commands.train`).
 """

@@ -18,10 +18,6 @@ the LL model LayerNorm (default: none). Train prompts come from the generator's 
 
 from __future__ import annotations
 
-import argparse
-import json
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -29,9 +25,12 @@ from typing import Any
 import torch
 
 from cases.ioi import circuit as ioi_circuit
-from cases.ioi.data import SEQ_LEN, build_tokenizer, encode, sample_prompts
+from cases.ioi.case import IOICase, evaluate_model
+from cases.ioi.data import SEQ_LEN, build_tokenizer, corrupt, encode, sample_prompts
 from cases.ioi.hl_model import build_hl_model
 from core.results import versions
+from training.model_files import save_model_dir
+from training.trainer import SIITData, SIITTrainer, Split, TrainConfig, load_checkpoint_file
 
 KINDS = ("siit", "natural")
 TOKENIZER_FILE = "tokenizer.json"
@@ -69,9 +68,6 @@ def ioi_siit_data(n_train: int, n_eval: int, seed: int, abc_sources: bool = Fals
     S-inhibition interchanged from prompts without a duplicate and the strict loss teaches the
     non-circuit nodes to carry nothing that differs between a prompt and its ABC twin (the
     corruption every IOI evaluation patches from)."""
-    from cases.ioi.data import corrupt
-    from training.trainer import SIITData, Split
-
     prompts = sample_prompts(n_train, seed, "train")
     train = encode(prompts).tokens
     held = encode(sample_prompts(2 * n_eval, seed, "test")).tokens
@@ -98,6 +94,19 @@ def _validate(kind: str, params: dict) -> None:
         raise ValueError(f"lr must be > 0, got {params['lr']}")
 
 
+def check_options(params: dict, opts: dict, checkpoint: str | Path | None = None) -> None:
+    """What :func:`train_ioi` would refuse, checked before any work (ValueError): ``params`` its model and
+    data arguments (with ``kind``), ``opts`` the trainer's (:class:`training.trainer.TrainConfig`), and a
+    ``checkpoint`` to resume from that is not a trainer checkpoint."""
+    _validate(params["kind"], params)
+    TrainConfig(epochs=params["epochs"], lr=params["lr"], batch_size=params["batch_size"], seed=params["seed"], **opts)
+    ll_config(params["n_layers"], params["n_heads"], params["d_model"], params["d_mlp"], params["seed"],
+              params["normalization"])
+    ioi_circuit.correspondence(params["n_layers"], params["n_heads"])
+    if checkpoint is not None and Path(checkpoint).is_file():  # refused before any work
+        load_checkpoint_file(checkpoint)
+
+
 def train_ioi(out_dir: str | Path, kind: str = "siit", n_layers: int = 6, n_heads: int = 4, d_model: int = 64,
               d_mlp: int = 256, epochs: int = DEFAULTS["epochs"], lr: float = DEFAULTS["lr"],
               batch_size: int = DEFAULTS["batch_size"],
@@ -112,10 +121,6 @@ def train_ioi(out_dir: str | Path, kind: str = "siit", n_layers: int = 6, n_head
     early stopping). ``natural`` sets the IIT and strict weights to 0.
     """
     from transformer_lens import HookedTransformer, HookedTransformerConfig
-
-    from cases.ioi.case import IOICase, evaluate_model
-    from training.model_files import save_model_dir
-    from training.trainer import SIITTrainer, TrainConfig
 
     params = dict(n_layers=n_layers, n_heads=n_heads, d_model=d_model, d_mlp=d_mlp, epochs=epochs, lr=lr,
                   batch_size=batch_size, seed=seed, n_train=n_train, n_eval=n_eval, abc_sources=abc_sources)
@@ -162,112 +167,3 @@ def train_ioi(out_dir: str | Path, kind: str = "siit", n_layers: int = 6, n_head
     save_model_dir(out, trainer.ll, ground_truth=truth, metadata=metadata, correspondence=corr)
     return {"kind": kind, "train_seconds": seconds, "epochs": fit["epochs"], "stopped_early": fit["stopped_early"],
             "test": test, **case_metrics, "size_bytes": sum(p.stat().st_size for p in out.iterdir())}
-
-
-# ---------------------------------------------------------------------------------------------------
-# CLI: python main.py train ioi [...]
-# ---------------------------------------------------------------------------------------------------
-
-def add_train_ioi_arguments(parser: argparse.ArgumentParser) -> None:
-    d = DEFAULTS
-    parser.add_argument("--kind", "--model-kind", dest="kind", default="siit", choices=KINDS,
-                        help="siit (SIIT against the HL model) or natural (behaviour only)")
-    parser.add_argument("--out", default=None, help="model directory (default: the user data directory's "
-                                                     "models/ioi/KIND; load it with --model-dir)")
-    parser.add_argument("--n-layers", type=int, default=d["n_layers"])
-    parser.add_argument("--n-heads", type=int, default=d["n_heads"])
-    parser.add_argument("--d-model", type=int, default=d["d_model"])
-    parser.add_argument("--d-mlp", type=int, default=d["d_mlp"])
-    parser.add_argument("--epochs", type=int, default=d["epochs"])
-    parser.add_argument("--lr", type=float, default=d["lr"])
-    parser.add_argument("-b", "--batch-size", type=int, default=d["batch_size"])
-    parser.add_argument("--seed", type=int, default=d["seed"])
-    parser.add_argument("--n-train", type=int, default=d["n_train"], help="train prompts")
-    parser.add_argument("--n-eval", type=int, default=d["n_eval"], help="validation and test prompts (each)")
-    parser.add_argument("-iit", "--iit-weight", type=float, default=d["iit_weight"])
-    parser.add_argument("-s", "--strict-weight", type=float, default=d["strict_weight"])
-    parser.add_argument("--behavior-weight", type=float, default=d["behavior_weight"])
-    parser.add_argument("--siit-sampling", default=d["siit_sampling"], choices=("individual", "sample_all", "all"))
-    parser.add_argument("--lr-scheduler", default=d["lr_scheduler"], choices=("none", "linear", "cosine"))
-    parser.add_argument("--early-stop-threshold", type=float, default=d["early_stop_threshold"],
-                        help="stop when val accuracy, IIA and strict accuracy all reach it (fraction)")
-    parser.add_argument("--no-early-stop", action="store_true")
-    parser.add_argument("--clip-grad-norm", type=float, default=d["clip_grad_norm"], help="0 = no clipping")
-    parser.add_argument("--final-lr", type=float, default=d["final_lr"], help="last lr of the linear/cosine schedule")
-    parser.add_argument("--sequential", action="store_true",
-                        help="three optimizer steps per batch (IIT, strict, behaviour) instead of one on the weighted sum")
-    parser.add_argument("--strict-source-grad", action="store_true",
-                        help="the strict loss also backpropagates through the source run (TrainConfig.strict_source_grad)")
-    parser.add_argument("--abc-sources", action="store_true",
-                        help="add the ABC twins of the train prompts as interchange sources (never scored as bases)")
-    parser.add_argument("--normalization", default="none", choices=NORMALIZATIONS, help="LayerNorm of the LL model")
-    parser.add_argument("--eval-pairs", type=int, default=d["eval_pairs"], help="validation pairs per epoch")
-    parser.add_argument("--checkpoint", default=None, help="trainer state file, written every epoch and resumed from")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--json", action="store_true", help="print the metrics as one JSON document")
-
-
-def run_train_ioi(args: argparse.Namespace) -> int:
-    try:
-        from benchmark.console import UsageError
-    except ImportError:  # pragma: no cover - the CLI package is always there in the repo
-        UsageError = ValueError  # noqa: N806
-    from training.registry import local_dir
-
-    out = args.out or str(local_dir() / "ioi" / args.kind)
-    cmd = "python main.py train ioi " + " ".join(shlex.quote(a) for a in sys.argv[3:]) if sys.argv[1:3] == ["train", "ioi"] else None
-    kwargs = dict(kind=args.kind, n_layers=args.n_layers, n_heads=args.n_heads, d_model=args.d_model,
-                  d_mlp=args.d_mlp, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
-                  n_train=args.n_train, n_eval=args.n_eval, normalization=args.normalization,
-                  abc_sources=args.abc_sources)
-    opts = dict(clip_grad_norm=args.clip_grad_norm, final_lr=args.final_lr, single_loss=not args.sequential,
-                eval_pairs=args.eval_pairs, strict_source_grad=args.strict_source_grad, iit_weight=args.iit_weight, strict_weight=args.strict_weight, behavior_weight=args.behavior_weight,
-                siit_sampling=args.siit_sampling, lr_scheduler=args.lr_scheduler,
-                early_stop_threshold=args.early_stop_threshold, early_stop=not args.no_early_stop)
-    try:  # bad values are usage errors; failures during training are not
-        _validate(args.kind, kwargs)
-        from training.trainer import TrainConfig
-        TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed, **opts)
-        ll_config(args.n_layers, args.n_heads, args.d_model, args.d_mlp, args.seed, args.normalization)
-        ioi_circuit.correspondence(args.n_layers, args.n_heads)
-        if args.checkpoint is not None and Path(args.checkpoint).is_file():  # refused before any work
-            from training.trainer import load_checkpoint_file
-            load_checkpoint_file(args.checkpoint)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
-    metrics = train_ioi(out, device=args.device, command=cmd, progress=True, checkpoint=args.checkpoint, **kwargs, **opts)
-    text = json.dumps(metrics, indent=None if args.json else 1, default=str)
-    print(text)
-    return 0
-
-
-def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, kind: str = "siit", command: str | None = None,
-                      seed: int = 0, device: str = "cpu", normalization: str | None = None) -> dict[str, Any]:
-    """Write the model directory of a trainer checkpoint (e.g. of an interrupted run); returns the
-    case metrics it records."""
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
-
-    from cases.ioi.case import IOICase, evaluate_model, interchange_accuracy
-    from training.model_files import save_model_dir
-
-    from training.trainer import load_checkpoint_file
-
-    st = load_checkpoint_file(checkpoint, device)
-    cfg = ll_config(seed=seed, normalization=normalization)
-    ll = HookedTransformer(HookedTransformerConfig(**cfg, device=device))
-    ll.load_state_dict(st["model"])
-    corr = ioi_circuit.correspondence(cfg["n_layers"], cfg["n_heads"])
-    out = Path(out_dir)
-    meta = {"case": "ioi", "model_kind": kind, "seed": seed, "command": command, "ll_config": cfg,
-            "train_config": st["config"], "fit": {"epochs": st["epoch"], "stopped_early": st["stopped_early"]},
-            "train_seconds": st["train_seconds"], "history": st["history"], "exported_from_checkpoint": True,
-            "versions": versions()}
-    save_model_dir(out, ll, ground_truth=ioi_circuit.ground_truth(), metadata=meta, correspondence=corr)
-    build_tokenizer().save(out / TOKENIZER_FILE)
-    model = IOICase.load_dir(out, device=device)[0]
-    case = IOICase()
-    meta["case_metrics"] = evaluate_model(model, case.dataset(n=500, seed=seed + 1000))
-    meta["iia"] = interchange_accuracy(model, case.dataset(n=500, seed=seed + 1001).clean,
-                                       case.dataset(n=500, seed=seed + 1002).clean)
-    save_model_dir(out, ll, ground_truth=ioi_circuit.ground_truth(), metadata=meta, correspondence=corr)
-    return {**meta["case_metrics"], "iia": meta["iia"]}
