@@ -81,9 +81,9 @@ def main(argv=None) -> int:
         # A fresh process that only loads from the cache (no JAX import).
         name, (builder, vocab, n, causal) = next(iter(cases.items()))
         code = ("import sys, time; t = time.perf_counter(); "
-                f"sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / 'tests')!r}); "
+                f"sys.path.insert(0, {str(ROOT)!r}); "
                 "import warnings; warnings.simplefilter('ignore'); "
-                "from test_tracr_bridge import CASES; from cases.tracr import compile_rasp_to_model; "
+                "from cases.tracr.examples import CASES; from cases.tracr import compile_rasp_to_model; "
                 f"b, v, n, c = CASES[{name!r}]; compile_rasp_to_model(b(), v, n, causal=c, cache_dir={tmp!r}); "
                 "assert 'jax' not in sys.modules; print(time.perf_counter() - t)")
         fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

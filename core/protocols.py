@@ -11,8 +11,10 @@ import abc
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from core import metrics
 from core.circuit import Circuit
 from core.data import CaseData, OutputType
+from core.patching import PatchEngine
 from core.provenance import ModelRef
 
 if TYPE_CHECKING:  # heavy imports stay lazy
@@ -129,8 +131,6 @@ class Problem:
 
     def loss_fn(self):
         """The loss methods minimise, ``logits [K, n, seq, vocab] -> [K]`` (lower = closer to the model)."""
-        from core import metrics
-
         eng = self.engine()
         if self.metric == "faithfulness":
             return eng.default_loss()
@@ -151,7 +151,6 @@ class Problem:
     def engine(self):
         """The patching engine for this problem (built once, cached)."""
         if getattr(self, "_engine", None) is None:
-            from core.patching import PatchEngine
             self._engine = PatchEngine(self.model, self.graph, self.data, self.output_type, ablation=self.ablation)
         return self._engine
 

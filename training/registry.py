@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from training.model_files import ARGS, CONFIG, GROUND_TRUTH, WEIGHTS, is_model_dir, load_model_dir
+from core.circuit import Circuit
 from core.provenance import ModelRef, hash_files
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "cases" / "siit" / "models"  # the shipped models are case data
@@ -130,8 +131,6 @@ def load_trained(case_id: str, kind: str = "siit", device: str = "cpu", director
 
 def trained_ground_truth(case_id: str, kind: str = "siit", directory: str | Path | None = None):
     """The LL ground-truth Circuit of a trained model, without loading its weights."""
-    from core.circuit import Circuit
-
     d = Path(directory) if directory is not None else model_dir(case_id, kind)
     if d is None:
         raise FileNotFoundError(f"case {case_id} has no trained {kind!r} model")

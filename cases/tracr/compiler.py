@@ -19,6 +19,8 @@ import numpy as np
 from cases.tracr import cache as cache_mod
 from cases.tracr.compiled import CONVERTER_VERSION, CompiledModel
 from cases.tracr.defects import TracrCompileError, check_head_sizes, find_defects, warn
+from cases.tracr.convert import to_hooked_transformer
+from cases.tracr.ground_truth import build_ground_truth, locate_components
 
 
 def compile_rasp_to_model(program, vocab: Iterable[Any], max_seq_len: int, compiler_bos: Any = "BOS",
@@ -64,9 +66,6 @@ def compile_uncached(program, vocab: set, max_seq_len: int, *, compiler_bos: Any
                                 expr_to_craft_graph, nodes, rasp_to_graph, validating)
     from tracr.craft import bases
     from tracr.rasp import rasp
-
-    from cases.tracr.convert import to_hooked_transformer
-    from cases.tracr.ground_truth import build_ground_truth, locate_components
 
     for special, what in ((compiler_bos, "BOS"), (compiler_pad, "PAD")):
         if special in vocab:
