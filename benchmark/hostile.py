@@ -1,6 +1,6 @@
 """Hostile inputs for the fuzz tests and the audit (issue 27): tables of malformed result files, model
 configs and command lines, and plug-in methods that misbehave (NaN/inf scores, exiting, sleeping).
-Used by tests/test_hostile.py and benchmarks/hostile_audit.py; the methods load as plug-ins,
+Used by tests/benchmark/test_hostile.py and benchmarks/hostile_audit.py; the methods load as plug-ins,
 e.g. ``--methods benchmark.hostile:Slow``."""
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Patches :attr:`TracrCaseSpec.lengths` in this process so that the default minimum is ``--min`` tokens
 (cases with their own ``min_len`` keep it), then
 
-- ``datasets``: runs ``tests/test_tracr_cases.py::test_program_and_dataset`` on every case (through
+- ``datasets``: runs ``tests/cases/test_tracr_cases.py::test_program_and_dataset`` on every case (through
   ``pytest.main`` in this process, so the patch applies) and prints the failures;
 - ``models``: for every shipped trained model (siit, iit, natural), the fraction of sequences whose every
   labelled position is right, on inputs of the new minimum length and on the longer ones (400 inputs,
@@ -47,7 +47,7 @@ def datasets(ids) -> None:
     """Runs the suite's dataset test in this process (pytest collects it: nothing here imports tests/)."""
     import pytest
 
-    test = ROOT / "tests" / "test_tracr_cases.py"
+    test = ROOT / "tests" / "cases" / "test_tracr_cases.py"
     failures = _Failures()
     pytest.main(["-q", "-p", "no:cacheprovider", *(f"{test}::test_program_and_dataset[{cid}]" for cid in ids)],
                 plugins=[failures])

@@ -17,7 +17,7 @@ Tensors are laid out ``[K, size, n, pos, d]`` (mask rows, then senders/receivers
 contraction is a plain (batched) matrix product. Semantics are exactly :mod:`core.patching`'s; the
 engine checks at build time that the unpatched pass reproduces the model's logits, and falls back to
 TransformerLens hooks for configurations outside :func:`unsupported` (tests compare both paths with
-the brute-force per-edge reference of ``tests/test_patching.py``).
+the brute-force per-edge reference of ``tests/core/test_patching.py``).
 """
 
 from __future__ import annotations

@@ -105,7 +105,7 @@ class NodeLoc:
 
 
 # ---- hook names: TransformerLens's scheme (``transformer_lens.utils.get_act_name``), restated so that
-# the core never imports transformer_lens; tests/test_naming.py checks it against get_act_name.
+# the core never imports transformer_lens; tests/core/test_naming.py checks it against get_act_name.
 _ATTN_ACTS = frozenset({"q", "k", "v", "z", "result", "pattern", "attn_scores", "rot_q", "rot_k"})
 _MLP_ACTS = frozenset({"pre", "post", "mid", "pre_linear"})
 HEAD_OUTPUTS = ("result", "z")  # a head's output: per-head result (z W_O), or z (what it is linear in)

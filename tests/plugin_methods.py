@@ -1,4 +1,4 @@
-"""Methods defined outside the package, as a user would (used by tests/test_cli.py)."""
+"""Methods defined outside the package, as a user would (used by tests/benchmark/test_cli.py)."""
 
 from core.protocols import Method, MethodOutput
 
@@ -29,7 +29,7 @@ class MeanOfPositives:
 
 class Slow(Method):
     """Scores like SenderIndex after ``seconds`` of sleep: a job long enough to kill its worker mid-run
-    (tests/test_ray_cluster.py). With $CIRCUIT_BENCH_TEST_MARKERS set it first drops a file there
+    (tests/benchmark/test_ray_cluster.py). With $CIRCUIT_BENCH_TEST_MARKERS set it first drops a file there
     naming the case and the Ray node it runs on (and where its ``core`` package was imported from), so a
     test can tell when and where it started and which copy of the code ran."""
     name = "slow"

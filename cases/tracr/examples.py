@@ -1,5 +1,5 @@
 """Small RASP programs in the style of tracr's library: the tracr bridge's examples (exact-conversion
-tests in tests/test_tracr_bridge.py, compile timings in benchmarks/tracr_compile.py). Not cases:
+tests in tests/cases/test_tracr_bridge.py, compile timings in benchmarks/tracr_compile.py). Not cases:
 :data:`CASES` maps a name to ``(builder, vocab, max_seq_len, causal)``.
 """
 

@@ -9,7 +9,7 @@ Each builder computes what InterpBench's ``circuits_benchmark/benchmark/cases/ca
 (FlyingPumba/circuits-benchmark @ 0cfd831), on its vocabulary and lengths, value for value: the same
 formulas (no rounding of float outputs), the same integer 0/1 or boolean outputs, the same None
 positions, and the same behaviour where InterpBench's program disagrees with its own task text
-(``tests/test_interpbench_parity.py`` restates every InterpBench program independently and checks
+(``tests/cases/test_interpbench_parity.py`` restates every InterpBench program independently and checks
 this on all 129 cases). Where the text and the program disagree, the program wins (74, 86, 96, 105,
 131: noted at their builders). The programs are written here; their structure mostly matches
 InterpBench's (compiled layers, heads, d_model and d_mlp agree on 122 cases; the parity test's

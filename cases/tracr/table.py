@@ -4,7 +4,7 @@ Ids, task texts, vocabularies, maximum lengths, output types, masking and trivia
 InterpBench's (its case files and ``benchmark/vocabs.py``; ``interpbench.md`` §2.2), value for value:
 the word vocabularies are InterpBench's seeded random words (:func:`random_words`), the float ones
 unrounded (:func:`floats`). The programs are written here (``cases.tracr.programs``) and compute
-InterpBench's; ``tests/test_interpbench_parity.py`` checks both on all 129 cases. Differences that
+InterpBench's; ``tests/cases/test_interpbench_parity.py`` checks both on all 129 cases. Differences that
 matter to a user are recorded in a case's ``flags`` (flag -> reason).
 
 ``max_seq_len`` here is tracr's (BOS excluded): InterpBench's ``get_max_seq_len()`` minus one.
@@ -111,7 +111,7 @@ _IB_TRIVIAL = "InterpBench flags it trivial (is_trivial): "
 
 # Bidirectional cases whose compiled model reads PAD positions in a way that changes real outputs
 # (tracr never masks PAD, tracr.md §0.17): measured by compiling and comparing padded inputs with
-# the RASP evaluator (tests/test_tracr_cases.py::test_padding_safe). Their datasets keep full length.
+# the RASP evaluator (tests/cases/test_tracr_cases.py::test_padding_safe). Their datasets keep full length.
 PAD_BREAKS: dict[str, str] = {
     "124": "Select(tokens, tokens, NEQ) counts PAD keys as different tokens: 45% of padded positions wrong",
 }

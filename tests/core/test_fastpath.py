@@ -1,5 +1,5 @@
 """The engine's own forward (core/fastpath.py) against the TransformerLens-hook path and the brute-force
-per-edge reference of tests/test_patching.py: values and gradients, on every entry point."""
+per-edge reference of tests/core/test_patching.py: values and gradients, on every entry point."""
 
 import pytest
 import torch
@@ -10,7 +10,7 @@ from core.patching import PatchEngine
 from methods.acdc import ACDC, NaiveACDC, given_order
 from methods.attribution import EAP, EAPIG
 from tests.helpers import random_data, random_model
-from tests.test_patching import brute_force, corrupted_acts
+from tests.core.test_patching import brute_force, corrupted_acts
 
 
 def engines(model, graph, data, ablation="corrupted"):

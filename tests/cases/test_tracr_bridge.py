@@ -22,7 +22,7 @@ import torch
 from core import naming
 from core.circuit import Circuit
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TOL = 1e-4
 
 from cases.tracr import rasp  # noqa: E402  (tracr's rasp module; no JAX behind it)

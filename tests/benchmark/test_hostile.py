@@ -18,7 +18,7 @@ import torch
 
 from training import model_files
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 torch.set_num_threads(1)
 
 

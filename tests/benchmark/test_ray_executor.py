@@ -1,5 +1,5 @@
 """The Ray executor's pieces that need no cluster: addresses, the runtime environment, flag checks,
-and the runner's write-nothing mode that workers use (the cluster itself: tests/test_ray_cluster.py)."""
+and the runner's write-nothing mode that workers use (the cluster itself: tests/benchmark/test_ray_cluster.py)."""
 
 import importlib.util
 from pathlib import Path
@@ -11,7 +11,7 @@ from benchmark.executors import plugin_packages, requirements, resolve_address, 
 from benchmark.runner import Job, compute_jobs, run_job
 from core.results import load_result
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_address_flag_wins_over_the_environment_and_none_means_local(monkeypatch):

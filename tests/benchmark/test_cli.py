@@ -10,7 +10,7 @@ import pytest
 from benchmark.cli import main
 from core.results import load_result
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli(*args, cwd=ROOT):

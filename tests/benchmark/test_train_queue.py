@@ -18,7 +18,7 @@ from benchmark import train_queue as q
 from training import model_files
 
 torch.set_num_threads(1)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--num-samples", "200", "--eval-pairs", "64", "--min-steps-per-epoch", "1", "--include-shipped"]
 
 

@@ -242,7 +242,7 @@ def test_uncertainty_tables_reread_the_experiments_tables():
     """benchmarks/uncertainty_tables.py, the source of EXPERIMENTS.md section 13's re-reading."""
     import importlib.util
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     spec = importlib.util.spec_from_file_location("uncertainty_tables", root / "benchmarks" / "uncertainty_tables.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -256,7 +256,7 @@ def test_uncertainty_tables_reread_the_experiments_tables():
 
 
 def test_html_page_has_the_direction_results_and_cpr_cmd(tmp_path, capsys):
-    from tests.test_report_html import _parse
+    from tests.benchmark.test_report_html import _parse
 
     assert main(["benchmark", "--cases", "toy", "--methods", "random", "eap", "-n", "8", "--out", str(tmp_path)]) == 0
     assert main(["run", "mean-diff", "-i", "sentiment", "--out", str(tmp_path)]) == 0

@@ -22,7 +22,7 @@ from methods.ifr import InformationFlowRoutes, proportions, receiver_inputs
 from methods.node_attribution import NodeAttribution, NodeEAPIG
 from methods.sp import GAMMA, ZETA, init_log_alpha, sample_gates
 from tests.helpers import random_data, random_model
-from tests.test_attribution import linear_model
+from tests.methods.test_attribution import linear_model
 
 
 def problem_for(model, data, output_type="categorical", ablation="corrupted", split_qkv=True):

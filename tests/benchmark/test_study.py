@@ -17,7 +17,7 @@ from core.protocols import Problem
 from evaluations.agreement import average_overlap, circuit_overlap, score_agreement, topk_overlap
 from methods.attribution import EAP, EAPIG, ExactPatching
 from tests.helpers import random_data, random_model
-from tests.test_attribution import linear_model
+from tests.methods.test_attribution import linear_model
 
 
 def signed(out, graph) -> np.ndarray:

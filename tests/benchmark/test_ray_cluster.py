@@ -16,7 +16,7 @@ import pytest
 
 from core.results import iter_results
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ray_missing = importlib.util.find_spec("ray") is None
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(ray_missing, reason="ray is not installed (optional extra: pip install "

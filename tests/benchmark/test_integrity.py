@@ -20,7 +20,7 @@ from training import registry
 from core.provenance import sha256_file
 from core.results import iter_results, load_result
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli(*args, cwd=ROOT, env=None):

@@ -52,7 +52,7 @@ def test_rasp_program_runs_as_a_case(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("CIRCUIT_BENCH_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     package_cache = sorted(p.name for p in cache_mod.SHIPPED_CACHE.iterdir())
-    spec = "tests.test_own_case:make_program"
+    spec = "tests.cases.test_own_case:make_program"
     rc, out, err = cli(capsys, "run", "exact", "-i", spec, "-n", 64, "--out", tmp_path / "res", "--json")
     assert rc == 0, err
     doc = json.loads(out)
@@ -62,7 +62,7 @@ def test_rasp_program_runs_as_a_case(tmp_path, capsys, monkeypatch):
     assert {"a1.h0", "m0", "m1"} <= set(truth["nodes"]) and "m0->a1.h0<q>" in truth["edges"]
     # the path's case component is a safe directory name
     rel = Path(doc["path"]).relative_to(tmp_path / "res").parts
-    assert rel[0] == "tests.test_own_case_make_program" and len(rel) == 5
+    assert rel[0] == "tests.cases.test_own_case_make_program" and len(rel) == 5
     # compiled into the user cache, never into the package's cache
     entries = list((tmp_path / "xdg" / "circuit-bench" / "tracr").iterdir())
     assert len(entries) == 1 and (entries[0] / "compiled.json").is_file()
@@ -79,25 +79,25 @@ def test_rasp_program_runs_as_a_case(tmp_path, capsys, monkeypatch):
 
 
 def test_rasp_program_without_vocab_is_a_usage_error(capsys):
-    rc, _, err = cli(capsys, "run", "eap", "-i", "tests.test_own_case:no_vocab_program")
+    rc, _, err = cli(capsys, "run", "eap", "-i", "tests.cases.test_own_case:no_vocab_program")
     assert rc == 2 and "vocab and max_seq_len" in one_line_error(err)
 
 
 def test_rasp_settings_in_the_spec(capsys):
     from cases import get_case
 
-    case = get_case("tests.test_own_case:no_vocab_program[vocab=a,b,c;max_seq_len=3;causal=true]")
+    case = get_case("tests.cases.test_own_case:no_vocab_program[vocab=a,b,c;max_seq_len=3;causal=true]")
     assert case.kind == "rasp" and case.vocab == ("a", "b", "c") and case.max_seq_len == 3 and case.spec.causal
     assert case.output_type == "categorical" and len(case.cache_key()) == 64  # no compile needed for these
-    ints = get_case("tests.test_own_case:make_program[max_seq_len=5]")  # the spec overrides the attribute
+    ints = get_case("tests.cases.test_own_case:make_program[max_seq_len=5]")  # the spec overrides the attribute
     assert ints.vocab == (0, 1, 2) and ints.max_seq_len == 5 and ints.cache_key() != get_case(
-        "tests.test_own_case:make_program").cache_key()
-    rc, _, err = cli(capsys, "run", "eap", "-i", "tests.test_own_case:no_vocab_program[colour=red]")
+        "tests.cases.test_own_case:make_program").cache_key()
+    rc, _, err = cli(capsys, "run", "eap", "-i", "tests.cases.test_own_case:no_vocab_program[colour=red]")
     assert rc == 2 and "'colour=red' is not KEY=VALUE" in one_line_error(err)
 
 
 def test_unknown_plugin_is_a_usage_error(capsys):
-    rc, _, err = cli(capsys, "run", "eap", "-i", "tests.test_own_case:nothing_here")
+    rc, _, err = cli(capsys, "run", "eap", "-i", "tests.cases.test_own_case:nothing_here")
     assert rc == 2 and "has no attribute 'nothing_here'" in one_line_error(err)
     rc, _, err = cli(capsys, "run", "eap", "-i", "no_such_module_xyz:Case")
     assert rc == 2 and "no_such_module_xyz" in one_line_error(err)
@@ -349,7 +349,7 @@ def test_hf_weights_that_do_not_match_their_config(tmp_path, capsys, monkeypatch
 # ---- plug-ins: the README's examples, and an entry point -------------------------------------------
 
 def _readme_block(first_line: str) -> str:
-    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     for block in re.findall(r"```python\n(.*?)```", text, flags=re.S):
         if block.startswith(first_line):
             return block

@@ -12,7 +12,7 @@ from cases import get_case
 from cases.direction.data import (FINAL_POS, SEQ_LEN, is_test_text, opposite_pairs, sentiment_dataset)
 from cases.direction.train import DirectionTrainConfig, evaluate_direction_model, train_direction_model
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli(*args):

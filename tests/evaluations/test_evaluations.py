@@ -303,7 +303,7 @@ def test_auroc_table_score_floor_ties_float_dust_with_zeros():
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "auroc_table.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "auroc_table.py"
     spec = importlib.util.spec_from_file_location("auroc_table", path)
     table = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(table)
