@@ -23,10 +23,10 @@ from cases import get_case
 from core import results
 from core.circuit import Circuit, compare
 from core.graph import Graph
-from core.protocols import Case, MethodOutput, Problem
+from core.protocols import Case, Method, MethodOutput, Problem
 from core.results import DataSpec, Provenance, RunResult, Scores, versions
 from evaluations.roc import edge_roc, node_roc
-from methods import get_method
+from methods import get_method, method_class
 
 DEFAULT_N = 200
 GRAPH_OPTIONS = {"split_qkv": True, "separate_pos": False}  # how build_problem builds every graph
@@ -58,9 +58,14 @@ class Job:
     def resolved_params(self) -> dict[str, Any]:
         """The method's full hyper-parameters (defaults filled in), so equal configurations share an id.
         Builds the method, so a bad value raises here (ValueError / TypeError), before any work."""
-        if self.method == "oracle":
-            return {}
-        return get_method(self.method, **self.params).params()
+        return self.build_method().params()
+
+    def build_method(self, truth: Circuit | None = None) -> Method:
+        """The job's method with its parameters; a method that ``needs_ground_truth`` (the oracle) gets
+        ``truth`` too (None while only its parameters are resolved). Raises for a bad name or value."""
+        if getattr(method_class(self.method), "needs_ground_truth", False):
+            return get_method(self.method, **{**self.params, "truth": truth})
+        return get_method(self.method, **self.params)
 
     def data_spec(self) -> dict[str, Any]:
         """The data of the run: size, seed and the case's corruption (recorded and part of the id)."""
@@ -287,10 +292,7 @@ def _execute(job: Job, result: RunResult, case, model_kind: str, log, cache: Pro
     else:
         problem, reused = cache.get(job, case, model_kind)
     truth = job_ground_truth(job, case, model_kind)
-    params = dict(job.params)
-    if job.method == "oracle":
-        params["truth"] = truth
-    method = get_method(job.method, **params)
+    method = job.build_method(truth)
     problem.engine()  # its clean/ablated activations are set-up, not the first method's time
     torch.manual_seed(job.seed)
     log(f"{job.method} on case {case.id} ({model_kind}): {problem.graph.n_edges} edges, {len(problem.data)} examples")

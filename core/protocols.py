@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 from core.circuit import Circuit
 from core.data import CaseData, OutputType
@@ -175,10 +175,40 @@ class MethodOutput:
     signed_nodes: dict[str, float] | None = None
 
 
+def label_number(x: Any) -> str:
+    """A parameter value in a variant label: numbers in ``g`` form (``0.01``, ``1e-05``), anything else as text."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return str(x)
+    return f"{x:g}"
+
+
+def sweep_label(params: Mapping[str, Any], many: str, one: str, word: str, symbol: str) -> str | None:
+    """A grid parameter's label part: ``"11 lambdas"`` when ``params[many]`` is a list, ``"lambda=0.1"`` when
+    the single-value ``params[one]`` is there, else None (for :meth:`Method.variant_parts`)."""
+    values = params.get(many)
+    if isinstance(values, list):
+        return f"{len(values)} {word}"
+    if one in params:
+        return f"{symbol}={label_number(params[one])}"
+    return None
+
+
 class Method(abc.ABC):
-    """A circuit-discovery method. Hyper-parameters are constructor arguments with defaults."""
+    """A circuit-discovery method. Hyper-parameters are constructor arguments with defaults.
+
+    What orchestration needs to know about a method is declared here, on the class, with defaults that
+    fit most methods: its ``family``, the parameters that are ``speed_only``, whether it is built with the
+    case's ground truth (``needs_ground_truth``), its default sweep and short labels for its variants."""
 
     name: ClassVar[str]
+    #: the method family (``methods.FAMILIES``); circuit methods ``discover`` scores or circuits
+    family: ClassVar[str] = "circuit"
+    #: parameters that change speed or memory only, never what the method computes: they are not part of a
+    #: result's variant (``benchmark.variants``), so runs that differ only in them are one leaderboard row
+    speed_only: ClassVar[tuple[str, ...]] = ()
+    #: the method is built, per job, with the case's ground truth as its ``truth`` argument (the oracle
+    #: baseline); ``truth`` is not a hyper-parameter and is never recorded
+    needs_ground_truth: ClassVar[bool] = False
     #: a single-value hyper-parameter that replaces a sweep: ``{"thresholds": "threshold"}`` means a user's
     #: ``threshold`` (or ``thresholds``) replaces the default grid of ``thresholds``
     sweep_single: ClassVar[dict[str, str]] = {}
@@ -201,6 +231,14 @@ class Method(abc.ABC):
             if key not in out and cls.sweep_single.get(key) not in out:
                 out[key] = grid
         return out
+
+    @classmethod
+    def variant_parts(cls, differing: set[str], params: Mapping[str, Any]) -> tuple[list[str], set[str]]:
+        """Short label parts for a variant of this method whose ``differing`` parameters (those whose values
+        differ between the variants of the method in a result set) take the values in ``params``:
+        ``(parts, keys they cover)``, e.g. ``(["inputs", "5 steps"], {"ig_variant", "integrated_grad_steps"})``
+        for ``eap-ig (inputs, 5 steps)``. Keys not covered are shown as ``key=value``; the default covers none."""
+        return [], set()
 
     def params(self) -> dict[str, Any]:
         """Hyper-parameters as recorded in result files (defaults to the instance's public attributes)."""
