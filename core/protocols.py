@@ -67,13 +67,18 @@ class Case(abc.ABC):
 
     @abc.abstractmethod
     def ground_truth(self, model: str | None = None) -> Circuit:
-        """The true circuit of the given model kind, at node and edge level (edges may split q/k/v)."""
+        """The ground truth of the given model kind; its type is per case kind. Circuit cases (tracr, siit,
+        ioi, toy, file cases): the true ``Circuit``, at node and edge level (edges may split q/k/v).
+        Direction cases (``kind == "direction"``): the known direction and its site, a
+        ``cases.direction.case.DirectionSite``."""
 
     @abc.abstractmethod
     def dataset(self, n: int = 200, seed: int = 0, model: str | None = None) -> CaseData:
-        """Deterministic clean/corrupted pairs with labels: the same (n, seed, model) gives the same data.
-        ``model`` (a model kind) lets a case tailor the corrupted run to the model: Tracr cases scramble
-        positions for compiled models only (a trained model would see off-distribution activations)."""
+        """Deterministic data: the same (n, seed, model) gives the same data; its type is per case kind.
+        Circuit cases: clean/corrupted pairs with labels, a ``CaseData``; ``model`` (a model kind) lets a
+        case tailor the corrupted run to the model: Tracr cases scramble positions for compiled models only
+        (a trained model would see off-distribution activations). Direction cases: labelled sentences, a
+        ``cases.direction.data.SentimentData`` (with a keyword ``split``: ``fit`` or ``test``)."""
 
     def check_metric(self, metric: str | None) -> str:
         """The canonical metric a run of this case uses (``None``: the case's default); a ValueError
