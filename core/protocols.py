@@ -11,14 +11,16 @@ import abc
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
+from core import metrics
 from core.circuit import Circuit
 from core.data import CaseData, OutputType
+from core.patching import PatchEngine
 from core.provenance import ModelRef
+
+from core.graph import Graph
 
 if TYPE_CHECKING:  # heavy imports stay lazy
     from transformer_lens import HookedTransformer
-
-    from core.graph import Graph
 
 
 # The losses a run can minimise (``--metric``). ``faithfulness``: KL (categorical) / MSE (numerical) to
@@ -134,8 +136,6 @@ class Problem:
 
     def loss_fn(self):
         """The loss methods minimise, ``logits [K, n, seq, vocab] -> [K]`` (lower = closer to the model)."""
-        from core import metrics
-
         eng = self.engine()
         if self.metric == "faithfulness":
             return eng.default_loss()
@@ -156,7 +156,6 @@ class Problem:
     def engine(self):
         """The patching engine for this problem (built once, cached)."""
         if getattr(self, "_engine", None) is None:
-            from core.patching import PatchEngine
             self._engine = PatchEngine(self.model, self.graph, self.data, self.output_type, ablation=self.ablation)
         return self._engine
 
