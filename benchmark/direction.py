@@ -8,7 +8,10 @@ scores the vector on the held-out ``test`` split (``evaluations.direction.score_
 Direction methods are the ``direction`` family of the one method registry (``methods``); the model is run
 through the one site-patching mechanism (``core.patching``). The job path mirrors the circuit runner's
 (``benchmark.runner``): ``run_direction_jobs`` -> ``run_direction_job`` (resume, error documents) ->
-``run_direction`` (fit, score, write).
+``run_direction`` (fit, score, write); ``benchmark.runner.run_any_job`` sends a direction method's job here.
+This module is a library (ValueError / TypeError for bad input); the ``run`` / ``eval direction`` commands
+are ``benchmark.direction_cli`` (``cmd_run_direction`` and ``cmd_eval_direction`` are still reachable here,
+loaded by name, for callers that import them from this module).
 """
 
 from __future__ import annotations
@@ -20,8 +23,6 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from benchmark.methodflags import method_parser
-from benchmark.console import UsageError, _hint, check_out_dir, emit, json_stdout, log, setup_torch
 from cases import case_ids, get_case
 from cases.direction.case import logits_from_site
 from cases.direction.data import opposite_pairs
@@ -29,7 +30,7 @@ from core import results
 from core.patching import patched_forward
 from evaluations.direction import PatchSite, activations_at, leaderboard_rows, plot_directions, score_direction
 from evaluations.direction import to_csv, to_html, to_markdown
-from methods import direction_method_class, get_method, is_direction_method, method_names
+from methods import direction_method_class, get_method
 from methods.directions import DirectionMethod, DirectionProblem, unit
 
 RESULT_NAME = "direction_result.json"
@@ -221,70 +222,3 @@ def write_leaderboard(rows: list[dict[str, Any]], where: Path) -> dict[str, Path
             "csv": results.write_atomic(where / "direction_leaderboard.csv", to_csv(rows)),
             "html": results.write_atomic(where / "direction_leaderboard.html", to_html(rows, plot=png.name)),
             "png": png}
-
-
-# ---------------------------------------------------------------------------------------------------
-# CLI entry points (called from benchmark/cli.py and benchmark/commands.py)
-# ---------------------------------------------------------------------------------------------------
-
-def _check_run(args, method: str, extra: Sequence[str]) -> dict[str, Any]:
-    """The method's parameters from its flags, after the checks of ``run METHOD -i CASE`` (usage errors)."""
-    if not is_direction_case(args.case):
-        raise UsageError(f"{method} is a direction method; it runs on direction cases only "
-                         f"(e.g. -i sentiment), not on case {args.case!r}")
-    if ":" not in method and not is_direction_method(method):
-        raise UsageError(f"{method} is not a direction method; case {args.case} is a direction case "
-                         f"(its methods: {', '.join(method_names('direction'))})")
-    cls = direction_method_class(method)  # unknown name: UnknownNameError -> exit 2 with close matches
-    p = method_parser(method, cls)
-    ns, rest = p.parse_known_args(list(extra))
-    if rest:
-        raise UsageError(f"unrecognized arguments for method {method}: {' '.join(rest)}"
-                         f"{_hint(p, 'unrecognized arguments: ' + ' '.join(rest))}")
-    if args.device != "cpu":
-        raise UsageError("direction runs are CPU-only (tiny models): drop --device")
-    if getattr(args, "model_dir", None):
-        raise UsageError(f"case {args.case}: direction cases load their shipped model only (no --model-dir)")
-    return vars(ns)
-
-
-def cmd_run_direction(args, method: str, extra: Sequence[str]) -> int:
-    params = _check_run(args, method, extra)
-    setup_torch(args.device)
-    check_out_dir(args.out)
-    job = DirectionJob(case=str(args.case), method=method, model=args.model, params=params, seed=args.seed,
-                       n_fit=args.n or DEFAULT_N_FIT, out=args.out)
-    try:
-        make_method(method, params)  # a bad value: exit 2 before any model is built
-        log(f"case {args.case}: {job.model_ref().describe()}")
-    except (ValueError, TypeError) as err:
-        raise UsageError(str(err)) from None
-    with json_stdout(args.json) as out:
-        doc = run_direction(job, log=log)
-        if args.json:
-            emit(doc, out)
-        else:
-            print(summary_line(doc), file=out)
-    return 0
-
-
-def cmd_eval_direction(args) -> int:
-    """Print the direction leaderboard; write leaderboard md/csv/html and a PNG next to the results."""
-    if not args.paths:
-        raise UsageError("eval needs result files or directories (e.g. results/sentiment/direction)")
-    try:
-        docs = read_direction_docs(args.paths)
-    except (FileNotFoundError, ValueError) as err:
-        raise UsageError(str(err)) from None
-    rows = leaderboard_rows(d for _, d in docs)
-    first = Path(args.paths[0])
-    where = Path(args.out) if args.out else first if first.is_dir() else docs[0][0].parent
-    files = write_leaderboard(rows, where)
-    with json_stdout(args.json) as out:
-        if args.json:
-            emit({"rows": rows, "files": {k: str(v) for k, v in files.items()}}, out)
-        else:
-            out.write(to_markdown(rows))
-            for k, v in files.items():
-                out.write(f"  {k}: {v}\n")
-    return 0

@@ -9,9 +9,7 @@ in their place."""
 
 from __future__ import annotations
 
-import csv
 import html
-import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 from benchmark import variants
 from benchmark.uncertainty import add_extras
 from core.results import iter_results
+from evaluations.tables import csv_table, html_table, markdown_table
 
 
 def _num(x) -> float:
@@ -120,19 +119,16 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _cell(r: dict[str, Any], c: str) -> str:
+    return _fmt(r[c])
+
+
 def to_markdown(summary: list[dict[str, Any]]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(_fmt(r[c]).replace("|", "\\|") for c in COLUMNS) + " |" for r in summary]
-    return "\n".join(lines) + "\n"
+    return markdown_table(summary, COLUMNS, _cell)
 
 
 def to_csv(summary: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
-    w.writeheader()
-    for r in summary:
-        w.writerow({c: _fmt(r[c]) for c in COLUMNS})
-    return buf.getvalue()
+    return csv_table(summary, COLUMNS, _cell, lineterminator="\r\n")
 
 
 DETAIL_COLUMNS = ["case", "model", "method", "variant", "params", "status", "seed", "edge_auroc", "node_auroc",
@@ -152,16 +148,13 @@ _CSS = ("body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
 def to_html(summary: list[dict[str, Any]], detail: list[dict[str, Any]], images: dict[str, str] | None = None) -> str:
     """A self-contained page (no external resources): the leaderboard (one row per variant), the per-run
     detail with each run's parameters, and ``images`` (``{caption: data URI}``) as captioned figures."""
-    def cell(v, col):
-        text = _fmt(v) if v is not None or col in TIME_COLUMNS else ""
-        return f"<td>{html.escape(text)}</td>"
+    def cell(r, col):
+        v = r.get(col)
+        return _fmt(v) if v is not None or col in TIME_COLUMNS else ""
 
     def table(rows, cols, ident, caption):
-        head = "".join(f'<th scope="col">{html.escape(c)}</th>' for c in cols)
-        body = "".join(f'<tr class="{html.escape(str(r.get("status", "ok")))}">' + "".join(cell(r.get(c), c) for c in cols)
-                       + "</tr>" for r in rows)
-        return (f'<table id="{ident}" class="{ident}"><caption>{html.escape(caption)}</caption>'
-                f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        return html_table(rows, cols, cell, attrs=f' id="{ident}" class="{ident}"', caption=caption,
+                          row_attrs=lambda r: f' class="{html.escape(str(r.get("status", "ok")))}"')
 
     figures = "".join(f'<figure><img alt="{html.escape(k, quote=True)}" src="{html.escape(v, quote=True)}">'
                       f"<figcaption>{html.escape(k)}</figcaption></figure>" for k, v in (images or {}).items())

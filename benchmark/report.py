@@ -6,9 +6,7 @@ the direction-method results, and the per-case seed spread and per-run detail be
 
 from __future__ import annotations
 
-import csv
 import html
-import io
 import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -22,6 +20,7 @@ from core.results import iter_results
 from evaluations import direction as dlb
 from evaluations.roc import DEFAULT_SCORE_FLOOR
 from evaluations.stats import case_means
+from evaluations.tables import csv_table, html_table, markdown_table
 
 
 P_COLUMNS = {"p_value", "p_vs_best"}
@@ -34,11 +33,9 @@ def _fmt(v, col: str = "") -> str:
 
 
 def to_markdown(analysis: Mapping[str, Any]) -> str:
-    cols = lb.COLUMNS + unc.MD_EXTRA
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_fmt(r.get(c), c).replace("|", "\\|") for c in cols) + " |" for r in analysis["summary"]]
-    lines += ["", unc.legend(analysis["method"]), ""]
-    if analysis["pairwise"]:
+    lines = [markdown_table(analysis["summary"], lb.COLUMNS + unc.MD_EXTRA, lambda r, c: _fmt(r.get(c), c)).removesuffix("\n"),
+             "", unc.legend(analysis["method"]), ""]
+    if analysis["pairwise"]:  # merged columns (win/tie/loss), cells as they are
         lines += ["### Paired comparisons (edge AUROC, per model kind)", "",
                   "| model | a | b | cases | mean a-b | win/tie/loss | W | p |", "|---|---|---|---|---|---|---|---|"]
         lines += [f"| {p['model']} | {p['a']} | {p['b']} | {p['n_cases']} | {_fmt(p['mean_diff'])} | "
@@ -48,19 +45,14 @@ def to_markdown(analysis: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _csv_cell(r: Mapping[str, Any], c: str) -> str:
+    return repr(r[c]) if isinstance(r.get(c), float) and c not in lb.COLUMNS else lb._fmt(r.get(c))
+
+
 def to_csv(analysis: Mapping[str, Any]) -> str:
-
-    cols = lb.COLUMNS + unc.CSV_EXTRA
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
-    w.writeheader()
-    for r in analysis["summary"]:
-        w.writerow({c: (repr(r[c]) if isinstance(r.get(c), float) and c not in lb.COLUMNS else lb._fmt(r.get(c)))
-                    for c in cols})
-    return buf.getvalue()
+    return csv_table(analysis["summary"], lb.COLUMNS + unc.CSV_EXTRA, _csv_cell, lineterminator="\r\n")
 
 
-# ---- html ---------------------------------------------------------------------------------------------------
 _CSS = ("body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:100%}"
         "table{border-collapse:collapse;margin-bottom:1.5em;font-size:13px}caption{text-align:left;font-weight:bold;"
         "padding:4px 0}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right;white-space:nowrap}"
@@ -87,21 +79,26 @@ _JS = """document.querySelectorAll('table.sortable').forEach(t => {
 LEFT = {"model", "method", "variant", "case", "params", "status", "a", "b", "error", "tied_with_best"}
 
 
-def _cell(v, col: str) -> str:
-    text = _fmt(v, col) if v is not None or col in lb.TIME_COLUMNS else ""
+def _text(r: Mapping[str, Any], col: str) -> str:
+    v = r.get(col)
+    return _fmt(v, col) if v is not None or col in lb.TIME_COLUMNS else ""
+
+
+def _td(r: Mapping[str, Any], col: str) -> str:
+    v = r.get(col)
     num = f' data-v="{v!r}"' if isinstance(v, (int, float)) and not isinstance(v, bool) else ""
-    cls = ' class="l"' if col in LEFT else ""
-    return f"<td{cls}{num}>{html.escape(text)}</td>"
+    return (' class="l"' if col in LEFT else "") + num
 
 
 def _table(rows: Sequence[Mapping[str, Any]], cols: Sequence[str], ident: str, caption: str, sortable: bool = True,
            row_class=None) -> str:
-    head = "".join(f'<th scope="col"{" class=l" if c in LEFT else ""}>{html.escape(c).replace("_", "_<wbr>")}</th>'
-                   for c in cols)  # <wbr>: long names wrap at their underscores, the text stays the name
-    body = "".join(f'<tr class="{html.escape(row_class(r) if row_class else str(r.get("status", "ok")))}">'
-                   + "".join(_cell(r.get(c), c) for c in cols) + "</tr>" for r in rows)
-    return (f'<div class="wrap"><table id="{ident}" class="{ident}{" sortable" if sortable else ""}">'
-            f"<caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>")
+    def tr(r):
+        return f' class="{html.escape(row_class(r) if row_class else str(r.get("status", "ok")))}"'
+
+    table = html_table(rows, cols, _text, attrs=f' id="{ident}" class="{ident}{" sortable" if sortable else ""}"',
+                       caption=caption, th_attrs=lambda c: ' scope="col"' + (" class=l" if c in LEFT else ""),
+                       row_attrs=tr, td_attrs=_td, header_html=lambda t: t.replace("_", "_<wbr>"))
+    return f'<div class="wrap">{table}</div>'  # <wbr>: long names wrap at their underscores, the text stays the name
 
 
 def _colour(v: float) -> str:
@@ -190,12 +187,9 @@ def cost_quality_svg(summary: Sequence[Mapping[str, Any]]) -> str:
 def _direction_section(drows) -> str:
     if not drows:
         return ""
-
-    head = "".join(f'<th scope="col">{html.escape(dlb.HEADERS[c])}</th>' for c in dlb.COLUMNS)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(dlb._cell(r.get(c)))}</td>" for c in dlb.COLUMNS) + "</tr>"
-                   for r in drows)
-    return (f'<h2>Direction methods</h2><div class="wrap"><table id="directions" class="sortable">'
-            f"<caption>Known-direction cases</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>")
+    table = html_table(drows, dlb.COLUMNS, dlb.cell, dlb.HEADERS, attrs=' id="directions" class="sortable"',
+                       caption="Known-direction cases")
+    return f'<h2>Direction methods</h2><div class="wrap">{table}</div>'
 
 
 def to_html(analysis: Mapping[str, Any], rows: Mapping[Any, Any], detail: list[dict[str, Any]],

@@ -1,5 +1,9 @@
 """Running jobs: one (case, model, method, parameters, seed) each, written as one result.json.
 
+:func:`run_any_job` is the one entry point for a job of either method family: a circuit method's
+:class:`Job` runs here (:func:`run_job`), a direction method's ``benchmark.direction.DirectionJob`` in
+``benchmark.direction`` (``direction_result.json``); :func:`run_jobs` runs a list of either.
+
 A job never raises for a failure inside its case or method: the error is recorded in its result
 (``status: "error"``) so that a sweep goes on; the caller decides the exit status.
 """
@@ -18,15 +22,17 @@ from typing import Any, Iterable
 
 import torch
 
+from benchmark import direction
+from benchmark.direction import DirectionJob
 from benchmark.safety import JobLock
 from cases import get_case
 from core import results
 from core.circuit import Circuit, compare
 from core.graph import Graph
-from core.protocols import Case, MethodOutput, Problem
+from core.protocols import Case, Method, MethodOutput, Problem
 from core.results import DataSpec, Provenance, RunResult, Scores, versions
 from evaluations.roc import edge_roc, node_roc
-from methods import get_method
+from methods import get_method, method_class
 
 DEFAULT_N = 200
 GRAPH_OPTIONS = {"split_qkv": True, "separate_pos": False}  # how build_problem builds every graph
@@ -58,9 +64,14 @@ class Job:
     def resolved_params(self) -> dict[str, Any]:
         """The method's full hyper-parameters (defaults filled in), so equal configurations share an id.
         Builds the method, so a bad value raises here (ValueError / TypeError), before any work."""
-        if self.method == "oracle":
-            return {}
-        return get_method(self.method, **self.params).params()
+        return self.build_method().params()
+
+    def build_method(self, truth: Circuit | None = None) -> Method:
+        """The job's method with its parameters; a method that ``needs_ground_truth`` (the oracle) gets
+        ``truth`` too (None while only its parameters are resolved). Raises for a bad name or value."""
+        if getattr(method_class(self.method), "needs_ground_truth", False):
+            return get_method(self.method, **{**self.params, "truth": truth})
+        return get_method(self.method, **self.params)
 
     def data_spec(self) -> dict[str, Any]:
         """The data of the run: size, seed and the case's corruption (recorded and part of the id)."""
@@ -127,12 +138,12 @@ class ProblemCache:
         return self._entries[key], False
 
 
-def run_jobs(jobs: Iterable[Job], resume: bool = False, log=None, on_done=None) -> list[dict[str, Any]]:
-    """Jobs in order, sharing one ProblemCache (the jobs of a case reuse its activations)."""
+def run_jobs(jobs: Iterable[Job | DirectionJob], resume: bool = False, log=None, on_done=None) -> list[dict[str, Any]]:
+    """Jobs in order (:func:`run_any_job`), sharing one ProblemCache (the jobs of a case reuse its activations)."""
     cache = ProblemCache()
     docs = []
     for job in jobs:
-        docs.append(run_job(job, resume=resume, log=log, cache=cache))
+        docs.append(run_any_job(job, resume=resume, log=log, cache=cache))
         if on_done is not None:
             on_done(docs[-1])
     return docs
@@ -170,6 +181,20 @@ def _doc(result: RunResult, path: Path | None = None, **extra) -> dict[str, Any]
         out["path"] = str(path)
     out.update(extra)
     return out
+
+
+def run_any_job(job: Job | DirectionJob, resume: bool = False, log=None, cache: ProblemCache | None = None,
+                write: bool = True) -> dict[str, Any]:
+    """Run a job of either method family. A direction method's job is a ``DirectionJob`` (the commands
+    build one for a method of the ``direction`` family) and runs through
+    ``benchmark.direction.run_direction_job``, which always writes its result and shares no problem cache;
+    a circuit method's :class:`Job` runs through :func:`run_job`. (The job's type carries the family, so the
+    method is never loaded twice.) Returns the result document."""
+    if isinstance(job, DirectionJob):
+        if not write:
+            raise ValueError("a direction job always writes its result (write=False is for circuit jobs)")
+        return direction.run_direction_job(job, resume=resume, log=log)
+    return run_job(job, resume=resume, log=log, cache=cache, write=write)
 
 
 def run_job(job: Job, resume: bool = False, log=None, cache: ProblemCache | None = None,
@@ -287,10 +312,7 @@ def _execute(job: Job, result: RunResult, case, model_kind: str, log, cache: Pro
     else:
         problem, reused = cache.get(job, case, model_kind)
     truth = job_ground_truth(job, case, model_kind)
-    params = dict(job.params)
-    if job.method == "oracle":
-        params["truth"] = truth
-    method = get_method(job.method, **params)
+    method = job.build_method(truth)
     problem.engine()  # its clean/ablated activations are set-up, not the first method's time
     torch.manual_seed(job.seed)
     log(f"{job.method} on case {case.id} ({model_kind}): {problem.graph.n_edges} edges, {len(problem.data)} examples")

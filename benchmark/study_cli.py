@@ -1,4 +1,5 @@
-"""The ``eval pareto|agreement|ig-steps|overlap`` commands: thin wrappers over :mod:`benchmark.study`.
+"""The ``eval pareto|agreement|ig-steps|overlap`` commands: thin wrappers over :mod:`benchmark.study` (they print
+the study's ``to_json()``, the document it wrote).
 
 The study raises ValueError / TypeError for bad input (an unknown case, method or policy, a bad spec);
 here those become usage errors (one line, exit 2) through :func:`user_input`.
@@ -65,7 +66,7 @@ def _print(args, doc: dict, lines: list[str]) -> int:
 def cmd_eval_pareto(args) -> int:
     case = _need_case(args, "pareto")
     with user_input():
-        doc = study.pareto(case, methods=_methods(args), policy=_policy(args), **_common(args))
+        doc = study.pareto(case, methods=_methods(args), policy=_policy(args), **_common(args)).to_json()
     lines = [f"case {doc['case']} ({doc['model']}), {doc['n_edges']} edges, {doc['policy']} selection"]
     for spec, r in doc["methods"].items():
         lines.append(f"  {spec:<40} CPR {fmt(r.get('cpr'))}  CMD {fmt(r.get('cmd'))}  edges for f>=0.8: "
@@ -79,7 +80,7 @@ def cmd_eval_pareto(args) -> int:
 def cmd_eval_agreement(args) -> int:
     case = _need_case(args, "agreement")
     with user_input():
-        doc = study.agreement(case, methods=_methods(args), **_common(args))
+        doc = study.agreement(case, methods=_methods(args), **_common(args)).to_json()
     lines = [f"case {doc['case']} ({doc['model']}), {doc['n_edges']} edges, vs exact patching "
              f"(method {doc['reference_method_seconds']:.1f}s; set-up {doc['setup_seconds']:.1f}s)"]
     for spec, r in doc["methods"].items():
@@ -97,7 +98,7 @@ def cmd_eval_ig_steps(args) -> int:
     steps = getattr(args, "steps", None) or study.DEFAULT_STEPS
     variant = getattr(args, "ig_variant", None) or "inputs"
     with user_input():
-        doc = study.ig_steps(case, steps=steps, variant=variant, policy=_policy(args), **_common(args))
+        doc = study.ig_steps(case, steps=steps, variant=variant, policy=_policy(args), **_common(args)).to_json()
     lines = [f"case {doc['case']} ({doc['model']}), EAP-IG {doc['variant']}; exact CPR "
              f"{fmt(doc['reference']['cpr'])} CMD {fmt(doc['reference']['cmd'])}"]
     for r in doc["rows"]:
@@ -116,7 +117,7 @@ def cmd_eval_overlap(args) -> int:
     if len(methods) != 1:
         raise UsageError(f"eval overlap takes one method, got {len(methods)}: {' '.join(methods)}")
     with user_input():
-        doc = study.cross_case(cases, method=methods[0], policy=_policy(args), **c)
+        doc = study.cross_case(cases, method=methods[0], policy=_policy(args), **c).to_json()
     w = max(len(s) for s in doc["settings"])
     lines = [f"{doc['method']} circuits ({doc['policy']}, target f {doc['target']}); rows: evaluated on, "
              f"columns: circuit from"]

@@ -191,3 +191,43 @@ CSV_EXTRA = ["edge_auroc_low", "edge_auroc_high", "node_auroc_low", "node_auroc_
              "floored_edge_auroc_low", "floored_edge_auroc_high", "cpr", "cpr_low", "cpr_high", "cmd", "cmd_low",
              "cmd_high", "case_mean_method_seconds", "method_seconds_low", "method_seconds_high", "tied_with_best",
              "p_vs_best", "rank", "rank_changed", "rank_low", "rank_high"]
+
+
+# ---- intervals and paired tests on the per-case AUROC tables of EXPERIMENTS.md (benchmarks/uncertainty_tables.py)
+TABLE_COMPARE = ("ACDC", "EAP", "EAP-IG inputs", "exact", "node SP")
+
+
+def read_auroc_tables(text: str) -> list[tuple[list[str], dict[str, dict[str, float]]]]:
+    """The per-case edge-AUROC Markdown tables in ``text`` whose first row starts with ``| case | ACDC | node SP``:
+    (header cells, ``{method: {case: AUROC}}``) each, the ``paper`` columns and non-case rows left out."""
+    out, lines = [], text.splitlines()
+    for i, line in enumerate(lines):
+        if not line.startswith("| case | ACDC | node SP"):
+            continue
+        head = [c.strip() for c in line.strip("|").split("|")]
+        cols = {m: {} for m in head[1:] if not m.startswith("paper")}
+        for row in lines[i + 2:]:
+            if not row.startswith("|"):
+                break
+            cells = [c.strip() for c in row.strip("|").split("|")]
+            if not cells[0].isdigit():
+                continue
+            for m, v in zip(head[1:], cells[1:]):
+                if m in cols:
+                    cols[m][cells[0]] = float(v)
+        out.append((head, cols))
+    return out
+
+
+def auroc_table_report(cols: dict[str, dict[str, float]]) -> str:
+    """Markdown: each method's mean with its 95% bootstrap interval over cases, then the paired Wilcoxon
+    tests of the :data:`TABLE_COMPARE` methods against each other (``evaluations.stats``)."""
+    lines = ["| method | cases | mean edge AUROC | 95% CI |", "|---|---|---|---|"]
+    for m, v in cols.items():
+        iv = stats.bootstrap_ci({c: [x] for c, x in v.items()})
+        lines.append(f"| {m} | {iv.n_cases} | {iv.mean:.3f} | [{iv.low:.3f}, {iv.high:.3f}] |")
+    lines += ["", "| a | b | mean a-b | win/tie/loss | p (Wilcoxon) |", "|---|---|---|---|---|"]
+    for a, b in itertools.combinations([m for m in TABLE_COMPARE if m in cols], 2):
+        p = stats.paired_comparison({c: [x] for c, x in cols[a].items()}, {c: [x] for c, x in cols[b].items()}, (a, b))
+        lines.append(f"| {a} | {b} | {p.mean_diff:+.3f} | {p.wins}/{p.ties}/{p.losses} | {p.p_value:.3g} |")
+    return "\n".join(lines) + "\n"

@@ -3,14 +3,18 @@
 A *variant* is (model, method, the method's resolved hyper-parameters, ablation, metric), the model being
 its kind, with a weights prefix for a model the user trained or named by directory. Two things
 are not part of it: the data (seed, number of examples: runs of one variant on other seeds are repeated
-measurements of one thing) and the parameters that change only speed or memory (``SPEED_ONLY``). The
+measurements of one thing) and the parameters that change only speed or memory (the method class's
+``speed_only``). The
 leaderboard has one row per variant and the plots one curve per variant, so node SP and edge SP, or
 EAP-IG with other steps, are never averaged into one number or drawn as one line.
 
 A variant's label is the method's name, followed, when the result set holds several variants of that
-method, by the parameters whose values differ between them, in a short form for the built-in methods
-(``sp (node)``, ``sp (edge, 10 lambdas)``, ``eap-ig (inputs, 5 steps)``, ``acdc (21 tau)``,
-``acdc (tau=0.01)``) and as ``key=value`` otherwise.
+method, by the parameters whose values differ between them, in the short form the method class gives
+(``Method.variant_parts``: ``sp (node)``, ``sp (edge, 10 lambdas)``, ``eap-ig (inputs, 5 steps)``,
+``acdc (21 tau)``, ``acdc (tau=0.01)``) and as ``key=value`` otherwise.
+
+What a method knows about its variants is read from its class only for built-in and registered names: a
+method named in a result file is never imported for it (any other name gets the generic treatment).
 """
 
 from __future__ import annotations
@@ -20,11 +24,10 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from core.protocols import label_number as _num
 from core.results import RunResult, dumps
-from methods import _BUILTIN, get_method
+from methods import _BUILTIN, REGISTRY, get_method, method_class
 
-# parameters that change speed or memory only, never what the method computes
-SPEED_ONLY = {"sp": ("lambda_batch",), "acdc": ("min_window",), "exact": ("chunk", "restart")}
 # the result's ``data`` settings that are part of a variant (seed and n are data, not the method)
 SETTINGS = ("ablation", "metric")
 _SETTING_PREFIX = "@"
@@ -52,11 +55,27 @@ def _resolved_params(doc: Mapping[str, Any] | RunResult) -> dict[str, Any]:
     return params
 
 
+def _known_class(method: str) -> type | None:
+    """The class of a built-in or registered method; None for any other name (never imported: it comes from
+    a result file) and for a class that does not load."""
+    if method not in _BUILTIN and method not in REGISTRY:
+        return None
+    try:
+        return method_class(method)
+    except Exception:  # noqa: BLE001 -- an unloadable method gets the generic treatment
+        return None
+
+
+def speed_only(method: str) -> tuple[str, ...]:
+    """The parameters of ``method`` that change speed or memory only (its class's ``speed_only``)."""
+    return tuple(getattr(_known_class(method), "speed_only", ()))
+
+
 def variant_of(doc: Mapping[str, Any] | RunResult) -> dict[str, Any]:
     """The parameters that define ``doc``'s variant: resolved method parameters without the speed-only
     ones, and the ablation and metric (as ``@ablation``, ``@metric``)."""
     r = as_result(doc)
-    drop = set(SPEED_ONLY.get(str(r.method), ()))
+    drop = set(speed_only(str(r.method)))
     out = {k: v for k, v in _resolved_params(r).items() if k not in drop}
     for key in SETTINGS:
         value = getattr(r.data, key)
@@ -75,12 +94,6 @@ def variant_key(doc: Mapping[str, Any] | RunResult) -> tuple[str, str, str]:
 
 
 # ---- labels ---------------------------------------------------------------------------------------------
-def _num(x: Any) -> str:
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return str(x)
-    return f"{x:g}"
-
-
 def _value(x: Any, full: bool = False) -> str:
     if isinstance(x, list):
         if full or len(x) <= 3:
@@ -89,38 +102,11 @@ def _value(x: Any, full: bool = False) -> str:
     return _num(x)
 
 
-def _sweep(p: Mapping[str, Any], many: str, one: str, word: str, symbol: str) -> str | None:
-    values = p.get(many)
-    if isinstance(values, list):
-        return f"{len(values)} {word}"
-    if one in p:
-        return f"{symbol}={_num(p[one])}"
-    return None
-
-
 def _human_parts(method: str, differing: set[str], p: Mapping[str, Any]) -> tuple[list[str], set[str]]:
-    """Short forms for the built-in methods' parameters: (parts, keys they cover)."""
-    parts: list[str | None] = []
-    done: set[str] = set()
-    if method == "sp":
-        if "edgewise" in differing:
-            parts.append("edge" if p.get("edgewise") else "node")
-        if differing & {"lambdas", "lambda_reg"}:
-            parts.append(_sweep(p, "lambdas", "lambda_reg", "lambdas", "lambda"))
-        if "epochs" in differing and "epochs" in p:
-            parts.append(f"{p['epochs']} epochs")
-        done = {"edgewise", "lambdas", "lambda_reg", "epochs"}
-    elif method == "acdc":
-        if differing & {"thresholds", "threshold"}:
-            parts.append(_sweep(p, "thresholds", "threshold", "tau", "tau"))
-        done = {"thresholds", "threshold"}
-    elif method == "eap-ig":
-        if "ig_variant" in differing and "ig_variant" in p:
-            parts.append(str(p["ig_variant"]))
-        # the step count goes with the IG variant: "eap-ig (inputs, 5 steps)", "eap-ig (clean-corrupted)"
-        if differing & {"ig_variant", "integrated_grad_steps"} and "integrated_grad_steps" in p:
-            parts.append(f"{p['integrated_grad_steps']} steps")
-        done = {"ig_variant", "integrated_grad_steps"}
+    """Short label parts: the method class's (``variant_parts``), then the settings': (parts, keys they cover)."""
+    own = getattr(_known_class(method), "variant_parts", None)
+    parts, done = own(differing, p) if own is not None else ([], set())
+    parts, done = list(parts), set(done)
     for key in SETTINGS:
         k = _SETTING_PREFIX + key
         if k in differing and k in p:

@@ -16,18 +16,20 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from cases import case_ids, get_case
+from core.data import CaseData
+from core.graph import Graph
+from core.protocols import Problem
+from methods.acdc import ACDC, NaiveACDC
+
 
 def default_cases() -> list[str]:
-    from cases import case_ids
-
     try:
         tracr = case_ids("tracr")
     except Exception:  # noqa: BLE001 -- the Tracr registry is optional
@@ -37,8 +39,6 @@ def default_cases() -> list[str]:
 
 def random_setup(n_layers: int, n_heads: int, n: int, seed: int):
     from transformer_lens import HookedTransformer, HookedTransformerConfig
-
-    from core.data import CaseData
 
     cfg = HookedTransformerConfig(
         n_layers=n_layers, n_heads=n_heads, d_model=32, d_head=8, d_mlp=64, d_vocab=10, n_ctx=6,
@@ -62,11 +62,6 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-
-    from cases import get_case
-    from core.graph import Graph
-    from core.protocols import Problem
-    from methods.acdc import ACDC, NaiveACDC
 
     setups = []
     for cid in args.cases if args.cases is not None else default_cases():

@@ -14,13 +14,16 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+from cases import case_ids, get_case
+from core.graph import Graph
+from core.protocols import Problem
+from methods import get_method
 
 METHODS = [
     ("exact", {}),
@@ -33,8 +36,6 @@ METHODS = [
 
 
 def default_cases() -> list[str]:
-    from cases import case_ids
-
     tracr = case_ids("tracr")
     return ["toy"] + [c for c in ("3", "4", "11", "18") if c in tracr]
 
@@ -55,11 +56,6 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-
-    from cases import get_case
-    from core.graph import Graph
-    from core.protocols import Problem
-    from methods import get_method
 
     rows = []
     for cid in args.cases or default_cases():

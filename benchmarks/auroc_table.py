@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from core.results import RunResult, iter_run_results  # noqa: E402
-from evaluations.roc import floored_edge_roc  # noqa: E402
+from core.results import RunResult, iter_run_results
+from evaluations.roc import floored_edge_roc
 
 # InterpBench paper, edge AUROC on its SIIT models (../shared/reference/interpbench.md §6.6)
 PAPER = {  # case: (ACDC, node SP, edge SP, EAP, EAP-IG)
@@ -38,11 +35,6 @@ def label(r: RunResult) -> str:
     return {"acdc": "ACDC", "eap": "EAP", "exact": "exact", "random": "random"}.get(r.method, r.method)
 
 
-def floored_roc(doc: dict, rel: float):
-    """The edge ROC with float-dust scores tied to zero (``evaluations.roc.floored_edge_roc``)."""
-    return floored_edge_roc(doc, rel)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
@@ -60,7 +52,7 @@ def main(argv=None) -> int:
         roc = r.roc_level("edges")
         v = roc.get(key)
         if args.score_floor is not None and roc.get("source") == "scores":
-            v = getattr(floored_roc(r.to_json(), args.score_floor), key)
+            v = getattr(floored_edge_roc(r.to_json(), args.score_floor), key)
         table.setdefault(str(r.case), {})[label(r)] = v
     order = ["ACDC", "node SP", "edge SP", "EAP", "EAP-IG inputs", "EAP-IG activations", "EAP-IG clean-corrupted",
              "exact", "random"]

@@ -16,12 +16,9 @@ import argparse
 import math
 import sys
 from collections import defaultdict
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.auroc_table import floored_roc  # noqa: E402
 from core.results import iter_results  # noqa: E402
+from evaluations.roc import floored_edge_roc as floored_roc  # noqa: E402
 
 
 def _mean(xs):

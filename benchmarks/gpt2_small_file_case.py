@@ -35,7 +35,13 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+
+from benchmark.runner import Job, build_problem  # noqa: E402  (after the environment set-up)
+from cases import get_case  # noqa: E402
+from core.graph import Graph  # noqa: E402
+from core.metrics import attribution_loss  # noqa: E402
+from methods import get_method  # noqa: E402
+from methods.attribution import ExactPatching  # noqa: E402
 
 MIB_GPT2_EDGES = 32_491
 
@@ -70,9 +76,6 @@ def child(toml: str, method: str, n: int, exact_edges: int) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from benchmark.runner import Job, build_problem
-    from cases import get_case
-    from methods import get_method
 
     t0 = time.perf_counter()
     case = get_case(toml)
@@ -85,8 +88,6 @@ def child(toml: str, method: str, n: int, exact_edges: int) -> dict:
            "metric": problem.metric, "setup_seconds": t_setup}
     t1 = time.perf_counter()
     if method == "exact" and exact_edges:
-        from core.metrics import attribution_loss
-        from methods.attribution import ExactPatching
 
         m = ExactPatching()
         with torch.no_grad(), engine.eval_mode():
@@ -142,8 +143,6 @@ def main() -> int:
     t = time.perf_counter()
     toml = build(work, args.n, args.seq)
     build_s = time.perf_counter() - t
-    from cases import get_case
-    from core.graph import Graph
 
     t = time.perf_counter()
     case = get_case(str(toml))

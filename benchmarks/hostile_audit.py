@@ -27,8 +27,19 @@ import sys
 import time
 from pathlib import Path
 
+from benchmark.cli import main as cli_main
+from benchmark.hostile import (
+    TAKES_OUT,
+    bad_command_lines,
+    bad_configs,
+    bad_result_docs,
+    encode,
+)
+from core import results
+from training import model_files
+from training.trainer import load_checkpoint_file
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 CASES = ["toy", "3", "4", "6", "7"]
 SLOW = "benchmark.hostile:Slow"
@@ -62,8 +73,6 @@ def benchmark_argv(out: Path, workers: int, resume: bool = True) -> list[str]:
 # ---------------------------------------------------------------------------------------------------
 
 def audit_kills(work: Path, kills: int, rng: random.Random) -> dict:
-    from core import results
-
     out = work / "kill" / "res"
     ref = work / "kill" / "reference"
     subprocess.run(benchmark_argv(ref, 1, resume=False), env=env(HOSTILE_SLEEP="0"), cwd=ROOT,
@@ -144,14 +153,13 @@ class Tally:
                                text=True, env=env(**(extra_env or {})), cwd=self.work)
             rc, err = p.returncode, p.stderr
         else:
-            from benchmark.cli import main
             buf_err, buf_out = io.StringIO(), io.StringIO()
             old = {k: os.environ.get(k) for k in (extra_env or {})}
             os.environ.update(extra_env or {})
             try:
                 with contextlib.redirect_stderr(buf_err), contextlib.redirect_stdout(buf_out):
                     try:
-                        rc = main([str(a) for a in argv])
+                        rc = cli_main([str(a) for a in argv])
                     except BaseException as exc:  # noqa: BLE001 -- an escaped exception is a finding
                         import traceback
                         traceback.print_exc()
@@ -179,9 +187,6 @@ class Tally:
 
 def audit_inputs(work: Path, use_subprocess: bool) -> dict:
     import torch
-
-    from core import results
-    from benchmark.hostile import TAKES_OUT, bad_command_lines, bad_configs, bad_result_docs, encode
 
     markers = work / "markers"
     markers.mkdir(parents=True, exist_ok=True)
@@ -213,7 +218,6 @@ def audit_inputs(work: Path, use_subprocess: bool) -> dict:
     counts["result_files_invalid"] = len(invalid)
 
     # model configs: every mutation through the loader; the remote-code attack through the CLI
-    from training import model_files
 
     src = ROOT / "cases" / "siit" / "models" / "11" / "siit"
     cfgs = bad_configs(json.loads((src / "config.json").read_text()))
@@ -242,7 +246,6 @@ def audit_inputs(work: Path, use_subprocess: bool) -> dict:
           extra_env={"CIRCUIT_BENCH_MODELS": str(work / "inputs" / "models")}, label="remote tokenizer config")
 
     # checkpoints: planted pickles through every loader
-    from training.trainer import load_checkpoint_file
 
     class Planted:
         def __init__(self, name):

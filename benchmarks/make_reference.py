@@ -22,12 +22,14 @@ A user then ranks a method against it without rerunning the baselines:
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
+from benchmark.cli import main as cli
+from benchmark.defaults import default_cases
+from core.results import iter_results
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 SEEDS = ["0", "1", "2"]
 
@@ -42,15 +44,12 @@ def groups(full: bool) -> list[tuple[str, list[str], list[str]]]:
     if not full:
         return [("tracr", ["3", "4", "12"], ["eap", "eap-ig", "exact", "acdc", "random"]),
                 ("siit", siit_cases(), ["eap", "eap-ig", "random"])]
-    from benchmark.defaults import default_cases
 
     every = ["eap", "eap-ig", "acdc", "sp", "exact", "random"]
     return [("tracr", default_cases(), every), ("siit", siit_cases(), every), ("siit", ["ioi"], every)]
 
 
 def main(argv=None) -> int:
-    from benchmark.cli import main as cli
-
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="reference_results", help="results directory (kept, resumable)")
     ap.add_argument("--full", action="store_true", help="every built-in method, case and model (hours)")
@@ -64,7 +63,6 @@ def main(argv=None) -> int:
         print(f"{model}: {len(cases)} cases x {len(methods)} methods x {len(SEEDS)} seeds: rc {rc}, "
               f"{time.perf_counter() - t:.0f} s", flush=True)
     rc = cli(["leaderboard", "--out", args.out, "--write-reference", args.reference])
-    from core.results import iter_results
 
     raw = sum(p.stat().st_size for p, d in iter_results(args.out) if d.get("status") == "ok")
     print(f"result files replaced: {raw} bytes; reference: {Path(args.reference).stat().st_size} bytes")

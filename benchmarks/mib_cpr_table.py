@@ -17,8 +17,9 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+from benchmark.mib import mib_faithfulness
+from benchmark.runner import build_problem, job_from_result
+from cases import get_case
 from core.results import iter_results  # noqa: E402
 
 
@@ -30,9 +31,6 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", nargs="+", default=None)
     ap.add_argument("--json", default=None, help="also write the per-result values to this file")
     args = ap.parse_args(argv)
-    from benchmark.mib import mib_faithfulness
-    from benchmark.runner import build_problem, job_from_result
-    from cases import get_case
 
     groups = defaultdict(list)
     for path, doc in iter_results(args.out):

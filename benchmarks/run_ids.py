@@ -8,17 +8,13 @@ Nothing is built. Prints seconds for the first pass (file hashes computed) and a
 from __future__ import annotations
 
 import os
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmark.defaults import default_cases, sweep_params
+from benchmark.runner import Job, validate_jobs
 
 
 def main() -> None:
-    from benchmark.defaults import default_cases, sweep_params
-    from benchmark.runner import Job, validate_jobs
-
     t0 = time.perf_counter()
     cases = default_cases()
     t1 = time.perf_counter()

@@ -15,9 +15,10 @@ import argparse
 import contextlib
 import io
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmark.runner import Job, build_problem
+from cases import get_case
+from evaluations.realism import gt_node_realism
 
 PAPER_SET = ("3", "4", "11", "13", "18", "19", "20", "21", "26", "29", "33", "34", "35", "36", "37")
 
@@ -25,10 +26,6 @@ PAPER_SET = ("3", "4", "11", "13", "18", "19", "20", "21", "26", "29", "33", "34
 def realism(case_id: str, model: str, ablations: list[str], n: int, seed: int = 0) -> dict[str, float] | None:
     """Ground-truth realism under each ablation; the model and data are built once for all of them."""
     from dataclasses import replace
-
-    from benchmark.runner import Job, build_problem
-    from cases import get_case
-    from evaluations.realism import gt_node_realism
 
     case = get_case(case_id)
     if model not in case.models:

@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
+from cases.tracr import table
+from cases.tracr.case import TracrCase
+from cases.tracr.table import TRACR_CASES
+from training.registry import available_models
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def patch_min_length(minimum: int) -> None:
-    from cases.tracr import table
-
     def lengths(self):
         lo = self.min_len if self.min_len is not None else min(minimum, self.max_seq_len)
         return tuple(range(lo, self.max_seq_len + 1)) if self.variable_length else (self.max_seq_len,)
@@ -57,9 +58,6 @@ def datasets(ids) -> None:
 def models(ids, minimum: int) -> None:
     import torch
 
-    from training.registry import available_models
-    from cases.tracr.case import TracrCase
-
     for cid in ids:
         case = TracrCase(cid)
         for kind in available_models(cid):
@@ -84,7 +82,6 @@ def main() -> None:
     p.add_argument("--min", type=int, default=3)
     p.add_argument("--cases", nargs="*")
     a = p.parse_args()
-    from cases.tracr.table import TRACR_CASES
 
     ids = a.cases or list(TRACR_CASES)
     patch_min_length(a.min)

@@ -40,9 +40,15 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+
+from core.data import CaseData
+from core.graph import Graph
+from core.patching import PatchEngine
+from core.protocols import Problem
+from methods.acdc import ACDC
+from methods.attribution import EAP
 
 SPECS = {"2x4": (2, 4, 32, 8), "4x8": (4, 8, 128, 16), "6x12": (6, 12, 256, 21)}
 N, SEQ, VOCAB = 32, 16, 64
@@ -59,9 +65,6 @@ def build(spec: str, folder: Path, seed: int):
     """Our model, data, graph; and the same saved for auto-circuit."""
     from safetensors.torch import save_file
     from transformer_lens import HookedTransformer, HookedTransformerConfig
-
-    from core.data import CaseData
-    from core.graph import Graph
 
     cfg = config(spec)
     model = HookedTransformer(HookedTransformerConfig(**cfg)).eval()
@@ -131,7 +134,6 @@ def rss_kib() -> int:
 
 def mem_child(spec: str, k: int, seed: int) -> None:
     """(fresh process) our peak RSS increase during engine.run of k masks, KiB, on stdout."""
-    from core.patching import PatchEngine
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -173,11 +175,6 @@ def main(argv=None) -> int:
         return 2
     torch.set_num_threads(1)
     import numpy as np
-
-    from core.patching import PatchEngine
-    from core.protocols import Problem
-    from methods.acdc import ACDC
-    from methods.attribution import EAP
 
     load0 = os.getloadavg()
     tmp = tempfile.TemporaryDirectory()

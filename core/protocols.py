@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 from core import metrics
 from core.circuit import Circuit
@@ -17,10 +17,10 @@ from core.data import CaseData, OutputType
 from core.patching import PatchEngine
 from core.provenance import ModelRef
 
+from core.graph import Graph
+
 if TYPE_CHECKING:  # heavy imports stay lazy
     from transformer_lens import HookedTransformer
-
-    from core.graph import Graph
 
 
 # The losses a run can minimise (``--metric``). ``faithfulness``: KL (categorical) / MSE (numerical) to
@@ -69,13 +69,18 @@ class Case(abc.ABC):
 
     @abc.abstractmethod
     def ground_truth(self, model: str | None = None) -> Circuit:
-        """The true circuit of the given model kind, at node and edge level (edges may split q/k/v)."""
+        """The ground truth of the given model kind; its type is per case kind. Circuit cases (tracr, siit,
+        ioi, toy, file cases): the true ``Circuit``, at node and edge level (edges may split q/k/v).
+        Direction cases (``kind == "direction"``): the known direction and its site, a
+        ``cases.direction.case.DirectionSite``."""
 
     @abc.abstractmethod
     def dataset(self, n: int = 200, seed: int = 0, model: str | None = None) -> CaseData:
-        """Deterministic clean/corrupted pairs with labels: the same (n, seed, model) gives the same data.
-        ``model`` (a model kind) lets a case tailor the corrupted run to the model: Tracr cases scramble
-        positions for compiled models only (a trained model would see off-distribution activations)."""
+        """Deterministic data: the same (n, seed, model) gives the same data; its type is per case kind.
+        Circuit cases: clean/corrupted pairs with labels, a ``CaseData``; ``model`` (a model kind) lets a
+        case tailor the corrupted run to the model: Tracr cases scramble positions for compiled models only
+        (a trained model would see off-distribution activations). Direction cases: labelled sentences, a
+        ``cases.direction.data.SentimentData`` (with a keyword ``split``: ``fit`` or ``test``)."""
 
     def check_metric(self, metric: str | None) -> str:
         """The canonical metric a run of this case uses (``None``: the case's default); a ValueError
@@ -174,10 +179,40 @@ class MethodOutput:
     signed_nodes: dict[str, float] | None = None
 
 
+def label_number(x: Any) -> str:
+    """A parameter value in a variant label: numbers in ``g`` form (``0.01``, ``1e-05``), anything else as text."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return str(x)
+    return f"{x:g}"
+
+
+def sweep_label(params: Mapping[str, Any], many: str, one: str, word: str, symbol: str) -> str | None:
+    """A grid parameter's label part: ``"11 lambdas"`` when ``params[many]`` is a list, ``"lambda=0.1"`` when
+    the single-value ``params[one]`` is there, else None (for :meth:`Method.variant_parts`)."""
+    values = params.get(many)
+    if isinstance(values, list):
+        return f"{len(values)} {word}"
+    if one in params:
+        return f"{symbol}={label_number(params[one])}"
+    return None
+
+
 class Method(abc.ABC):
-    """A circuit-discovery method. Hyper-parameters are constructor arguments with defaults."""
+    """A circuit-discovery method. Hyper-parameters are constructor arguments with defaults.
+
+    What orchestration needs to know about a method is declared here, on the class, with defaults that
+    fit most methods: its ``family``, the parameters that are ``speed_only``, whether it is built with the
+    case's ground truth (``needs_ground_truth``), its default sweep and short labels for its variants."""
 
     name: ClassVar[str]
+    #: the method family (``methods.FAMILIES``); circuit methods ``discover`` scores or circuits
+    family: ClassVar[str] = "circuit"
+    #: parameters that change speed or memory only, never what the method computes: they are not part of a
+    #: result's variant (``benchmark.variants``), so runs that differ only in them are one leaderboard row
+    speed_only: ClassVar[tuple[str, ...]] = ()
+    #: the method is built, per job, with the case's ground truth as its ``truth`` argument (the oracle
+    #: baseline); ``truth`` is not a hyper-parameter and is never recorded
+    needs_ground_truth: ClassVar[bool] = False
     #: a single-value hyper-parameter that replaces a sweep: ``{"thresholds": "threshold"}`` means a user's
     #: ``threshold`` (or ``thresholds``) replaces the default grid of ``thresholds``
     sweep_single: ClassVar[dict[str, str]] = {}
@@ -200,6 +235,14 @@ class Method(abc.ABC):
             if key not in out and cls.sweep_single.get(key) not in out:
                 out[key] = grid
         return out
+
+    @classmethod
+    def variant_parts(cls, differing: set[str], params: Mapping[str, Any]) -> tuple[list[str], set[str]]:
+        """Short label parts for a variant of this method whose ``differing`` parameters (those whose values
+        differ between the variants of the method in a result set) take the values in ``params``:
+        ``(parts, keys they cover)``, e.g. ``(["inputs", "5 steps"], {"ig_variant", "integrated_grad_steps"})``
+        for ``eap-ig (inputs, 5 steps)``. Keys not covered are shown as ``key=value``; the default covers none."""
+        return [], set()
 
     def params(self) -> dict[str, Any]:
         """Hyper-parameters as recorded in result files (defaults to the instance's public attributes)."""

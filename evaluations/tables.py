@@ -50,14 +50,20 @@ def csv_table(rows: Sequence[Row], columns: Sequence[str], cell: Cell | None = N
 
 def html_table(rows: Sequence[Row], columns: Sequence[str], cell: Cell | None = None,
                headers: Mapping[str, str] | None = None, *, attrs: str = "", caption: str | None = None,
-               sections: bool = True, th_attrs: str = ' scope="col"',
-               row_attrs: Callable[[Row], str] | None = None) -> str:
+               sections: bool = True, th_attrs: str | Callable[[str], str] = ' scope="col"',
+               row_attrs: Callable[[Row], str] | None = None, td_attrs: Callable[[Row, str], str] | None = None,
+               header_html: Callable[[str], str] | None = None) -> str:
     """``<table{attrs}>`` with an optional caption; ``sections``: header row in ``<thead>``, rows in
-    ``<tbody>``. ``attrs``/``th_attrs``/``row_attrs(row)`` are inserted verbatim (escape what they hold)."""
+    ``<tbody>``. ``attrs``/``th_attrs`` (a string, or ``th_attrs(column)``)/``row_attrs(row)``/
+    ``td_attrs(row, column)`` are inserted verbatim (escape what they hold); ``header_html(escaped)``
+    may mark up a header's escaped text (e.g. with ``<wbr>``)."""
     cell = cell or _text
-    head = "".join(f"<th{th_attrs}>{html.escape(_header(headers, c))}</th>" for c in columns)
+    th = th_attrs if callable(th_attrs) else (lambda _: th_attrs)
+    mark = header_html or (lambda text: text)
+    head = "".join(f"<th{th(c)}>{mark(html.escape(_header(headers, c)))}</th>" for c in columns)
     body = "".join(f"<tr{row_attrs(r) if row_attrs else ''}>"
-                   + "".join(f"<td>{html.escape(str(cell(r, c)))}</td>" for c in columns) + "</tr>" for r in rows)
+                   + "".join(f"<td{td_attrs(r, c) if td_attrs else ''}>{html.escape(str(cell(r, c)))}</td>"
+                             for c in columns) + "</tr>" for r in rows)
     cap = f"<caption>{html.escape(caption)}</caption>" if caption is not None else ""
     if sections:
         return f"<table{attrs}>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

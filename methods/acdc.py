@@ -56,7 +56,7 @@ import numpy as np
 import torch
 
 from core import naming
-from core.protocols import Method, MethodOutput, Problem
+from core.protocols import Method, MethodOutput, Problem, sweep_label
 from methods import _checks
 
 DEFAULT_THRESHOLD = 0.01
@@ -124,6 +124,15 @@ class ACDC(Method):
     """Online greedy ACDC; batched and restarted from cached activations (exact, see module doc)."""
 
     name = "acdc"
+    speed_only = ("min_window",)  # fewest trials per batch
+
+    @classmethod
+    def variant_parts(cls, differing, params):
+        """``acdc (21 tau)``, ``acdc (tau=0.01)``."""
+        if not differing & {"thresholds", "threshold"}:
+            return [], {"thresholds", "threshold"}
+        part = sweep_label(params, "thresholds", "threshold", "tau", "tau")
+        return ([part] if part else []), {"thresholds", "threshold"}
 
     def __init__(self, threshold: float | None = None, thresholds: list[float] | None = None,
                  abs_value_threshold: bool = False, order: str = "reverse-topological", min_window: int = 4,

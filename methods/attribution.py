@@ -141,6 +141,16 @@ class EAPIG(_Attribution):
 
     name = "eap-ig"
 
+    @classmethod
+    def variant_parts(cls, differing, params):
+        """``eap-ig (inputs, 5 steps)``, ``eap-ig (clean-corrupted)``: the step count goes with the IG variant."""
+        parts = []
+        if "ig_variant" in differing and "ig_variant" in params:
+            parts.append(str(params["ig_variant"]))
+        if differing & {"ig_variant", "integrated_grad_steps"} and "integrated_grad_steps" in params:
+            parts.append(f"{params['integrated_grad_steps']} steps")
+        return parts, {"ig_variant", "integrated_grad_steps"}
+
     def __init__(self, ig_variant: str = "inputs", integrated_grad_steps: int = 5, absolute: bool = True,
                  node_scores: bool = True, attribution_metric: str = "auto"):
         super().__init__(absolute, node_scores, attribution_metric)
@@ -236,6 +246,7 @@ class ExactPatching(Method):
     outgoing edges at once. Same attribution metric as EAP / EAP-IG, so their scores compare."""
 
     name = "exact"
+    speed_only = ("chunk", "restart")  # masks per pass; restarts from cached activations (same scores)
 
     def __init__(self, absolute: bool = True, chunk: int | None = None, node_scores: bool = True,
                  attribution_metric: str = "auto", restart: bool = True):

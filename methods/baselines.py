@@ -24,6 +24,7 @@ class Oracle(Method):
     """Score 1 on the ground-truth edges and 0 elsewhere (to test evaluators). Needs ``truth``."""
 
     name = "oracle"
+    needs_ground_truth = True
 
     def __init__(self, truth: Circuit | None = None):
         self.truth = truth

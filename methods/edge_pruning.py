@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from core.protocols import MethodOutput, Problem
+from core.protocols import Method, MethodOutput, Problem
 from methods.sp import SubnetworkProbing, expected_l0
 
 DEFAULT_TARGETS = [0.5, 0.7, 0.8, 0.9, 0.95, 0.98]
@@ -49,6 +49,9 @@ class EdgePruning(SubnetworkProbing):
     """Hard-concrete edge masks with a target sparsity (Lagrangian) or an L0 penalty."""
 
     name = "edge-pruning"
+    # not SP's variant knowledge: lambda_batch stays in the variant and the label is the generic key=value one
+    speed_only = ()
+    variant_parts = Method.__dict__["variant_parts"]
 
     @classmethod
     def default_sweep(cls) -> dict:
@@ -120,6 +123,9 @@ class SigmoidMasks(SubnetworkProbing):
     """MIB-UGS-style deterministic sigmoid edge masks with a mean-mask penalty (see the module doc)."""
 
     name = "ugs"
+    # not SP's variant knowledge: lambda_batch stays in the variant and the label is the generic key=value one
+    speed_only = ()
+    variant_parts = Method.__dict__["variant_parts"]
 
     def __init__(self, lambdas: list[float] | None = None, epochs: int = 200, lr: float = 0.1, mask_p: float = 0.9,
                  lambda_batch: int = 0):

@@ -44,7 +44,7 @@ import torch
 
 from core import naming
 from core.circuit import Circuit
-from core.protocols import Method, MethodOutput, Problem
+from core.protocols import Method, MethodOutput, Problem, sweep_label
 from methods import _checks
 
 BETA, GAMMA, ZETA = 2 / 3, -0.1, 1.1
@@ -75,6 +75,19 @@ class SubnetworkProbing(Method):
     """Hard-concrete L0 mask learning, node level (default) or edge level (``edgewise=True``)."""
 
     name = "sp"
+    speed_only = ("lambda_batch",)  # lambdas trained per pass
+
+    @classmethod
+    def variant_parts(cls, differing, params):
+        """``sp (node)``, ``sp (edge, 11 lambdas)``, ``sp (lambda=0.1, 100 epochs)``."""
+        parts = []
+        if "edgewise" in differing:
+            parts.append("edge" if params.get("edgewise") else "node")
+        if differing & {"lambdas", "lambda_reg"}:
+            parts.append(sweep_label(params, "lambdas", "lambda_reg", "lambdas", "lambda"))
+        if "epochs" in differing and "epochs" in params:
+            parts.append(f"{params['epochs']} epochs")
+        return [x for x in parts if x], {"edgewise", "lambdas", "lambda_reg", "epochs"}
 
     def __init__(self, lambda_reg: float = 1.0, lambdas: list[float] | None = None, edgewise: bool = False,
                  epochs: int = 200, lr: float = 0.1, n_samples: int = 1, mask_p: float = 0.9,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmark import direction, study_cli
+from benchmark import direction, direction_cli, study_cli
 from benchmark.console import UsageError, check_out_dir, emit, json_stdout, log, setup_torch, user_input
 from benchmark.mib import mib_faithfulness
 from benchmark.resultdocs import report_skips, result_docs
@@ -327,8 +327,7 @@ def cmd_eval(args) -> int:
 
 def _cmd_eval(args) -> int:
     if args.what == "direction":  # direction methods against known directions (issue 11)
-        with user_input():  # benchmark.direction checks its own input, then evaluates
-            return direction.cmd_eval_direction(args)
+        return direction_cli.cmd_eval_direction(args)  # checks its own input, then evaluates
     if args.what in STUDIES:  # the faithfulness study (EAP vs EAP-IG vs exact patching)
         args.policy = args.policy or "greedy"
         return getattr(study_cli, f"cmd_eval_{args.what.replace('-', '_')}")(args)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from benchmark import direction
+from benchmark import direction, direction_cli
 from benchmark.console import EXIT_FAILED, UsageError, check_out_dir, emit, json_stdout, log, setup_torch, user_input
 from benchmark.methodflags import case_metric, check_jobs, method_help, parse_method_flags
 from benchmark.runner import DEFAULT_N, Job, run_job
@@ -22,8 +22,7 @@ def cmd_run(args, extra: Sequence[str], parser) -> int:
     with user_input():
         _check_run_args(args, method)
     if is_direction_method(method) or direction.is_direction_case(args.case):  # direction methods and cases (issue 11)
-        with user_input():  # benchmark.direction checks its own input, then runs
-            return direction.cmd_run_direction(args, method, extra)
+        return direction_cli.cmd_run_direction(args, method, extra)  # checks its own input, then runs
     with user_input():
         job, tracker = _run_job_of(args, method, extra)
     with json_stdout(args.json) as out:

@@ -115,18 +115,18 @@ def test_eap_ig_agreement_grows_with_steps():
 # ---- the studies on the toy case --------------------------------------------------------------------------------
 def test_pareto_on_toy(tmp_path):
     doc = study.pareto("toy", methods=["eap", "eap-ig"], n=32, out_dir=tmp_path)
-    assert list(doc["methods"]) == ["exact", "eap", "eap-ig"]  # exact is always the reference
-    E = doc["n_edges"]
-    for spec, row in doc["methods"].items():
+    assert list(doc.methods) == ["exact", "eap", "eap-ig"]  # exact is always the reference
+    E = doc.n_edges
+    for spec, row in doc.methods.items():
         assert row["requested"][-1] == E and row["kept"][-1] == E
         assert row["faithfulness"][-1] == pytest.approx(1, abs=1e-4), spec   # 100 % of the edges
         assert row["faithfulness"][0] == pytest.approx(0, abs=1e-4), spec    # no edge
         assert all(k <= r for k, r in zip(row["kept"], row["requested"]))  # counted after pruning
-    assert doc["ground_truth"]["faithfulness"] == pytest.approx(1, abs=1e-4)  # the planted circuit is everything
+    assert doc.ground_truth["faithfulness"] == pytest.approx(1, abs=1e-4)  # the planted circuit is everything
     png = tmp_path / "toy" / "toy" / "study" / "pareto.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = json.loads((tmp_path / "toy" / "toy" / "study" / "pareto.json").read_text())
-    assert saved["methods"]["eap"]["kept"] == doc["methods"]["eap"]["kept"]
+    assert saved["methods"]["eap"]["kept"] == doc.methods["eap"]["kept"]
 
 
 def test_greedy_order_grows_from_the_logits():
@@ -143,14 +143,14 @@ def test_greedy_order_grows_from_the_logits():
 
 def test_agreement_ig_steps_and_overlap_on_toy(tmp_path):
     ag = study.agreement("toy", methods=["eap", "random"], n=32, out_dir=tmp_path)
-    assert ag["methods"]["eap"]["topk_eff"] > ag["methods"]["random"]["topk_eff"]
+    assert ag.methods["eap"]["topk_eff"] > ag.methods["random"]["topk_eff"]
     ig = study.ig_steps("toy", steps=[1, 3], n=32, out_dir=tmp_path)
-    assert [r["steps"] for r in ig["rows"]] == [0, 1, 3]
-    assert ig["rows"][0]["pearson"] == pytest.approx(ig["rows"][1]["pearson"])  # 1 step = EAP
+    assert [r["steps"] for r in ig.rows] == [0, 1, 3]
+    assert ig.rows[0]["pearson"] == pytest.approx(ig.rows[1]["pearson"])  # 1 step = EAP
     ov = study.cross_case(["toy@0", "toy@1"], method="eap", n=32, out_dir=tmp_path)
-    assert ov["edge_iou"][0][0] == 1 and ov["F_renorm"][1][1] == pytest.approx(1)
-    assert ov["F"][0][0] >= 0.85 and ov["F"][1][1] >= 0.85
-    for name in ("toy/toy/study/agreement.png", "toy/toy/study/ig_steps.png", f"overlap/eap/{study._settings_tag(ov['settings'])}/overlap.png"):
+    assert ov.edge_iou[0][0] == 1 and ov.F_renorm[1][1] == pytest.approx(1)
+    assert ov.F[0][0] >= 0.85 and ov.F[1][1] >= 0.85
+    for name in ("toy/toy/study/agreement.png", "toy/toy/study/ig_steps.png", f"overlap/eap/{study._settings_tag(ov.settings)}/overlap.png"):
         assert (tmp_path / name).stat().st_size > 1000
 
 
@@ -172,11 +172,11 @@ def test_study_times_are_the_methods_with_set_up_apart(tmp_path, monkeypatch):
     monkeypatch.setattr(Problem, "engine", engine)
     ag = study.agreement("toy", methods=["eap"], n=16, out_dir=tmp_path)
     assert not built_in_discover
-    assert ag["setup_seconds"] == study._SETUP_SECONDS[s] > 0
-    assert ag["reference_method_seconds"] > 0 and ag["methods"]["eap"]["method_seconds"] > 0
+    assert ag.setup_seconds == study._SETUP_SECONDS[s] > 0
+    assert ag.reference_method_seconds > 0 and ag.methods["eap"]["method_seconds"] > 0
     ig = study.ig_steps("toy", steps=[1], n=16, out_dir=tmp_path)
-    assert ig["setup_seconds"] == ag["setup_seconds"]  # the same setting: built once
-    assert all(r["method_seconds"] > 0 for r in ig["rows"]) and "method_seconds" in ig["reference"]
+    assert ig.setup_seconds == ag.setup_seconds  # the same setting: built once
+    assert all(r["method_seconds"] > 0 for r in ig.rows) and "method_seconds" in ig.reference
 
 
 def test_bad_input_is_a_usage_error(tmp_path, capsys):
@@ -208,5 +208,5 @@ def test_scores_are_cached_on_disk(tmp_path):
     assert len(files) == 2  # exact and eap
     study.clear_cache()
     again = study.agreement("toy", methods=["eap"], n=16, out_dir=tmp_path, cache=True)
-    assert again["methods"]["eap"]["pearson"] == pytest.approx(first["methods"]["eap"]["pearson"])
-    assert again["reference_method_seconds"] == first["reference_method_seconds"]  # read back, not recomputed
+    assert again.methods["eap"]["pearson"] == pytest.approx(first.methods["eap"]["pearson"])
+    assert again.reference_method_seconds == first.reference_method_seconds  # read back, not recomputed

@@ -239,20 +239,18 @@ def test_plugin_method_ranked_against_the_shipped_reference(tmp_path, capsys):
 
 
 def test_uncertainty_tables_reread_the_experiments_tables():
-    """benchmarks/uncertainty_tables.py, the source of EXPERIMENTS.md section 13's re-reading."""
-    import importlib.util
+    """benchmark.uncertainty's table re-reading (benchmarks/uncertainty_tables.py), the source of EXPERIMENTS.md
+    section 13's re-reading."""
+    from benchmark.uncertainty import auroc_table_report, read_auroc_tables
 
     root = Path(__file__).resolve().parents[2]
-    spec = importlib.util.spec_from_file_location("uncertainty_tables", root / "benchmarks" / "uncertainty_tables.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
     text = ("| case | ACDC | node SP | EAP | paper |\n|---|---|---|---|---|\n"
             + "".join(f"| {c} | 1.000 | {0.5 + c / 100:.3f} | 1.000 | x |\n" for c in range(1, 9)) + "| mean | 1 | 1 | 1 | |\n")
-    ((_, cols),) = mod.tables(text)
+    ((_, cols),) = read_auroc_tables(text)
     assert sorted(cols) == ["ACDC", "EAP", "node SP"] and len(cols["ACDC"]) == 8
-    out = mod.report(cols)
+    out = auroc_table_report(cols)
     assert "| ACDC | node SP | +0.455 | 8/0/0 | 0.00781 |" in out and "| ACDC | EAP | +0.000 | 0/8/0 | 1 |" in out
-    assert len(mod.tables((root / "EXPERIMENTS.md").read_text())) >= 2
+    assert len(read_auroc_tables((root / "EXPERIMENTS.md").read_text())) >= 2
 
 
 def test_html_page_has_the_direction_results_and_cpr_cmd(tmp_path, capsys):

@@ -208,9 +208,11 @@ def test_benchmark_runs_direction_methods_and_resumes(tmp_path, capsys):
     assert rc == 0 and all(x["skipped"] for x in json.loads(out)["results"])
 
 
-def test_user_direction_method_plugs_in(case, tmp_path, capsys):
+def test_user_direction_method_plugs_in(case, tmp_path, capsys, monkeypatch):
     from benchmark.direction import DirectionJob, run_direction
-    from methods import register
+    from methods import REGISTRY, register
+
+    monkeypatch.setattr(REGISTRY, "_factories", dict(REGISTRY._factories))  # the registration ends with the test
 
     class TrueDirection:  # an oracle: returns u*, must score |cos| 1
         def fit(self, problem):

@@ -298,19 +298,15 @@ def test_plots_written(toy_setup, engines, tmp_path):
 
 
 def test_auroc_table_score_floor_ties_float_dust_with_zeros():
-    """benchmarks/auroc_table.py --score-floor: a true edge scored 1e-10 (float dust) above exact zeros
-    ranks first without the floor and ties with the zeros with it; merged q/k/v like the stored ROC."""
-    import importlib.util
-    from pathlib import Path
+    """evaluations.roc.floored_edge_roc (benchmarks/auroc_table.py --score-floor): a true edge scored 1e-10
+    (float dust) above exact zeros ranks first without the floor and ties with the zeros with it; merged
+    q/k/v like the stored ROC."""
+    from evaluations.roc import floored_edge_roc as floored_roc
 
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "auroc_table.py"
-    spec = importlib.util.spec_from_file_location("auroc_table", path)
-    table = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(table)
     scores = {"input->a0.h0<q>": 1e-10, "input->a0.h0<k>": 0.0, "input->a0.h0<v>": 0.0, "a0.h0->logits": 0.7,
               "input->logits": 0.0, "input->m0": 0.0, "m0->logits": 0.0}
     doc = {"scores": {"edges": scores}, "ground_truth": {"edges": ["input->a0.h0", "a0.h0->logits"]},
            "roc": {"edges": {"source": "scores", "info": {"absolute": True, "merged_qkv": True}}}}
-    assert table.floored_roc(doc, 0).auroc == 1.0
-    floored = table.floored_roc(doc, 1e-6)
+    assert floored_roc(doc, 0).auroc == 1.0
+    floored = floored_roc(doc, 1e-6)
     assert floored.n_pos == 2 and floored.n_neg == 3 and floored.auroc == pytest.approx(0.75)
