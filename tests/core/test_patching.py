@@ -146,10 +146,16 @@ def test_toy_planted_circuit_edges_matter(toy):
     graph = Graph.from_model(model)
     engine = PatchEngine(model, graph, data, case.output_type)
     gt = graph.mask_for(case.ground_truth())
-    masks = torch.ones(graph.n_edges, graph.n_edges) - torch.eye(graph.n_edges)
-    effects = engine.evaluate(masks)
+    masks = torch.ones(graph.n_edges + 1, graph.n_edges)
+    masks[:-1] -= torch.eye(graph.n_edges)          # one edge removed per row; the last row removes none
+    *effects, full = engine.evaluate(masks)
+    effects = torch.stack(effects)
     assert (effects[gt == 1] > 1e-7).all()          # every planted edge matters
-    assert (effects[gt == 0].abs() < 1e-9).all()    # every other edge is exactly irrelevant
+    # every other edge is exactly irrelevant: its row equals the unablated row of the same batch bit for
+    # bit. (That row is the clean model up to float32 rounding: a batch that recomputes layer 0 differs
+    # from the cached clean logits in the last bits on some CPUs: KL 6.9e-9 on an AMD EPYC, 0 elsewhere.)
+    assert (effects[gt == 0] == full).all()
+    assert full.abs() < 1e-7
     assert engine.evaluate(gt).abs().max() < 1e-6  # the planted circuit alone is the model
 
 
