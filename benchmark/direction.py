@@ -32,6 +32,7 @@ from evaluations.direction import PatchSite, activations_at, leaderboard_rows, p
 from evaluations.direction import to_csv, to_html, to_markdown
 from methods import direction_method_class, get_method
 from methods.directions import DirectionMethod, DirectionProblem, unit
+from core.naming import act_name
 
 RESULT_NAME = "direction_result.json"
 SCHEMA = 1
@@ -82,7 +83,7 @@ def _patched_logits(site: PatchSite, layer: int, tokens: torch.Tensor) -> Callab
     activation at s* replaced by ``a_new``, run from s* on the cached residual stream when s* is a
     ``hook_resid_pre`` (else the whole model, patched at s*)."""
     m, answers = site.model, list(site.answer_ids)
-    if site.hook_name == f"blocks.{layer}.hook_resid_pre":
+    if site.hook_name == act_name("resid_pre", layer):
         with torch.no_grad():
             resid = m(tokens, stop_at_layer=layer)
         return lambda idx, a_new: logits_from_site(m, resid[idx], layer, site.position, a_new)[:, answers]

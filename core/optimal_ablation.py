@@ -34,6 +34,8 @@ from typing import Any
 
 import torch
 
+from core import naming
+
 STEPS = 100
 LR = 0.1
 
@@ -139,8 +141,8 @@ def optimal_ablation(engine, steps: int = STEPS, lr: float = LR) -> tuple[list[t
         for gi, g in enumerate(engine.senders):
             c = means[gi] + sigmas[gi] * best_delta[gi]                                 # [1, pos, size, d]
             if g.per_head:
-                layer = int(g.hook.split(".")[1])
-                ablated_z[f"blocks.{layer}.attn.hook_z"] = c
+                layer = naming.hook_layer(g.hook)
+                ablated_z[naming.act_name("z", layer)] = c
                 ablated.append(torch.einsum("bphd,hdm->bphm", c, model.blocks[layer].attn.W_O))
             else:
                 ablated.append(c)

@@ -48,10 +48,7 @@ import torch
 from core.protocols import Method, MethodOutput, Problem
 from core.metrics import attribution_loss, check_attribution_metric as _check_metric
 from methods.attribution import SIGN_CONVENTION, _output, _summed_node_scores
-
-
-def _layer(hook: str) -> int:
-    return int(hook.split(".")[1]) if hook.startswith("blocks.") else -1
+from core.naming import act_name, hook_layer
 
 
 class AtPStar(Method):
@@ -82,8 +79,7 @@ class AtPStar(Method):
     def _clean_attention(self, engine) -> dict[str, torch.Tensor]:
         names = []
         for layer in range(engine.graph.n_layers):
-            names += [f"blocks.{layer}.{h}" for h in ("hook_q_input", "hook_k_input", "attn.hook_q", "attn.hook_k",
-                                                      "attn.hook_v", "attn.hook_pattern")]
+            names += [act_name(h, layer) for h in ("q_input", "k_input", "q", "k", "v", "pattern")]
         saved: dict[str, torch.Tensor] = {}
 
         def save(x, hook):
@@ -105,11 +101,11 @@ class AtPStar(Method):
         """``A' - A`` for each sender feeding head (layer, head)'s ``which`` input: ``[S, n, q, k]``."""
         block = engine.model.blocks[layer]
         attn = block.attn
-        x = acts[f"blocks.{layer}.hook_{which}_input"][:, :, head]                   # [n, pos, d]
+        x = acts[act_name(f"{which}_input", layer)][:, :, head]                   # [n, pos, d]
         W = attn.W_Q[head] if which == "q" else attn.W_K[head]
         b = attn.b_Q[head] if which == "q" else attn.b_K[head]
-        other = acts[f"blocks.{layer}.attn.hook_{'k' if which == 'q' else 'q'}"][:, :, head]  # [n, pos, d_head]
-        clean = acts[f"blocks.{layer}.attn.hook_pattern"][:, head]                   # [n, q, k]
+        other = acts[act_name("k" if which == "q" else "q", layer)][:, :, head]  # [n, pos, d_head]
+        clean = acts[act_name("pattern", layer)][:, head]                   # [n, q, k]
         n_send = engine.graph.sender_index[f"a{layer}.h0"]
         out = []
         for i in range(0, n_send, self.chunk_senders):
@@ -128,7 +124,7 @@ class AtPStar(Method):
         out = {}
         for layer in range(graph.n_layers):
             attn = engine.model.blocks[layer].attn
-            v = acts[f"blocks.{layer}.attn.hook_v"]                                     # [n, pos, H, d_head]
+            v = acts[act_name("v", layer)]                                     # [n, pos, H, d_head]
             for h in range(graph.n_heads):
                 s = graph.sender_index[f"a{layer}.h{h}"]
                 d_res = sum(grads[rg.hook].sum(2) for rg in engine.receivers if rg.n_senders > s)   # [n, pos, d]
@@ -164,7 +160,7 @@ class AtPStar(Method):
             settings: list[dict | None] = [None]
             if self.grad_drop:
                 for layer in range(L):
-                    drop = {gi: (lambda x: x.detach()) for gi, g in enumerate(engine.senders) if _layer(g.hook) == layer}
+                    drop = {gi: (lambda x: x.detach()) for gi, g in enumerate(engine.senders) if hook_layer(g.hook) == layer}
                     settings.append(drop)
             all_grads = [engine.receiver_gradients(loss.fn, sender_override=o) for o in settings]
             denses = [self._dense_eap(engine, diffs, g) for g in all_grads]
@@ -177,7 +173,7 @@ class AtPStar(Method):
                 for r_idx, rc in enumerate(graph.receivers):
                     if rc.qkv not in ("q", "k"):
                         continue
-                    layer = _layer(rc.hook)
+                    layer = hook_layer(rc.hook)
                     dA = self._delta_patterns(engine, acts, flat, layer, rc.head, rc.qkv)   # [s, n, q, k]
                     for dense, pg in zip(denses, pgrads):
                         dense[:rc.n_senders, r_idx] = torch.einsum("snqk,nqk->s", dA.double(),
@@ -192,7 +188,7 @@ class AtPStar(Method):
             out = _output(problem, signed, _summed_node_scores(problem, signed), self.absolute, info)
             out.info["absolute"] = self.absolute
             return out
-        layer_of = torch.tensor([_layer(rc.hook) for rc in graph.receivers])
+        layer_of = torch.tensor([hook_layer(rc.hook) for rc in graph.receivers])
         e, _, r = graph.slots.unbind(1)
         edge_layer = torch.full((graph.n_edges,), -1, dtype=torch.long).scatter_reduce(0, e, layer_of[r], reduce="amax")
         drops = torch.stack([self._to_edges(engine, d).cpu().abs() for d in denses[1:]])   # [L, E]
@@ -211,9 +207,9 @@ class AtPStar(Method):
         """The recomputed clean pattern must be the model's (else this model's attention is not standard)."""
         for layer in range(engine.graph.n_layers):
             attn = engine.model.blocks[layer].attn
-            q, k = acts[f"blocks.{layer}.attn.hook_q"], acts[f"blocks.{layer}.attn.hook_k"]
+            q, k = acts[act_name("q", layer)], acts[act_name("k", layer)]
             mine = self._pattern(attn, q.transpose(1, 2), k.transpose(1, 2))
-            theirs = acts[f"blocks.{layer}.attn.hook_pattern"]
+            theirs = acts[act_name("pattern", layer)]
             if not torch.allclose(mine.to(theirs.dtype), theirs, atol=1e-4, rtol=1e-3):
                 raise ValueError(f"AtP*: recomputed attention of layer {layer} differs from the model's "
                                  "(non-standard attention); use qk_fix=False")

@@ -29,6 +29,7 @@ from core.protocols import Case
 from core.results import write_atomic, write_json_atomic
 from training.model_files import config_of, read_config
 from training.registry import directory_ref
+from core.naming import act_name
 
 MODELS_DIR = Path(__file__).parent / "models"
 DIRECTION_FILE = "direction.json"
@@ -67,7 +68,7 @@ def logits_from_site(model, resid: torch.Tensor, layer: int, position: int,
     if a_new is not None:
         def value(act: torch.Tensor) -> torch.Tensor:
             return torch.cat([act[:, :position], a_new[:, None, :].to(act.dtype), act[:, position + 1:]], dim=1)
-        patches = [(NodeLoc(f"blocks.{layer}.hook_resid_pre"), slice(None), value)]
+        patches = [(NodeLoc(act_name("resid_pre", layer)), slice(None), value)]
     return patched_forward(model, resid, patches, start_at_layer=layer)[:, -1]
 
 

@@ -51,6 +51,7 @@ from cases.direction.case import DirectionSite, logits_from_site, save_direction
 from cases.direction.data import (ANSWERS, FINAL_POS, POSITIVE_TEMPLATES, SEQ_LEN, TOPICS, SentimentData,
                                   build_tokenizer, opposite_pairs, sentiment_dataset)
 from core.results import versions
+from core.naming import act_name
 
 
 @dataclass
@@ -95,7 +96,7 @@ class DirectionTrainConfig:
 
     @property
     def hook_name(self) -> str:
-        return f"blocks.{self.layer}.hook_resid_pre"
+        return act_name("resid_pre", self.layer)
 
 
 def ll_config(cfg: DirectionTrainConfig, d_vocab: int) -> dict[str, Any]:
