@@ -8,17 +8,11 @@ from __future__ import annotations
 
 import html
 import math
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from benchmark import leaderboard as lb
-from benchmark import reference as ref
 from benchmark import uncertainty as unc
-from benchmark.console import UsageError, emit, json_stdout
-from core import results
-from core.results import iter_results
 from evaluations import direction as dlb
-from evaluations.roc import DEFAULT_SCORE_FLOOR
 from evaluations.stats import case_means
 from evaluations.tables import csv_table, html_table, markdown_table
 
@@ -235,75 +229,3 @@ def to_html(analysis: Mapping[str, Any], rows: Mapping[Any, Any], detail: list[d
             + _table(detail, lb.DETAIL_COLUMNS + ["floored_edge_auroc", "cpr", "cmd"], "runs", "Per-run detail")
             + "</details><h2>Plots</h2>" + plots
             + f"<script>{_JS}</script></body></html>\n")
-
-
-# ---- the leaderboard command's parts (benchmark.commands.cmd_leaderboard) --------------------------------------
-def collect(args) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
-    """(summary rows with intervals, per-run detail, {"rows", "analysis", "reference"}) for ``args.out``,
-    with the reference's rows (labelled ``[ref]``) when ``--with-reference`` is given."""
-
-
-    floor = DEFAULT_SCORE_FLOOR if args.score_floor is None else args.score_floor
-    docs = list(iter_results(args.out))
-    header = None
-    if getattr(args, "with_reference", None) is not None:
-        path = args.with_reference or str(ref.DEFAULT)
-        try:
-            header, rdocs = ref.load(path)
-            mine = [d for _, d in docs if d.get("status") == "ok" and "roc" in d]
-            if not mine:
-                raise ref.IncompatibleReference(f"no finished results under {args.out!r} to rank against the reference")
-            ref.check_compatible(header, mine)
-        except ref.IncompatibleReference as err:
-            raise UsageError(f"--with-reference: {err}") from None
-        header = {**header, "path": path}
-    rows, detail = lb.collect_rows(args.out, floor, docs=docs)
-    if header is not None:
-        rrows, _ = lb.collect_rows(None, floor, docs=[(Path(f"reference/{i}/result.json"), d) for i, d in enumerate(rdocs)])
-        for key, row in rrows.items():
-            row.variant += " [ref]"
-            rows[("ref",) + key] = row
-    analysis = unc.analyse(rows, score_floor=floor)
-    return analysis["summary"] if rows else [], detail, {"rows": rows, "analysis": analysis, "reference": header}
-
-
-def json_extra(extra: Mapping[str, Any]) -> dict[str, Any]:
-    a = extra["analysis"]
-    out = {"pairwise": a["pairwise"], "per_case": a["per_case"], "method": a["method"]}
-    if extra.get("reference"):
-        out["reference"] = {k: v for k, v in extra["reference"].items() if k != "settings"}
-    return out
-
-
-def cmd_compare(args, extra: Mapping[str, Any]) -> int:
-
-
-    try:
-        comparisons = unc.compare(extra["rows"], *args.compare)
-    except ValueError as err:
-        raise UsageError(f"--compare: {err}") from None
-    text = compare_markdown = unc.compare_markdown(comparisons)
-    path = results.write_atomic(Path(args.out) / "compare.md", compare_markdown)
-    with json_stdout(args.json) as out:
-        if args.json:
-            emit({"comparisons": comparisons, "path": str(path), "method": extra["analysis"]["method"]}, out)
-        else:
-            out.write(text)
-    return 0
-
-
-def cmd_write_reference(args) -> int:
-
-    if args.with_reference is not None or args.compare:
-        raise UsageError("--write-reference goes alone (not with --with-reference or --compare)")
-    try:
-        info = ref.write(args.out, args.write_reference, command=f"leaderboard --out {args.out} "
-                                                                   f"--write-reference {args.write_reference}")
-    except ref.IncompatibleReference as err:
-        raise UsageError(f"--write-reference: {err}") from None
-    with json_stdout(args.json) as out:
-        if args.json:
-            emit(info, out)
-        else:
-            out.write(f"wrote {info['path']}: {info['n_runs']} runs, {info['bytes']} bytes\n")
-    return 0

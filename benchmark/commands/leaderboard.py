@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
+from typing import Any, Mapping
 
 from benchmark import direction, report
+from benchmark import leaderboard as lb
+from benchmark import reference as ref
+from benchmark import uncertainty as unc
 from benchmark.console import UsageError, check_out_dir, emit, json_stdout, log
 from benchmark.resultdocs import report_skips
 from core import results
+from core.results import iter_results
 from evaluations import direction as dlb
+from evaluations.roc import DEFAULT_SCORE_FLOOR
 
 
 def cmd_leaderboard(args) -> int:
@@ -21,17 +27,17 @@ def cmd_leaderboard(args) -> int:
     with results.skip_report() as skipped:  # bad files: one warning each, a count at the end
         if args.write_reference:
             try:
-                return report.cmd_write_reference(args)
+                return cmd_write_reference(args)
             finally:
                 report_skips(skipped, "leaderboard")
-        summary, detail, extra = report.collect(args)
+        summary, detail, extra = collect(args)
         drows = direction.collect_direction_rows(args.out)
     if not summary and not drows:
         report_skips(skipped, "leaderboard")
         raise UsageError(f"no valid result.json or direction_result.json files under {args.out!r}")
     if args.compare:
         report_skips(skipped, "leaderboard")
-        return report.cmd_compare(args, extra)
+        return cmd_compare(args, extra)
     if not summary:  # direction results only: the direction leaderboard
         text = {"md": lambda: dlb.to_markdown(drows), "csv": lambda: dlb.to_csv(drows),
                 "html": lambda: dlb.to_html(drows)}[args.format]()
@@ -44,7 +50,7 @@ def cmd_leaderboard(args) -> int:
     path = results.write_atomic(Path(args.out) / f"leaderboard.{args.format}", text)
     with json_stdout(args.json) as out:
         if args.json:
-            emit({"summary": summary, "runs": detail, "path": str(path), **report.json_extra(extra)}, out)
+            emit({"summary": summary, "runs": detail, "path": str(path), **json_extra(extra)}, out)
         else:
             out.write(text if args.format != "html" else f"wrote {path}\n")
     report_skips(skipped, "leaderboard")
@@ -76,3 +82,70 @@ def _embedded_plots(out: str) -> dict[str, str]:
                           f"case {case} ({model}): {what} \u2014 {png.relative_to(root).as_posix()}",
                           "data:image/png;base64," + base64.b64encode(data).decode()))
     return {caption: uri for _, caption, uri in sorted(found)}
+
+
+# ---- the leaderboard's parts: --with-reference, --compare, --write-reference ----------------------------------
+def collect(args) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """(summary rows with intervals, per-run detail, {"rows", "analysis", "reference"}) for ``args.out``,
+    with the reference's rows (labelled ``[ref]``) when ``--with-reference`` is given."""
+    floor = DEFAULT_SCORE_FLOOR if args.score_floor is None else args.score_floor
+    docs = list(iter_results(args.out))
+    header = None
+    if getattr(args, "with_reference", None) is not None:
+        path = args.with_reference or str(ref.DEFAULT)
+        try:
+            header, rdocs = ref.load(path)
+            mine = [d for _, d in docs if d.get("status") == "ok" and "roc" in d]
+            if not mine:
+                raise ref.IncompatibleReference(f"no finished results under {args.out!r} to rank against the reference")
+            ref.check_compatible(header, mine)
+        except ref.IncompatibleReference as err:
+            raise UsageError(f"--with-reference: {err}") from None
+        header = {**header, "path": path}
+    rows, detail = lb.collect_rows(args.out, floor, docs=docs)
+    if header is not None:
+        rrows, _ = lb.collect_rows(None, floor, docs=[(Path(f"reference/{i}/result.json"), d) for i, d in enumerate(rdocs)])
+        for key, row in rrows.items():
+            row.variant += " [ref]"
+            rows[("ref",) + key] = row
+    analysis = unc.analyse(rows, score_floor=floor)
+    return analysis["summary"] if rows else [], detail, {"rows": rows, "analysis": analysis, "reference": header}
+
+
+def json_extra(extra: Mapping[str, Any]) -> dict[str, Any]:
+    a = extra["analysis"]
+    out = {"pairwise": a["pairwise"], "per_case": a["per_case"], "method": a["method"]}
+    if extra.get("reference"):
+        out["reference"] = {k: v for k, v in extra["reference"].items() if k != "settings"}
+    return out
+
+
+def cmd_compare(args, extra: Mapping[str, Any]) -> int:
+    try:
+        comparisons = unc.compare(extra["rows"], *args.compare)
+    except ValueError as err:
+        raise UsageError(f"--compare: {err}") from None
+    text = compare_markdown = unc.compare_markdown(comparisons)
+    path = results.write_atomic(Path(args.out) / "compare.md", compare_markdown)
+    with json_stdout(args.json) as out:
+        if args.json:
+            emit({"comparisons": comparisons, "path": str(path), "method": extra["analysis"]["method"]}, out)
+        else:
+            out.write(text)
+    return 0
+
+
+def cmd_write_reference(args) -> int:
+    if args.with_reference is not None or args.compare:
+        raise UsageError("--write-reference goes alone (not with --with-reference or --compare)")
+    try:
+        info = ref.write(args.out, args.write_reference, command=f"leaderboard --out {args.out} "
+                                                                   f"--write-reference {args.write_reference}")
+    except ref.IncompatibleReference as err:
+        raise UsageError(f"--write-reference: {err}") from None
+    with json_stdout(args.json) as out:
+        if args.json:
+            emit(info, out)
+        else:
+            out.write(f"wrote {info['path']}: {info['n_runs']} runs, {info['bytes']} bytes\n")
+    return 0
