@@ -195,6 +195,3 @@ def progress(items, desc: str):
         return items
     return tqdm(items, desc=desc, file=sys.stderr, disable=len(items) < 2)
 
-
-_progress = progress  # the names the commands used before the console module
-_setup_torch = setup_torch

@@ -396,8 +396,3 @@ def job_from_result(doc: dict[str, Any] | RunResult, out: str = "results") -> Jo
     return Job(case=r.case, method=r.method, model=r.model, params=r.params,
                seed=0 if r.seed is None else r.seed, n=DEFAULT_N if d.n is None else d.n,
                ablation=d.ablation or "corrupted", metric=d.metric or "faithfulness", out=out, model_dir=r.model_dir)
-
-
-def model_label(doc: dict[str, Any]) -> str:
-    """``RunResult.model_label`` of a result document (for readers that still hold dicts)."""
-    return RunResult.from_json(doc).model_label

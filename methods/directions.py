@@ -23,9 +23,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# the look-ups live in the one registry; re-exported here for callers that still import them from this module
-from methods import direction_method_class, is_direction_method  # noqa: F401
-
 __all__ = ["DirectionProblem", "DirectionMethod", "unit"]
 
 

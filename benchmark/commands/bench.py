@@ -12,7 +12,7 @@ from benchmark.runner import DEFAULT_N, Job, run_jobs
 from benchmark.tracking import WandbTracker
 from cases import get_case
 from methods import method_class
-from methods.directions import direction_method_class, is_direction_method
+from methods import direction_method_class, is_direction_method
 
 
 def cmd_benchmark(args) -> int:

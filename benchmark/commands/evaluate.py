@@ -10,7 +10,7 @@ from benchmark.console import UsageError, check_out_dir, emit, json_stdout, log,
 from benchmark.mib import mib_faithfulness
 from benchmark.resultdocs import report_skips, result_docs
 from benchmark.runner import (DEFAULT_N, Job, build_problem, job_from_result, job_ground_truth, load_model_and_truth,
-                              method_roc, model_label)
+                              method_roc)
 from benchmark.variants import run_labels
 from cases import get_case
 from cases.files import CaseFileError
@@ -19,6 +19,7 @@ from core import naming, results
 from core.circuit import Circuit
 from core.graph import Graph
 from core.protocols import MethodOutput
+from core.results import RunResult
 from core.registry import UnknownNameError
 from evaluations.faithfulness import circuit_faithfulness, faithfulness_curve
 from evaluations.iit import iit_report, to_csv, to_json
@@ -30,7 +31,7 @@ def _by_case(docs):
     groups: dict[tuple[str, str], list[tuple[Path, dict]]] = {}
     for path, doc in docs:
         if doc.get("status") == "ok":
-            groups.setdefault((str(doc["case"]), model_label(doc)), []).append((path, doc))
+            groups.setdefault((str(doc["case"]), RunResult.from_json(doc).model_label), []).append((path, doc))
     return groups
 
 
@@ -38,7 +39,7 @@ def _plot_dir(args, path: Path, doc: dict) -> Path:
     """Plots go to ``--out``/<case>/<model>/ (names made safe, no link followed), else next to the
     results: OUT/<case>/<model>/ when the result lies at OUT/<case>/<model>/<method>/<run>/result.json,
     otherwise the result's own directory (never above it)."""
-    case, model = results.safe_component(doc["case"]), results.safe_component(model_label(doc))
+    case, model = results.safe_component(doc["case"]), results.safe_component(RunResult.from_json(doc).model_label)
     if args.out:
         with user_input():  # a link inside the user's --out is refused (ValueError)
             return results.check_no_links(args.out, Path(args.out) / case / model)
