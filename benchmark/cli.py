@@ -196,6 +196,8 @@ def _leaderboard_parsers(sub, subs: dict[str, Parser]) -> None:
                    help="floored edge AUROC column: scores with |s| <= R * max|s| tie with 0 (default 1e-6)")
     p.add_argument("--compare", nargs=2, default=None, metavar=("A", "B"),
                    help="paired comparison of two variants (labels as in the table, or MODEL:LABEL)")
+    p.add_argument("--compare-metric", default="edge_auroc", choices=("edge_auroc", "node_auroc", "cpr", "cmd"),
+                   help="the metric of --compare (default edge_auroc; cpr/cmd need eval faithfulness results)")
     p.add_argument("--with-reference", nargs="?", const="", default=None, metavar="PATH",
                    help="rank these results against the shipped reference (or PATH) without rerunning baselines")
     p.add_argument("--write-reference", default=None, metavar="PATH",

@@ -17,7 +17,7 @@ from evaluations.stats import case_means
 from evaluations.tables import csv_table, html_table, markdown_table
 
 
-P_COLUMNS = {"p_value", "p_vs_best"}
+P_COLUMNS = {"p_value", "p_vs_best", "p_vs_best_holm", "p_holm"}
 
 
 def _fmt(v, col: str = "") -> str:
@@ -29,12 +29,16 @@ def _fmt(v, col: str = "") -> str:
 def to_markdown(analysis: Mapping[str, Any]) -> str:
     lines = [markdown_table(analysis["summary"], lb.COLUMNS + unc.MD_EXTRA, lambda r, c: _fmt(r.get(c), c)).removesuffix("\n"),
              "", unc.legend(analysis["method"]), ""]
-    if analysis["pairwise"]:  # merged columns (win/tie/loss), cells as they are
-        lines += ["### Paired comparisons (edge AUROC, per model kind)", "",
-                  "| model | a | b | cases | mean a-b | win/tie/loss | W | p |", "|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {p['model']} | {p['a']} | {p['b']} | {p['n_cases']} | {_fmt(p['mean_diff'])} | "
-                  f"{p['wins']}/{p['ties']}/{p['losses']} | {_fmt(p['statistic'])} | {_fmt(p['p_value'], 'p_value')} |"
-                  for p in analysis["pairwise"]]
+    for title, pairs in (("edge AUROC", analysis["pairwise"]),
+                         ("node AUROC, CPR, CMD", analysis.get("pairwise_metrics") or [])):
+        if not pairs:
+            continue
+        lines += [f"### Paired comparisons ({title}, per model kind)", "",
+                  "| model | metric | a | b | cases | mean a-b | win/tie/loss | W | p | p (Holm) |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {p['model']} | {p.get('metric', 'edge_auroc')} | {p['a']} | {p['b']} | {p['n_cases']} | "
+                  f"{_fmt(p['mean_diff'])} | {p['wins']}/{p['ties']}/{p['losses']} | {_fmt(p['statistic'])} | "
+                  f"{_fmt(p['p_value'], 'p_value')} | {_fmt(p.get('p_holm'), 'p_holm')} |" for p in pairs]
         lines.append("")
     return "\n".join(lines)
 
@@ -199,8 +203,8 @@ def to_html(analysis: Mapping[str, Any], rows: Mapping[Any, Any], detail: list[d
     plots = (f'<div id="plots" class="plots">{figures}</div>' if figures else
              '<p id="plots">No per-case plots yet: run <code>eval roc</code> / <code>eval faithfulness</code> '
              "on the results, then rebuild this page.</p>")
-    pair_cols = ["model", "a", "b", "n_cases", "mean_diff", "median_diff", "wins", "ties", "losses", "statistic",
-                 "p_value"]
+    pair_cols = ["model", "metric", "a", "b", "n_cases", "mean_diff", "median_diff", "wins", "ties", "losses",
+                 "statistic", "p_value", "p_holm"]
     spread_cols = ["model", "variant", "case", "n_seeds", "mean", "std", "min", "max"]
     n_err = sum(1 for r in detail if r.get("status") != "ok")
     ref_note = (f"<p>Ranked against the reference <code>{html.escape(str(reference.get('path')))}</code> "
@@ -221,6 +225,9 @@ def to_html(analysis: Mapping[str, Any], rows: Mapping[Any, Any], detail: list[d
             + (_table(analysis["pairwise"], pair_cols, "pairwise",
                       f"Every pair of variants of one model kind, edge AUROC per case (a - b): {method['test']}")
                if analysis["pairwise"] else "<p id=\"pairwise\">Fewer than two variants per model kind.</p>")
+            + (_table(analysis["pairwise_metrics"], pair_cols, "pairwise-metrics",
+                      "The same on node AUROC, and on CPR and CMD where eval faithfulness ran (CMD: lower is better)")
+               if analysis.get("pairwise_metrics") else "")
             + _direction_section(drows)
             + "<details><summary>Per-case spread over seeds</summary>"
             + (_table(analysis["per_case"], spread_cols, "spread", "Edge AUROC over seeds, per case and variant")

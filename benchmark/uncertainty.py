@@ -6,7 +6,8 @@ two-stage bootstrap interval (cases, then seeds within a case; ``stats.N_BOOT`` 
 ``|s| <= floor * max|s|`` tied to 0, ``roc.floored_edge_roc``; sweep methods, which have no scores,
 keep their AUROC), CPR and CMD (where ``eval faithfulness`` wrote them) and the method's seconds. Within
 each model kind: the best variant by edge AUROC, which others are tied with it (paired Wilcoxon over
-common cases, p >= ``stats.ALPHA``), every pair's paired comparison and the rank stability.
+common cases, Holm-adjusted p >= ``stats.ALPHA``), every pair's paired comparison on edge AUROC, node
+AUROC, CPR and CMD (Holm-adjusted per model kind and metric) and the rank stability.
 """
 
 from __future__ import annotations
@@ -75,35 +76,61 @@ def _ci_text(iv: stats.Interval, digits: int = 3) -> str:
     return f"[{iv.low:.{digits}f}, {iv.high:.{digits}f}]"
 
 
+# the metrics of the paired comparisons: edge AUROC (``pairwise``, also the tie-with-best marks) and the
+# others (``pairwise_metrics``), each only over the variants that have it
+PAIR_METRICS = (("edge_auroc", 0), ("node_auroc", 1), ("cpr", "cpr"), ("cmd", "cmd"))
+
+
+def _pairs(model: str, group: list, metric: str, source) -> list[dict[str, Any]]:
+    """Every pair of ``group``'s variants with common cases on one metric, Holm-adjusted as one family."""
+    vals = {r.variant: values(r, source) for r in group}
+    vals = {v: x for v, x in vals.items() if stats.case_means(x)}
+    comps = [stats.paired_comparison(vals[a], vals[b], (a, b)) for a, b in itertools.combinations(sorted(vals), 2)]
+    comps = [c for c in comps if c.n_cases]
+    adjusted = stats.holm([c.p_value for c in comps])
+    return [{"model": model, "metric": metric, **c.to_json(), "p_holm": q} for c, q in zip(comps, adjusted)]
+
+
+def _marks(group: list, alpha: float, n_boot: int, seed: int) -> dict[int, dict[str, Any]]:
+    """Per row of one model kind: tied with the best (on Holm-adjusted p over the comparisons with the
+    best), the raw and adjusted p, and the rank stability."""
+    edge = {r.variant: values(r, 0) for r in group}
+    best, vs_best = stats.tied_with_best(edge, alpha)
+    others = sorted(vs_best)
+    adjusted = dict(zip(others, stats.holm([vs_best[v].p_value for v in others])))
+    ranks = stats.rank_stability(edge, n_boot, seed)
+    marks = {}
+    for r in group:
+        m: dict[str, Any] = {"tied_with_best": None, "p_vs_best": None, "p_vs_best_holm": None, "rank": None,
+                             "rank_changed": None, "rank_low": None, "rank_high": None}
+        if best is not None and r.variant == best:
+            m["tied_with_best"] = "best"
+        elif r.variant in vs_best:
+            cmp = vs_best[r.variant]
+            m["tied_with_best"] = "yes" if stats.is_tied(cmp, alpha, adjusted[r.variant]) else "no"
+            m["p_vs_best"], m["p_vs_best_holm"] = cmp.p_value, adjusted[r.variant]
+        if r.variant in ranks:
+            rs = ranks[r.variant]
+            m.update(rank=rs.rank, rank_changed=rs.changed, rank_low=rs.low, rank_high=rs.high)
+        marks[id(r)] = m
+    return marks
+
+
 def analyse(rows: Mapping[Any, Any], alpha: float = stats.ALPHA, n_boot: int = stats.N_BOOT,
             seed: int = stats.BOOTSTRAP_SEED, score_floor: float = DEFAULT_SCORE_FLOOR) -> dict[str, Any]:
     """Summary rows with intervals, tie-with-best marks and rank stability; the pairwise comparisons
-    (per model kind, every pair of variants, on edge AUROC); the per-case seed spread; the methods used."""
+    (per model kind, every pair of variants: on edge AUROC in ``pairwise``, on node AUROC, CPR and CMD in
+    ``pairwise_metrics``); the per-case seed spread; the methods used."""
     rows = list(rows.values()) if isinstance(rows, Mapping) else list(rows)
-    out, pairwise, per_case = [], [], []
+    out, pairwise, pairwise_metrics, per_case = [], [], [], []
     by_model: dict[str, list] = {}
     for r in rows:
         by_model.setdefault(r.model, []).append(r)
     marks: dict[int, dict[str, Any]] = {}
     for model, group in by_model.items():
-        edge = {r.variant: values(r, 0) for r in group}
-        best, vs_best = stats.tied_with_best(edge, alpha)
-        ranks = stats.rank_stability(edge, n_boot, seed)
-        for r in group:
-            m: dict[str, Any] = {"tied_with_best": None, "p_vs_best": None, "rank": None, "rank_changed": None,
-                                 "rank_low": None, "rank_high": None}
-            if best is not None and r.variant == best:
-                m["tied_with_best"] = "best"
-            elif r.variant in vs_best:
-                cmp = vs_best[r.variant]
-                m["tied_with_best"] = "yes" if stats.is_tied(cmp, alpha) else "no"
-                m["p_vs_best"] = cmp.p_value
-            if r.variant in ranks:
-                rs = ranks[r.variant]
-                m.update(rank=rs.rank, rank_changed=rs.changed, rank_low=rs.low, rank_high=rs.high)
-            marks[id(r)] = m
-        for a, b in itertools.combinations(sorted(edge), 2):
-            pairwise.append({"model": model, **stats.paired_comparison(edge[a], edge[b], (a, b)).to_json()})
+        marks.update(_marks(group, alpha, n_boot, seed))
+        for metric, source in PAIR_METRICS:
+            (pairwise if metric == "edge_auroc" else pairwise_metrics).extend(_pairs(model, group, metric, source))
     for r in rows:
         s = r.summary()
         for name, source in METRICS:
@@ -117,11 +144,14 @@ def analyse(rows: Mapping[Any, Any], alpha: float = stats.ALPHA, n_boot: int = s
             per_case.append({"model": r.model, "variant": r.variant, "case": case, **spread})
     out.sort(key=lambda s: (s["model"], -(s["edge_auroc"] if s["edge_auroc"] == s["edge_auroc"] else -1.0),
                             s["variant"]))
-    return {"summary": out, "pairwise": pairwise, "per_case": per_case,
+    return {"summary": out, "pairwise": pairwise, "pairwise_metrics": pairwise_metrics, "per_case": per_case,
             "method": {"interval": stats.CI_METHOD, "level": stats.LEVEL, "n_boot": n_boot, "bootstrap_seed": seed,
                        "test": stats.TEST_METHOD, "alpha": alpha, "tie_tol": stats.TIE_TOL,
+                       "correction": stats.CORRECTION,
                        "tied_with_best": "per model kind, on edge AUROC: paired test against the best variant, "
-                                         f"tied when p >= {alpha} (no multiple-comparison correction)",
+                                         f"tied when the Holm-adjusted p (the family: every comparison with the "
+                                         f"best of that model kind) is >= {alpha}",
+                       "p_holm": "pairwise p-values Holm-adjusted per model kind and metric (every pair one family)",
                        "score_floor": score_floor,
                        "floored_edge_auroc": f"edge AUROC with |score| <= {score_floor:g} * max|score| set to 0 "
                                              "(sweep methods, without scores, keep their AUROC)"}}
@@ -130,8 +160,8 @@ def analyse(rows: Mapping[Any, Any], alpha: float = stats.ALPHA, n_boot: int = s
 def legend(method: Mapping[str, Any]) -> str:
     """One paragraph stating how the intervals, tests and floored AUROC were computed."""
     return (f"CI: {int(method['level'] * 100)}% {method['interval']}, {method['n_boot']} replicates, bootstrap seed "
-            f"{method['bootstrap_seed']}. tied_with_best / p_vs_best: {method['tied_with_best']}; test: "
-            f"{method['test']}. rank_changed: fraction of case resamples in which the variant's rank differs. "
+            f"{method['bootstrap_seed']}. tied_with_best / p_vs_best (raw) / p_vs_best_holm: "
+            f"{method['tied_with_best']}; test: {method['test']}; {method['p_holm']}. rank_changed: fraction of case resamples in which the variant's rank differs. "
             f"floored_edge_auroc: {method['floored_edge_auroc']} (--score-floor).")
 
 
@@ -142,9 +172,13 @@ def find_rows(rows: Mapping[Any, Any], label: str) -> list:
     return [r for r in rows if label in (r.variant, f"{r.model}:{r.variant}")]
 
 
-def compare(rows: Mapping[Any, Any], a: str, b: str) -> list[dict[str, Any]]:
-    """Per model kind holding both: the paired comparison of ``a`` against ``b`` on edge AUROC, with the
-    per-case seed means and differences. Raises ValueError (a usage error) naming a missing variant."""
+def compare(rows: Mapping[Any, Any], a: str, b: str, metric: str = "edge_auroc") -> list[dict[str, Any]]:
+    """Per model kind holding both: the paired comparison of ``a`` against ``b`` on ``metric`` (one of
+    :data:`PAIR_METRICS`), with the per-case seed means and differences. Raises ValueError (a usage error)
+    naming a missing variant or metric."""
+    sources = dict(PAIR_METRICS)
+    if metric not in sources:
+        raise ValueError(f"unknown metric {metric!r} (known: {', '.join(sources)})")
     ra, rb = find_rows(rows, a), find_rows(rows, b)
     known = sorted({f"{r.model}:{r.variant}" for r in (rows.values() if isinstance(rows, Mapping) else rows)})
     for name, found in ((a, ra), (b, rb)):
@@ -155,12 +189,12 @@ def compare(rows: Mapping[Any, Any], a: str, b: str) -> list[dict[str, Any]]:
         for y in rb:
             if x.model != y.model or x is y:
                 continue
-            va, vb = values(x, 0), values(y, 0)
+            va, vb = values(x, sources[metric]), values(y, sources[metric])
             ma, mb = stats.case_means(va), stats.case_means(vb)
             cases = [{"case": c, "a": ma[c], "b": mb[c], "diff": ma[c] - mb[c]}
                      for c in sorted(set(ma) & set(mb), key=_case_order)]
-            out.append({"model": x.model, **stats.paired_comparison(va, vb, (x.variant, y.variant)).to_json(),
-                        "cases": cases})
+            out.append({"model": x.model, "metric": metric,
+                        **stats.paired_comparison(va, vb, (x.variant, y.variant)).to_json(), "cases": cases})
     if not out:
         raise ValueError(f"variants {a!r} and {b!r} share no model kind (compare variants of one model kind)")
     return out
@@ -173,7 +207,7 @@ def _case_order(c: str):
 def compare_markdown(comparisons: list[dict[str, Any]]) -> str:
     lines = []
     for c in comparisons:
-        lines += [f"## {c['a']} vs {c['b']} ({c['model']}, edge AUROC)", "",
+        lines += [f"## {c['a']} vs {c['b']} ({c['model']}, {c.get('metric', 'edge_auroc')})", "",
                   f"{c['n_cases']} common cases; mean difference {c['mean_diff']:.4f}, median {c['median_diff']:.4f}; "
                   f"win/tie/loss {c['wins']}/{c['ties']}/{c['losses']}; Wilcoxon W = {c['statistic']:.1f}, "
                   f"p = {c['p_value']:.4g} ({c['test']}).", "",
@@ -186,11 +220,11 @@ def compare_markdown(comparisons: list[dict[str, Any]]) -> str:
 # the leaderboard's columns with uncertainty: after the plain ones (whose positions stay), in md the
 # intervals as "[low, high]" text, in csv as numbers
 MD_EXTRA = ["edge_auroc_ci", "node_auroc_ci", "floored_edge_auroc", "floored_edge_auroc_ci", "cpr", "cpr_ci", "cmd",
-            "cmd_ci", "method_seconds_ci", "tied_with_best", "p_vs_best", "rank", "rank_changed"]
+            "cmd_ci", "method_seconds_ci", "tied_with_best", "p_vs_best", "p_vs_best_holm", "rank", "rank_changed"]
 CSV_EXTRA = ["edge_auroc_low", "edge_auroc_high", "node_auroc_low", "node_auroc_high", "floored_edge_auroc",
              "floored_edge_auroc_low", "floored_edge_auroc_high", "cpr", "cpr_low", "cpr_high", "cmd", "cmd_low",
              "cmd_high", "case_mean_method_seconds", "method_seconds_low", "method_seconds_high", "tied_with_best",
-             "p_vs_best", "rank", "rank_changed", "rank_low", "rank_high"]
+             "p_vs_best", "p_vs_best_holm", "rank", "rank_changed", "rank_low", "rank_high"]
 
 
 # ---- intervals and paired tests on the per-case AUROC tables of EXPERIMENTS.md (benchmarks/uncertainty_tables.py)

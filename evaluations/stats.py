@@ -17,8 +17,12 @@ a case with no value left is dropped). Every procedure is fixed and seeded so re
   Wilcoxon signed-rank test with ``zero_method="wilcox"`` (zero differences dropped, as ties), p = 1
   when every difference is zero.
 - **Tied with the best** (:func:`tied_with_best`): the best variant has the highest point estimate;
-  another is tied with it when the paired test against it gives p >= alpha (no multiple-comparison
-  correction; alpha stated in the report).
+  another is tied with it when the paired test against it gives p >= alpha (alpha stated in the report;
+  the leaderboard applies the test to Holm-adjusted p-values, below).
+- **Multiple comparisons** (:func:`holm`): Holm's step-down adjustment of a family of p-values
+  (``m`` tests sorted ascending, ``p_(i) * (m - i + 1)``, made monotone by a running maximum, capped
+  at 1); it controls the family-wise error rate at alpha without assuming independence. The leaderboard's
+  families: per model kind, the comparisons against the best; per model kind and metric, every pair.
 - **Rank stability** (:func:`rank_stability`): on the cases every variant has, ``n_boot`` resamples of
   the cases (seeded as above); in each, variants are ranked by mean (1 = best, ties share the average
   rank); per variant, the rank on all cases, the fraction of resamples where its rank differs, and the
@@ -40,6 +44,7 @@ ALPHA = 0.05
 TIE_TOL = 1e-9
 CI_METHOD = "two-stage percentile bootstrap (cases, then seeds within a case)"
 TEST_METHOD = "Wilcoxon signed-rank, two-sided, zero differences dropped (scipy.stats.wilcoxon)"
+CORRECTION = "Holm step-down (family-wise error rate)"
 
 Values = Mapping[str, Sequence[float]]
 
@@ -174,8 +179,22 @@ def tied_with_best(variants: Mapping[str, Values], alpha: float = ALPHA,
                   for v in variants if v != best and v in points}
 
 
-def is_tied(comparison: Paired, alpha: float = ALPHA) -> bool:
-    return comparison.n_cases > 0 and not comparison.p_value < alpha
+def is_tied(comparison: Paired, alpha: float = ALPHA, p_value: float | None = None) -> bool:
+    """Tied when the comparison has cases and its p-value (``p_value`` if given, e.g. Holm-adjusted) is not
+    below ``alpha``."""
+    p = comparison.p_value if p_value is None else p_value
+    return comparison.n_cases > 0 and not p < alpha
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-adjusted p-values, in the input order; NaN entries stay NaN and are not counted in the family."""
+    idx = [i for i, p in enumerate(p_values) if not math.isnan(p)]
+    out = [math.nan] * len(p_values)
+    running = 0.0
+    for rank, i in enumerate(sorted(idx, key=lambda i: p_values[i])):
+        running = max(running, min(1.0, p_values[i] * (len(idx) - rank)))
+        out[i] = running
+    return out
 
 
 @dataclass(frozen=True)

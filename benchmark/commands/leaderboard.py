@@ -114,7 +114,7 @@ def collect(args) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str,
 
 def json_extra(extra: Mapping[str, Any]) -> dict[str, Any]:
     a = extra["analysis"]
-    out = {"pairwise": a["pairwise"], "per_case": a["per_case"], "method": a["method"]}
+    out = {k: a[k] for k in ("pairwise", "pairwise_metrics", "per_case", "method")}
     if extra.get("reference"):
         out["reference"] = {k: v for k, v in extra["reference"].items() if k != "settings"}
     return out
@@ -122,7 +122,7 @@ def json_extra(extra: Mapping[str, Any]) -> dict[str, Any]:
 
 def cmd_compare(args, extra: Mapping[str, Any]) -> int:
     try:
-        comparisons = unc.compare(extra["rows"], *args.compare)
+        comparisons = unc.compare(extra["rows"], *args.compare, metric=args.compare_metric)
     except ValueError as err:
         raise UsageError(f"--compare: {err}") from None
     text = compare_markdown = unc.compare_markdown(comparisons)

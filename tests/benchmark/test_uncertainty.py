@@ -82,13 +82,67 @@ def test_intervals_and_paired_tests_match_a_hand_computation(runs, capsys):
             key = (r["method"], best[0]["method"]) if (r["method"], best[0]["method"]) in pairs else \
                 (best[0]["method"], r["method"])
             assert r["p_vs_best"] == pytest.approx(pairs[key]["p_value"])
-            assert r["tied_with_best"] == ("yes" if r["p_vs_best"] >= 0.05 else "no")
+            assert r["tied_with_best"] == ("yes" if r["p_vs_best_holm"] >= 0.05 else "no")
+    # Holm over the three comparisons with the best, by hand: sorted p times (3, 2, 1), running max, cap 1
+    others = sorted((r for r in rows.values() if r is not best[0]), key=lambda r: r["p_vs_best"])
+    running = 0.0
+    for i, r in enumerate(others):
+        running = max(running, min(1.0, r["p_vs_best"] * (len(others) - i)))
+        assert r["p_vs_best_holm"] == pytest.approx(running)
+    for r in rows.values():
         assert 0 <= r["rank_changed"] <= 1 and 1 <= r["rank"] <= 4
     # the per-case spread over seeds of the random baseline
     spread = [s for s in doc["per_case"] if s["variant"] == "random"]
     assert {s["case"] for s in spread} == set(CASES)
     for s in spread:
         assert s["std"] == pytest.approx(float(np.std(table["random"][s["case"]], ddof=1)))
+
+
+def test_paired_tests_on_node_auroc_cpr_and_cmd(runs, tmp_path, capsys):
+    """Pairs on the other metrics: node AUROC from the results, CPR and CMD from faithfulness.json files
+    planted next to each result (the file eval faithfulness writes); each matches scipy on the same
+    vectors, and p_holm is Holm over the pairs of one metric."""
+    import shutil
+
+    out = tmp_path / "res"
+    shutil.copytree(runs, out)
+    rng = np.random.default_rng(0)
+    planted: dict[str, dict[str, dict[str, list[float]]]] = {"cpr": {}, "cmd": {}}
+    for path, doc in iter_results(out):
+        if doc["method"] == "random":
+            continue  # a variant without faithfulness results: left out of the CPR/CMD pairs
+        cpr, cmd = float(rng.random()), float(rng.random())
+        (path.parent / "faithfulness.json").write_text(json.dumps({"curve": {"cpr": cpr, "cmd": cmd}}))
+        planted["cpr"].setdefault(doc["method"], {}).setdefault(doc["case"], []).append(cpr)
+        planted["cmd"].setdefault(doc["method"], {}).setdefault(doc["case"], []).append(cmd)
+    doc = _leaderboard(out, capsys)
+    node = _by_method(out, key=lambda d: d["roc"]["nodes"]["auroc"])
+    tables = {"node_auroc": node, **planted}
+    by_metric: dict[str, list[dict]] = {}
+    for p in doc["pairwise_metrics"]:
+        by_metric.setdefault(p["metric"], []).append(p)
+    assert sorted(by_metric) == ["cmd", "cpr", "node_auroc"]
+    assert len(by_metric["node_auroc"]) == 6 and len(by_metric["cpr"]) == len(by_metric["cmd"]) == 3
+    for metric, pairs in by_metric.items():
+        table = tables[metric]
+        for p in pairs:
+            d = [np.mean(table[p["a"]][c]) - np.mean(table[p["b"]][c]) for c in sorted(table[p["a"]], key=int)]
+            assert p["mean_diff"] == pytest.approx(np.mean(d), abs=1e-12)
+            want = 1.0 if all(x == 0 for x in d) else float(wilcoxon(d, zero_method="wilcox").pvalue)
+            assert p["p_value"] == pytest.approx(want)
+        ps = sorted(p["p_value"] for p in pairs)
+        holm = np.maximum.accumulate([min(1.0, q * (len(ps) - i)) for i, q in enumerate(ps)])
+        assert sorted(p["p_holm"] for p in pairs) == pytest.approx(list(holm))
+    capsys.readouterr()
+    assert main(["leaderboard", "--out", str(out), "--compare", "eap", "exact", "--compare-metric", "cmd",
+                 "--json"]) == 0
+    (cmp,) = json.loads(capsys.readouterr().out)["comparisons"]
+    d = [np.mean(planted["cmd"]["eap"][c]) - np.mean(planted["cmd"]["exact"][c]) for c in CASES]
+    assert cmp["metric"] == "cmd" and [x["diff"] for x in cmp["cases"]] == pytest.approx(d)
+    assert main(["leaderboard", "--out", str(out)]) == 0
+    md = (out / "leaderboard.md").read_text()
+    assert "Paired comparisons (node AUROC, CPR, CMD" in md and "p (Holm)" in md
+    assert main(["leaderboard", "--out", str(out), "--compare", "eap", "exact", "--compare-metric", "f1"]) == 2
 
 
 def test_markdown_csv_and_html_carry_the_intervals(runs, capsys):

@@ -8,8 +8,8 @@ import pytest
 from scipy.stats import wilcoxon
 
 from tests.helpers import loop_bootstrap
-from evaluations.stats import (bootstrap_ci, case_means, is_tied, paired_comparison, point, rank_stability,
-                               seed_spread, tied_with_best)
+from evaluations.stats import (bootstrap_ci, case_means, holm, is_tied, paired_comparison, point,
+                               rank_stability, seed_spread, tied_with_best)
 
 SEEDED = {"1": [0.9, 0.8, 1.0], "2": [0.5, 0.7], "3": [1.0], "4": [0.2, 0.4, 0.3]}
 
@@ -93,3 +93,12 @@ def test_benchmark_seeds_are_an_axis_of_the_run_identity(tmp_path, capsys):
     eap = {d["seed"]: d["scores"]["edges"] for d in docs if d["method"] == "eap"}
     assert eap[0] != eap[1]  # another data sample, other scores
     assert main(["benchmark", "--cases", "toy", "--methods", "random", "--seeds", "-1", "--out", str(out)]) == 2
+
+
+def test_holm_adjustment_by_hand():
+    # m = 4: sorted 0.01, 0.02, 0.03, 0.5 -> 0.04, 0.06, 0.06 (running max over 0.06), 0.5; input order kept
+    assert holm([0.03, 0.5, 0.01, 0.02]) == pytest.approx([0.06, 0.5, 0.04, 0.06])
+    assert holm([0.4, 0.6]) == pytest.approx([0.8, 0.8])  # capped at 1 by min, then monotone
+    got = holm([0.2, float("nan"), 0.01])  # NaN stays NaN and is not one of the family (m = 2)
+    assert got[0] == pytest.approx(0.2) and np.isnan(got[1]) and got[2] == pytest.approx(0.02)
+    assert holm([]) == []
