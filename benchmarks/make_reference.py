@@ -9,7 +9,7 @@ result under ``--out`` (``leaderboard --write-reference``), printing the wall ti
 reference's size and that of the result files it replaces.
 
 - quick (shipped): EAP, EAP-IG (inputs), exact patching, ACDC and random on Tracr cases 3, 4, 12;
-  EAP, EAP-IG (inputs) and random on every shipped SIIT model (``--model siit``).
+  EAP, EAP-IG (inputs) and random on every shipped SIIT model and on IOI (``--model siit``).
 - full: every built-in method (``benchmark``'s defaults eap, eap-ig, acdc, sp, plus exact and random) on
   every non-trivial Tracr case, every shipped SIIT model, and IOI (``--model siit``).
 
@@ -43,7 +43,8 @@ def groups(full: bool) -> list[tuple[str, list[str], list[str]]]:
     """(model kind, cases, methods) to run."""
     if not full:
         return [("tracr", ["3", "4", "12"], ["eap", "eap-ig", "exact", "acdc", "random"]),
-                ("siit", siit_cases(), ["eap", "eap-ig", "random"])]
+                ("siit", siit_cases(), ["eap", "eap-ig", "random"]),
+                ("siit", ["ioi"], ["eap", "eap-ig", "random"])]
 
     every = ["eap", "eap-ig", "acdc", "sp", "exact", "random"]
     return [("tracr", default_cases(), every), ("siit", siit_cases(), every), ("siit", ["ioi"], every)]
