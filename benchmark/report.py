@@ -30,15 +30,15 @@ def to_markdown(analysis: Mapping[str, Any]) -> str:
     lines = [markdown_table(analysis["summary"], lb.COLUMNS + unc.MD_EXTRA, lambda r, c: _fmt(r.get(c), c)).removesuffix("\n"),
              "", unc.legend(analysis["method"]), ""]
     for title, pairs in (("edge AUROC", analysis["pairwise"]),
-                         ("node AUROC, CPR, CMD", analysis.get("pairwise_metrics") or [])):
+                         ("node AUROC, CPR, CMD", analysis["pairwise_metrics"])):
         if not pairs:
             continue
         lines += [f"### Paired comparisons ({title}, per model kind)", "",
                   "| model | metric | a | b | cases | mean a-b | win/tie/loss | W | p | p (Holm) |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {p['model']} | {p.get('metric', 'edge_auroc')} | {p['a']} | {p['b']} | {p['n_cases']} | "
+        lines += [f"| {p['model']} | {p['metric']} | {p['a']} | {p['b']} | {p['n_cases']} | "
                   f"{_fmt(p['mean_diff'])} | {p['wins']}/{p['ties']}/{p['losses']} | {_fmt(p['statistic'])} | "
-                  f"{_fmt(p['p_value'], 'p_value')} | {_fmt(p.get('p_holm'), 'p_holm')} |" for p in pairs]
+                  f"{_fmt(p['p_value'], 'p_value')} | {_fmt(p['p_holm'], 'p_holm')} |" for p in pairs]
         lines.append("")
     return "\n".join(lines)
 
@@ -227,7 +227,7 @@ def to_html(analysis: Mapping[str, Any], rows: Mapping[Any, Any], detail: list[d
                if analysis["pairwise"] else "<p id=\"pairwise\">Fewer than two variants per model kind.</p>")
             + (_table(analysis["pairwise_metrics"], pair_cols, "pairwise-metrics",
                       "The same on node AUROC, and on CPR and CMD where eval faithfulness ran (CMD: lower is better)")
-               if analysis.get("pairwise_metrics") else "")
+               if analysis["pairwise_metrics"] else "")
             + _direction_section(drows)
             + "<details><summary>Per-case spread over seeds</summary>"
             + (_table(analysis["per_case"], spread_cols, "spread", "Edge AUROC over seeds, per case and variant")

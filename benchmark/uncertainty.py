@@ -78,7 +78,7 @@ def _ci_text(iv: stats.Interval, digits: int = 3) -> str:
 
 # the metrics of the paired comparisons: edge AUROC (``pairwise``, also the tie-with-best marks) and the
 # others (``pairwise_metrics``), each only over the variants that have it
-PAIR_METRICS = (("edge_auroc", 0), ("node_auroc", 1), ("cpr", "cpr"), ("cmd", "cmd"))
+PAIR_METRICS = tuple((name, source) for name, source in METRICS if name in ("edge_auroc", "node_auroc", "cpr", "cmd"))
 
 
 def _pairs(model: str, group: list, metric: str, source) -> list[dict[str, Any]]:
@@ -161,7 +161,8 @@ def legend(method: Mapping[str, Any]) -> str:
     """One paragraph stating how the intervals, tests and floored AUROC were computed."""
     return (f"CI: {int(method['level'] * 100)}% {method['interval']}, {method['n_boot']} replicates, bootstrap seed "
             f"{method['bootstrap_seed']}. tied_with_best / p_vs_best (raw) / p_vs_best_holm: "
-            f"{method['tied_with_best']}; test: {method['test']}; {method['p_holm']}. rank_changed: fraction of case resamples in which the variant's rank differs. "
+            f"{method['tied_with_best']}; test: {method['test']}; {method['p_holm']}. rank_changed: fraction of "
+            "case resamples in which the variant's rank differs. "
             f"floored_edge_auroc: {method['floored_edge_auroc']} (--score-floor).")
 
 
@@ -207,7 +208,7 @@ def _case_order(c: str):
 def compare_markdown(comparisons: list[dict[str, Any]]) -> str:
     lines = []
     for c in comparisons:
-        lines += [f"## {c['a']} vs {c['b']} ({c['model']}, {c.get('metric', 'edge_auroc')})", "",
+        lines += [f"## {c['a']} vs {c['b']} ({c['model']}, {c['metric']})", "",
                   f"{c['n_cases']} common cases; mean difference {c['mean_diff']:.4f}, median {c['median_diff']:.4f}; "
                   f"win/tie/loss {c['wins']}/{c['ties']}/{c['losses']}; Wilcoxon W = {c['statistic']:.1f}, "
                   f"p = {c['p_value']:.4g} ({c['test']}).", "",
