@@ -57,8 +57,11 @@ def read_faithfulness(path: Path) -> dict[str, Any] | None:
     if not fpath.is_file():
         return None
     try:
-        curve = json.loads(fpath.read_text()).get("curve") or {}
+        doc = json.loads(fpath.read_text())
     except (OSError, ValueError):
+        return None
+    curve = doc.get("curve") if isinstance(doc, dict) else None
+    if not isinstance(curve, dict):
         return None
     return {"cpr": curve.get("cpr"), "cmd": curve.get("cmd")}
 

@@ -143,6 +143,14 @@ def test_paired_tests_on_node_auroc_cpr_and_cmd(runs, tmp_path, capsys):
     md = (out / "leaderboard.md").read_text()
     assert "Paired comparisons (node AUROC, CPR, CMD" in md and "p (Holm)" in md
     assert main(["leaderboard", "--out", str(out), "--compare", "eap", "exact", "--compare-metric", "f1"]) == 2
+    # a faithfulness.json of another shape (a list, a curve that is not an object) counts as no CPR/CMD
+    shapes = iter(["[]", '{"curve": [1, 2]}', '"text"'])
+    for path, d in iter_results(out):
+        if d["method"] == "exact" and d["case"] == CASES[0]:
+            (path.parent / "faithfulness.json").write_text(next(shapes))
+    doc = _leaderboard(out, capsys)
+    exact = next(r for r in doc["summary"] if r["method"] == "exact")
+    assert exact["cpr"] == pytest.approx(np.mean([np.mean(planted["cpr"]["exact"][c]) for c in CASES[1:]]))
 
 
 def test_markdown_csv_and_html_carry_the_intervals(runs, capsys):
