@@ -57,12 +57,22 @@ def projection(totals: dict[str, float], nodes=(1, 2, 4, 8, 16, 32, 64)) -> str:
     return "\n".join(lines)
 
 
-def bench(args: list[str], out: Path) -> float:
+def bench(args: list[str], out: Path) -> tuple[float, str]:
+    """Wall seconds of one ``main.py benchmark`` run and the load average seen during it (sampled each 30 s)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    t = time.perf_counter()
-    subprocess.run([sys.executable, "main.py", "benchmark", *args, "--out", str(out)], cwd=ROOT, env=env,
-                   check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t
+    loads, t = [os.getloadavg()[0]], time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "main.py", "benchmark", *args, "--out", str(out)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL)
+    while True:
+        try:
+            rc = proc.wait(timeout=30)
+            break
+        except subprocess.TimeoutExpired:
+            loads.append(os.getloadavg()[0])
+    if rc:
+        raise subprocess.CalledProcessError(rc, proc.args)
+    wall = time.perf_counter() - t
+    return wall, f"load average (1 min) during it: mean {sum(loads) / len(loads):.2f}, max {max(loads):.2f}"
 
 
 def main(argv=None) -> int:
@@ -82,13 +92,15 @@ def main(argv=None) -> int:
     out = Path(a.out or tempfile.mkdtemp(prefix="ray_scaling_"))
     common = ["--methods", *a.methods] + (["--cases", *a.cases] if a.cases else []) + (["-n", str(a.n)] if a.n else [])
     print(f"load average before: {os.getloadavg()}", flush=True)
-    single = bench(common, out / "single")
+    single, load = bench(common, out / "single")
+    print(f"single process: {single:.1f} s wall; {load}", flush=True)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     for _ in range(a.nodes):
         cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     try:
-        on_ray = bench(common + ["--executor", "ray", "--ray-address", cluster.address], out / "ray")
+        on_ray, load = bench(common + ["--executor", "ray", "--ray-address", cluster.address], out / "ray")
+        print(f"{a.nodes}-node Ray cluster: {on_ray:.1f} s wall; {load}", flush=True)
     finally:
         cluster.shutdown()
     totals = case_totals(out / "single")
