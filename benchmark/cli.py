@@ -134,6 +134,10 @@ def _benchmark_parsers(sub, subs: dict[str, Parser]) -> None:
     p.add_argument("--seeds", type=SEED, nargs="+", default=None, metavar="SEED",
                    help="data seeds: every (case, method) runs once per seed (e.g. --seeds 0 1 2; overrides "
                         "--seed); the leaderboard then reports the spread over seeds and bootstraps over both")
+    p.add_argument("--model-seeds", type=SEED, nargs="+", default=None, metavar="SEED",
+                   help="training seeds of the shipped trained model (--model siit|iit|natural): every (case, "
+                        "method) also runs on each seed's model (cases/siit/models/<case>/<kind>-seed<S>; cases show "
+                        "ID lists them); the leaderboard pools them with the data seeds")
     p.add_argument("-n", "--n-examples", dest="n", type=POSITIVE_INT, default=None)
     p.add_argument("--ablation", default="corrupted", choices=["corrupted", "mean", "zero", "optimal"])
     p.add_argument("--metric", default=None, choices=METRIC_CHOICES,

@@ -86,7 +86,8 @@ def collect_rows(out: str | Path, score_floor: float | None = None,
             params = {k: v for k, v in variants.variant_of(r).items() if not k.startswith("@")}
             row = rows[key] = Row(key[0], key[1], labels[key], params)
         base = {"case": r.case, "model": key[0], "method": key[1], "variant": row.variant,
-                "params": variants.describe(r.params), "seed": r.seed, "n": r.data.n,
+                "params": variants.describe(r.params), "seed": r.seed, "model_seed": r.model_seed,
+                "n": r.data.n,
                 "method_seconds": r.seconds("method_seconds"), "setup_seconds": r.seconds("setup_seconds"),
                 "seconds": r.seconds("seconds"), "path": str(path)}
         if not r.ok:
@@ -131,8 +132,8 @@ def to_csv(summary: list[dict[str, Any]]) -> str:
     return csv_table(summary, COLUMNS, _cell, lineterminator="\r\n")
 
 
-DETAIL_COLUMNS = ["case", "model", "method", "variant", "params", "status", "seed", "edge_auroc", "node_auroc",
-                  "method_seconds", "setup_seconds", "seconds", "error"]
+DETAIL_COLUMNS = ["case", "model", "method", "variant", "params", "status", "seed", "model_seed", "edge_auroc",
+                  "node_auroc", "method_seconds", "setup_seconds", "seconds", "error"]
 # times that a result may lack (written before they were recorded): shown as "-", never replaced
 TIME_COLUMNS = {"mean_method_seconds", "mean_setup_seconds", "method_seconds", "setup_seconds"}
 

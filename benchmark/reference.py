@@ -80,7 +80,8 @@ def record(path: Path, doc: Mapping[str, Any] | RunResult) -> dict[str, Any]:
         rec["faithfulness"] = faith
     if r.weights_sha256:
         source = (r.provenance.model or {}).get("source")
-        rec["provenance"] = {"model": {"weights_sha256": r.weights_sha256, "source": source}}
+        rec["provenance"] = {"model": {"weights_sha256": r.weights_sha256, "source": source,
+                                       **({} if r.model_seed is None else {"model_seed": r.model_seed})}}
     return rec
 
 

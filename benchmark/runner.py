@@ -51,12 +51,16 @@ class Job:
     device: str = "cpu"
     out: str = "results"
     model_dir: str | None = None  # an explicit model directory (--model-dir): never a silent fallback
+    model_seed: int | None = None  # a shipped trained model's training seed (--model-seeds); None: the primary one
 
     def model_ref(self):
         """The resolved model (``core.provenance.ModelRef``: kind, source, weights sha256), from files
         only (file hashes are memoised); raises ValueError / FileNotFoundError for a kind or directory
         the case does not have."""
         case = get_case(self.case)
+        if self.model_seed is not None:
+            seed_directory(self, case)  # a case or kind without model seeds: ValueError
+            return case.model_ref(self.model, self.model_dir, model_seed=self.model_seed)
         if not hasattr(case, "model_ref"):  # a duck-typed plug-in case: what the Case protocol does by default
             return Case.model_ref(case, self.model, self.model_dir)
         return case.model_ref(self.model, self.model_dir)
@@ -125,7 +129,8 @@ class ProblemCache:
         self.hits = 0
 
     def get(self, job: Job, case, model_kind: str):
-        key = (str(case.id), model_kind, job.model_dir, job.n, job.seed, job.ablation, job.metric, job.device)
+        key = (str(case.id), model_kind, job.model_dir, job.model_seed, job.n, job.seed, job.ablation, job.metric,
+               job.device)
         if key in self._entries:
             self.hits += 1
             self._entries.move_to_end(key)
@@ -160,8 +165,9 @@ def case_groups(jobs: list[Job]) -> list[list[Job]]:
     """Consecutive jobs of the same (case, model) setting, in order (one task per group for pools)."""
     groups: list[list[Job]] = []
     for job in jobs:
-        if groups and (groups[-1][0].case, groups[-1][0].model, groups[-1][0].model_dir) == \
-                (job.case, job.model, job.model_dir):
+        last = groups[-1][0] if groups else None
+        if last is not None and (last.case, last.model, last.model_dir, last.model_seed) == \
+                (job.case, job.model, job.model_dir, job.model_seed):
             groups[-1].append(job)
         else:
             groups.append([job])
@@ -269,20 +275,41 @@ def _run_method(job: Job, result: RunResult, case, model_kind: str, log, cache: 
         log(f"error in {job.case}/{job.method}: {result.error}")
 
 
-def load_model_and_truth(job: Job, case, model_kind: str):
-    """(model, ground truth) of a job: from its ``--model-dir`` when it has one, else the case's kind."""
+def seed_directory(job: Job, case) -> Path | None:
+    """The shipped model directory of the job's model seed (None without one). ValueError for a case
+    that ships no model seeds, the compiled model, or a seed that is not shipped."""
+    if job.model_seed is None:
+        return None
     if job.model_dir is not None:
-        return case.load_dir(job.model_dir, device=job.device)
+        raise ValueError("--model-dir names one model; --model-seeds picks shipped models: use one of them")
+    if not hasattr(case, "seed_dir"):
+        raise ValueError(f"case {case.id} ships no trained model seeds (--model-seeds is for the Tracr cases' "
+                         "SIIT / IIT / natural models)")
+    return Path(case.seed_dir(job.model, job.model_seed))
+
+
+def _job_directory(job: Job, case) -> Path | None:
+    """The model directory a job loads: its ``--model-dir``, its model seed's, or None (the case's kind)."""
+    return Path(job.model_dir) if job.model_dir is not None else seed_directory(job, case)
+
+
+def load_model_and_truth(job: Job, case, model_kind: str):
+    """(model, ground truth) of a job: from its ``--model-dir`` (or model seed's directory) when it has one,
+    else the case's kind."""
+    d = _job_directory(job, case)
+    if d is not None:
+        return case.load_dir(d, device=job.device)
     return case.load_model(model_kind, device=job.device), None
 
 
 def job_ground_truth(job: Job, case, model_kind: str):
-    """The ground truth of a job's model: its ``--model-dir``'s ``ground_truth.json``, else the case's."""
-    if job.model_dir is not None:
-        truth = Path(job.model_dir) / "ground_truth.json"
+    """The ground truth of a job's model: its model directory's ``ground_truth.json``, else the case's."""
+    d = _job_directory(job, case)
+    if d is not None:
+        truth = d / "ground_truth.json"
         if truth.is_file():  # every model directory has one (checked before the job runs)
             return Circuit.from_json(json.loads(truth.read_text()))
-        return case.load_dir(job.model_dir)[1]
+        return case.load_dir(d)[1]
     return case.ground_truth(model_kind)
 
 
@@ -395,4 +422,5 @@ def job_from_result(doc: dict[str, Any] | RunResult, out: str = "results") -> Jo
     d = r.data  # schema 2 records the model directory in the provenance; older results: the kind only
     return Job(case=r.case, method=r.method, model=r.model, params=r.params,
                seed=0 if r.seed is None else r.seed, n=DEFAULT_N if d.n is None else d.n,
-               ablation=d.ablation or "corrupted", metric=d.metric or "faithfulness", out=out, model_dir=r.model_dir)
+               ablation=d.ablation or "corrupted", metric=d.metric or "faithfulness", out=out, model_dir=r.model_dir,
+               model_seed=r.model_seed)

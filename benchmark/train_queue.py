@@ -27,6 +27,7 @@ import multiprocessing as mp
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 import traceback
@@ -500,10 +501,42 @@ def _log(msg: str) -> None:
 # shipping: copy the queue's models at the bar into the package's model directory
 # ---------------------------------------------------------------------------------------------------
 
+# flags of a training command that do not change the recipe: budget, placement, the seed
+_NOT_RECIPE = {"--seed": 1, "--max-seconds": 1, "--out": 1, "--no-progress": 0, "--resume": 0}
+
+
+def recipe_of(command: str | None) -> list[str]:
+    """A training command without the seed, budget and placement flags: two models with the same recipe
+    (and different seeds) are replicates of one model."""
+    words, out = shlex.split(command or ""), []
+    it = iter(words)
+    for w in it:
+        if w in _NOT_RECIPE:
+            for _ in range(_NOT_RECIPE[w]):
+                next(it, None)
+        else:
+            out.append(w)
+    return out
+
+
+def seed_destination(d: Path, meta: dict, dst: Path) -> Path | None:
+    """Where a finished model ``d`` goes when ``dst`` (its case's shipped model of its kind) exists: beside
+    it as ``<kind>-seed<S>`` when it is the same recipe with another training seed, else None."""
+    have = finished_meta(dst)
+    seed = meta.get("seed")
+    if have is None or not isinstance(seed, int) or seed == have.get("seed"):
+        return None
+    if recipe_of(meta.get("command")) != recipe_of(have.get("command")):
+        return None
+    return dst.with_name(f"{dst.name}{registry.SEED_SUFFIX}{seed}")
+
+
 def ship(out: str | Path, to: str | Path | None = None, bar: float = 99.0, dry_run: bool = False) -> list[Path]:
     """Copy every finished model of a queue's OUT that meets its kind's bar and is not in ``to`` yet
     (default: the shipped models, :data:`training.registry.SHIPPED_DIR`), its history trimmed
-    (:func:`benchmark.train.trim_history`). Returns the directories written."""
+    (:func:`benchmark.train.trim_history`). A model of a case and kind that ``to`` has already, trained with
+    the same recipe and another seed, goes beside it as ``<kind>-seed<S>`` (a model seed, ``benchmark
+    --model-seeds``). Returns the directories written."""
     out, to = Path(out), Path(to) if to is not None else SHIPPED_DIR
     written = []
     for d in sorted(out.glob("*/*"), key=lambda p: (p.parent.name.zfill(6), KIND_ORDER.index(p.name)
@@ -512,13 +545,17 @@ def ship(out: str | Path, to: str | Path | None = None, bar: float = 99.0, dry_r
             continue
         meta = finished_meta(d)
         dst = to / d.parent.name / d.name
-        if meta is None or not meets_bar(meta, d.name, bar) or dst.exists():
+        if meta is None or not meets_bar(meta, d.name, bar):
             continue
+        if dst.exists():
+            dst = seed_destination(d, meta, dst)
+            if dst is None or dst.exists():
+                continue
         written.append(dst)
         if dry_run:
             continue
         dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{d.name}."))
+        tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}."))
         for name in model_files.FILES:
             if (d / name).is_file() and name != model_files.ARGS:
                 shutil.copyfile(d / name, tmp / name)
@@ -528,15 +565,60 @@ def ship(out: str | Path, to: str | Path | None = None, bar: float = 99.0, dry_r
     return written
 
 
+def seed_commands(cases: Sequence[str], kind: str, seeds: Sequence[int], out: str | Path,
+                  max_seconds: float | None = None) -> list[tuple[Path, list[str]]]:
+    """(output root, ``main.py`` argv) that trains another seed of each case's shipped ``kind`` model: its
+    recorded command with ``--seed`` (and ``--max-seconds`` when given) replaced, into ``OUT/seed<S>``
+    (``ship OUT/seed<S>`` then puts it beside the shipped one). ValueError for a case without one."""
+    jobs = []
+    for cid in cases:
+        meta = finished_meta(SHIPPED_DIR / str(cid) / kind)
+        if meta is None or not str(meta.get("command", "")).startswith("python main.py train iit "):
+            raise ValueError(f"case {cid} ships no {kind} model with a recorded training command")
+        argv = shlex.split(meta["command"])[2:]
+        for seed in seeds:
+            root = Path(out) / f"seed{seed}"
+            one = list(argv)
+            _set(one, "--seed", str(seed))
+            _set(one, "--out", str(root))
+            if max_seconds is not None:
+                _set(one, "--max-seconds", f"{max_seconds:g}")
+            jobs.append((root, one))
+    return jobs
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmark.train_queue", allow_abbrev=False,
-                                description="ship OUT: copy a queue's models at the bar into the shipped models")
-    p.add_argument("action", choices=["ship"])
-    p.add_argument("out", help="the queue's output directory (train iit --cases ... --out OUT)")
+                                description="ship OUT: copy a queue's models at the bar into the shipped models; "
+                                            "seeds OUT --cases ID... --seeds S...: train more seeds of shipped models")
+    p.add_argument("action", choices=["ship", "seeds"])
+    p.add_argument("out", help="the queue's output directory (train iit --cases ... --out OUT); for seeds, "
+                               "the root of the seed runs (OUT/seed<S>, resumable)")
     p.add_argument("--to", default=None, help="target root (default: cases/siit/models of this package)")
     p.add_argument("--bar", type=float, default=99.0)
     p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--cases", nargs="+", default=[], help="seeds: cases whose shipped model gets more seeds")
+    p.add_argument("--kind", default="siit", choices=KIND_ORDER, help="seeds: the model kind (default siit)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[], help="seeds: the training seeds to add")
+    p.add_argument("--max-seconds", type=float, default=None, help="seeds: another CPU-seconds cap per model")
     a = p.parse_args(argv)
+    if a.action == "seeds":
+        if not a.cases or not a.seeds or min(a.seeds) < 0:
+            print("error: seeds needs --cases ID... and --seeds S... (each >= 0)", file=sys.stderr)
+            return 2
+        try:
+            jobs = seed_commands(a.cases, a.kind, a.seeds, a.out, a.max_seconds)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        failed = 0
+        for root, one in jobs:
+            cmd = [sys.executable, str(Path(__file__).resolve().parents[1] / "main.py"), *one]
+            print("$ python main.py " + " ".join(shlex.quote(x) for x in one), flush=True)
+            if a.dry_run:
+                continue
+            failed += subprocess.run(cmd, check=False).returncode != 0
+        return 1 if failed else 0
     if not Path(a.out).is_dir():
         print(f"error: {a.out} is not a directory", file=sys.stderr)
         return 2

@@ -176,7 +176,7 @@ def describe(params: Mapping[str, Any]) -> str:
 def run_labels(docs: Iterable[tuple[Path | str, Mapping[str, Any]]]) -> dict[str, str]:
     """``{str(path): label}`` for plots and tables of result documents: the variant label (named over all
     of ``docs``), and, where two finished runs of one variant share a (case, model), what tells them apart
-    (the model's weights, seed, n, or the run id)."""
+    (the model's weights, its training seed, the data seed, n, or the run id)."""
     docs = [(path, as_result(doc)) for path, doc in docs]
     keys = {str(path): variant_key(doc) for path, doc in docs}
     names = label_variants(keys.values())
@@ -189,7 +189,7 @@ def run_labels(docs: Iterable[tuple[Path | str, Mapping[str, Any]]]) -> dict[str
     for (_, _, label), items in groups.items():
         if len(items) < 2:
             continue
-        for field in ("model", "seed", "n", "run_id"):
+        for field in ("model", "model_seed", "seed", "n", "run_id"):
             vals = [_data(doc, field) for _, doc in items]
             if len(set(map(str, vals))) == len(vals):
                 for (path, _), v in zip(items, vals):
@@ -204,7 +204,7 @@ def run_labels(docs: Iterable[tuple[Path | str, Mapping[str, Any]]]) -> dict[str
 def _data(r: RunResult, field: str) -> Any:
     if field == "model":
         return r.model_label
-    if field == "run_id":
-        return r.run_id
+    if field in ("run_id", "model_seed"):
+        return getattr(r, field)
     value = getattr(r.data, field)  # seed, n: the data's, else the result's own
     return getattr(r, field, None) if value is None else value

@@ -564,6 +564,15 @@ class RunResult:
         return self.provenance.weights_sha256 if self.provenance is not None else None
 
     @property
+    def model_seed(self) -> int | None:
+        """The training seed of the shipped trained model the run used (``benchmark --model-seeds``), from
+        the provenance; None for a compiled model, a model named by directory, or an older result."""
+        model = (self.provenance.model or {}) if self.provenance is not None else {}
+        seed = model.get("model_seed")
+        ok = model.get("source") == "shipped" and isinstance(seed, int) and not isinstance(seed, bool)
+        return seed if ok else None
+
+    @property
     def model_dir(self) -> str | None:
         """The directory of a model the user named (``--model-dir``), from the provenance (schema 2)."""
         prov = self.provenance

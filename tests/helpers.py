@@ -1,5 +1,8 @@
 """Small random models and data shared by the engine and method tests."""
 
+import shutil
+from pathlib import Path
+
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
@@ -55,3 +58,15 @@ def loop_bootstrap(values, n_boot, seed, cases=None, level=0.95):
     point = sum(sum(values[c]) / len(values[c]) for c in cases) / len(cases)
     lo, hi = np.percentile(reps, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
     return point, float(lo), float(hi)
+
+
+def perturbed_copy(src: Path, dst: Path) -> Path:
+    """A copy of a model directory whose weights differ (one tensor scaled)."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(src, dst)
+    state = load_file(str(dst / "model.safetensors"))
+    name = next(k for k, v in state.items() if v.dtype.is_floating_point and v.numel() > 1)
+    state[name] = state[name] * 1.5 + 0.1
+    save_file(state, str(dst / "model.safetensors"))
+    return dst

@@ -1,6 +1,8 @@
 """Trained SIIT / IIT / natural models a case can load.
 
-Model directories live at ``<root>/<case>/<kind>/`` (see :mod:`training.model_files`). A model
+Model directories live at ``<root>/<case>/<kind>/`` (see :mod:`training.model_files`). Further trained
+seeds of a kind, with the same recipe, ship beside it as ``<root>/<case>/<kind>-seed<S>/`` (``S`` the
+training seed; :func:`model_seeds`, ``benchmark --model-seeds``). A model
 *kind* (``--model siit``) always means the model shipped with the package (:data:`SHIPPED_DIR`): a
 locally trained model never stands in for it. Locally trained models are used only when asked for
 by directory (``--model-dir DIR``, :func:`explicit_ref`). ``train iit`` writes them under
@@ -37,10 +39,36 @@ def local_dir() -> Path:
     return Path(env) if env else user_data_dir() / "models"
 
 
-def model_dir(case_id: str, kind: str) -> Path | None:
-    """The directory of the shipped model of ``kind`` for this case, or None."""
+SEED_SUFFIX = "-seed"
+
+
+def model_dir(case_id: str, kind: str, seed: int | None = None) -> Path | None:
+    """The directory of the shipped model of ``kind`` for this case (of training seed ``seed``; None:
+    the primary one, ``<case>/<kind>/``), or None."""
+    if seed is not None:
+        return model_seeds(case_id, kind).get(int(seed))
     d = SHIPPED_DIR / str(case_id) / kind
     return d if is_model_dir(d) else None
+
+
+def training_seed(directory: str | Path) -> int | None:
+    """The training seed a model directory records (``training_args.json``), or None."""
+    seed = read_args(directory).get("seed")
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+
+
+def model_seeds(case_id: str, kind: str) -> dict[int, Path]:
+    """The shipped models of ``kind`` for this case by training seed: the primary ``<kind>/`` (at the seed it
+    records) and every ``<kind>-seed<S>/``, in seed order ({} without a shipped model)."""
+    primary = model_dir(case_id, kind)
+    if primary is None:
+        return {}
+    out = {} if training_seed(primary) is None else {training_seed(primary): primary}
+    for d in (SHIPPED_DIR / str(case_id)).glob(f"{kind}{SEED_SUFFIX}*"):
+        tail = d.name[len(kind) + len(SEED_SUFFIX):]
+        if tail.isdigit() and is_model_dir(d) and training_seed(d) == int(tail):
+            out.setdefault(int(tail), d)
+    return dict(sorted(out.items()))
 
 
 def available_models(case_id: str) -> list[str]:
@@ -110,11 +138,17 @@ def explicit_ref(case_id: str, directory: str | Path, kind: str | None = None,
     return directory_ref(d, kind, source, weights)
 
 
-def shipped_ref(case_id: str, kind: str) -> ModelRef:
-    d = model_dir(case_id, kind)
+def shipped_ref(case_id: str, kind: str, seed: int | None = None) -> ModelRef:
+    """The shipped model of ``kind`` (of training seed ``seed``; None: the primary one). Its training seed
+    is recorded as ``model_seed``."""
+    d = model_dir(case_id, kind, seed)
     if d is None:
-        raise FileNotFoundError(f"case {case_id} has no shipped {kind!r} model")
-    return directory_ref(d, kind, "shipped")
+        if seed is None or model_dir(case_id, kind) is None:
+            raise FileNotFoundError(f"case {case_id} has no shipped {kind!r} model")
+        have = ", ".join(map(str, model_seeds(case_id, kind))) or "none recorded"
+        raise FileNotFoundError(f"case {case_id} has no shipped {kind!r} model of training seed {seed} "
+                                f"(model seeds: {have})")
+    return directory_ref(d, kind, "shipped", **({} if training_seed(d) is None else {"model_seed": training_seed(d)}))
 
 
 def load_trained(case_id: str, kind: str = "siit", device: str = "cpu", directory: str | Path | None = None):

@@ -41,10 +41,11 @@ def _benchmark_jobs(args, cases: list[str]) -> tuple[list[Job], WandbTracker | N
     seeds = list(dict.fromkeys(args.seeds)) if args.seeds else [args.seed]
     if min(seeds) < 0:
         raise UsageError(f"seeds must be >= 0 (got {min(seeds)})")
+    model_seeds = list(dict.fromkeys(args.model_seeds)) if args.model_seeds else [None]
     jobs = [Job(case=cid, method=m, model=args.model, params=sweep_params(m), seed=seed, n=args.n or DEFAULT_N,
                 ablation=args.ablation, metric=metrics[cid], device=args.device, out=args.out,
-                model_dir=args.model_dir)
-            for cid in cases for seed in seeds for m in args.methods]
+                model_dir=args.model_dir, model_seed=model_seed)
+            for cid in cases for model_seed in model_seeds for seed in seeds for m in args.methods]
     check_jobs(jobs)  # every job's model and parameters, before any job runs (build_problem logs the model)
     check_out_dir(args.out)  # then --out (created and probed): a bad value above leaves nothing behind
     setup_torch(args.device)
@@ -66,6 +67,8 @@ def _check_flags(args, cases: list[str]) -> None:
         raise UsageError(f"{' '.join(ray_flags)} needs --executor ray")
     if args.executor == "ray":
         executors.import_ray()  # a missing optional extra fails before any work
+    if args.model_seeds and args.model_dir:
+        raise UsageError("--model-seeds picks shipped models by training seed; --model-dir names one model: use one")
     if args.model_dir and len(cases) != 1:
         raise UsageError(f"--model-dir is one trained model, of one case; got --cases {' '.join(cases)}")
 
@@ -118,6 +121,8 @@ def _benchmark_directions(args, cases: list[str], direction_cases: list[str]) ->
             direction_method_class(m)  # unknown: exit 2 naming the direction methods
         if args.device != "cpu":
             raise UsageError("direction runs are CPU-only (tiny models): drop --device")
+        if args.model_seeds:
+            raise UsageError("direction cases ship one model each: drop --model-seeds")
         setup_torch()
     jobs = [direction.DirectionJob(case=c, method=m, model=args.model, seed=args.seed,
                                    n_fit=args.n or direction.DEFAULT_N_FIT, out=args.out)

@@ -51,8 +51,10 @@ def cmd_cases_show(args) -> int:
                     print("model files:", file=out)
                     for kind, where in v.items():
                         sha = (where.get("weights_sha256") or "")[:12]
+                        seeds = where.get("model_seeds")
                         print(f"  {kind}: {where.get('source', 'error')} {where.get('directory') or where.get('error', '')}"
-                              + (f" (sha256 {sha})" if sha else ""), file=out)
+                              + (f" (sha256 {sha})" if sha else "")
+                              + (f"; model seeds {' '.join(map(str, seeds))}" if seeds else ""), file=out)
                 else:
                     print(f"{k}: {v}", file=out)
     return 0
@@ -69,6 +71,9 @@ def model_locations(case) -> dict[str, dict]:
             out[kind] = {"error": f"{type(err).__name__}: {err}"}
             continue
         out[kind] = {"source": ref.source, "directory": ref.directory, "weights_sha256": ref.sha256}
+        seeds = case.model_seeds(kind) if hasattr(case, "model_seeds") else []
+        if len(seeds) > 1:  # further training seeds of this kind (benchmark --model-seeds)
+            out[kind]["model_seeds"] = seeds
     if case.kind == "tracr":
         for kind, d in trained_models(case.id).items():
             out[f"{kind} (trained, --model-dir)"] = {"source": "trained", "directory": d}

@@ -230,14 +230,17 @@ class TracrCase(Case):
         """``tracr`` (compiled) plus every trained kind (siit, iit, natural) shipped for this case."""
         return ("tracr", *registry.available_models(self.id))
 
-    def model_ref(self, model: str | None = None, model_dir: str | None = None):
+    def model_ref(self, model: str | None = None, model_dir: str | None = None, model_seed: int | None = None):
         """Where the model comes from and its weights' sha256, from files only (compiles nothing):
-        the cache entry for ``tracr``, the shipped directory for a trained kind, or ``model_dir``."""
+        the cache entry for ``tracr``, the shipped directory for a trained kind (of training seed
+        ``model_seed``: :meth:`seed_dir`), or ``model_dir``."""
         if model_dir is not None:
             return registry.explicit_ref(self.id, model_dir, model)
         kind = self.resolve_model(model)
+        if model_seed is not None:
+            self.seed_dir(kind, model_seed)  # a kind without seeds, or a seed not shipped: ValueError here
         if kind != "tracr":
-            return registry.shipped_ref(self.id, kind)
+            return registry.shipped_ref(self.id, kind, model_seed)
         key = self.cache_key()
         entry = cache_mod.find_entry(key)
         if entry is None:  # compiled on first use: identified by its cache key until then
@@ -245,6 +248,25 @@ class TracrCase(Case):
         shipped = entry.parent.resolve() == cache_mod.SHIPPED_CACHE.resolve()
         return ModelRef(kind="tracr", source="shipped" if shipped else "compiled", directory=str(entry),
                         files=hash_files(entry, (WEIGHTS_FILE, PLAIN_WEIGHTS_FILE)), extra={"cache_key": key})
+
+    def model_seeds(self, model: str | None = None) -> list[int]:
+        """The training seeds of the shipped models of a trained kind ([] for ``tracr``: it is compiled)."""
+        kind = self.resolve_model(model)
+        return [] if kind == "tracr" else list(registry.model_seeds(self.id, kind))
+
+    def seed_dir(self, model: str | None, seed: int):
+        """The directory of the shipped model of a trained kind with training seed ``seed`` (``benchmark
+        --model-seeds``); ValueError for the compiled model or a seed that is not shipped."""
+        kind = self.resolve_model(model)
+        if kind == "tracr":
+            raise ValueError(f"case {self.id}: the compiled tracr model has no training seeds; --model-seeds needs "
+                             f"a trained model kind ({', '.join(registry.available_models(self.id)) or 'none shipped'})")
+        d = registry.model_dir(self.id, kind, seed)
+        if d is None:
+            have = ", ".join(map(str, self.model_seeds(kind))) or "none"
+            raise ValueError(f"case {self.id} ships no {kind} model of training seed {seed} (its {kind} model seeds: "
+                             f"{have}; train one with the shipped model's command and --seed {seed})")
+        return d
 
     def load_dir(self, directory, device: str = "cpu"):
         """(model, ground truth) of a trained model directory of this case (``--model-dir``)."""

@@ -19,6 +19,7 @@ from benchmark.runner import Job, run_job
 from training import registry
 from core.provenance import sha256_file
 from core.results import iter_results, load_result
+from tests.helpers import perturbed_copy as _perturbed_copy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,18 +27,6 @@ ROOT = Path(__file__).resolve().parents[2]
 def cli(*args, cwd=ROOT, env=None):
     return subprocess.run([sys.executable, str(ROOT / "main.py"), *args], cwd=cwd, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, timeout=600)
-
-
-def _perturbed_copy(src: Path, dst: Path) -> Path:
-    """A copy of a model directory whose weights differ (one tensor scaled)."""
-    from safetensors.torch import load_file, save_file
-
-    shutil.copytree(src, dst)
-    state = load_file(str(dst / "model.safetensors"))
-    name = next(k for k, v in state.items() if v.dtype.is_floating_point and v.numel() > 1)
-    state[name] = state[name] * 1.5 + 0.1
-    save_file(state, str(dst / "model.safetensors"))
-    return dst
 
 
 @pytest.fixture()
