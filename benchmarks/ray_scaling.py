@@ -2,6 +2,7 @@
 
     python benchmarks/ray_scaling.py --nodes 2 --cases 1 2 3 --methods eap eap-ig random acdc [--out DIR]
     python benchmarks/ray_scaling.py --project-only DIR     # projection from a finished results directory
+    python benchmarks/ray_scaling.py --compare-only DIR/single DIR/ray   # the two result sets, by run id
 
 Starts a Ray cluster on this machine (a head with no CPUs and ``--nodes`` worker nodes of one CPU each,
 ``ray.cluster_utils.Cluster``), runs the same ``main.py benchmark`` command once single-process and once
@@ -33,6 +34,26 @@ def case_totals(out: Path) -> dict[str, float]:
         key = f"{doc.get('case')}/{doc.get('model')}"
         totals[key] = totals.get(key, 0.0) + float((doc.get("timing") or {}).get("seconds") or 0.0)
     return totals
+
+
+def compare(a: Path, b: Path) -> str:
+    """The two runs' result sets compared by run id: the same ids, and the largest differences of edge
+    scores and edge/node AUROCs between runs of one id (0.0 when the executors agree bit for bit)."""
+    def load(out: Path) -> dict:
+        return {(str(d.get("case")), str(d.get("method")), d.get("run_id")): d for _, d in iter_results(out)}
+
+    x, y = load(a), load(b)
+    auc = score = 0.0
+    failed = sum(d.get("status") != "ok" for d in (*x.values(), *y.values()))
+    for key in set(x) & set(y):
+        for level in ("edges", "nodes"):
+            u, v = (((d.get("roc") or {}).get(level) or {}).get("auroc") for d in (x[key], y[key]))
+            if isinstance(u, float) and isinstance(v, float) and u == u and v == v:
+                auc = max(auc, abs(u - v))
+        su, sv = (((d.get("scores") or {}).get("edges") or {}) for d in (x[key], y[key]))
+        score = max([score, *(abs(su[e] - sv[e]) for e in su if su[e] is not None and sv.get(e) is not None)])
+    return (f"{len(x)} and {len(y)} runs, the same run ids: {set(x) == set(y)}, {failed} not ok; max |edge score "
+            f"difference| {score:g}, max |AUROC difference| {auc:g}")
 
 
 def makespan(totals: list[float], nodes: int) -> float:
@@ -83,7 +104,12 @@ def main(argv=None) -> int:
     ap.add_argument("-n", type=int, default=None)
     ap.add_argument("--out", default=None)
     ap.add_argument("--project-only", default=None, metavar="DIR")
+    ap.add_argument("--compare-only", nargs=2, default=None, metavar=("SINGLE", "RAY"),
+                    help="compare two finished result sets by run id (scores, AUROCs)")
     a = ap.parse_args(argv)
+    if a.compare_only:
+        print(compare(Path(a.compare_only[0]), Path(a.compare_only[1])))
+        return 0
     if a.project_only:
         print(projection(case_totals(Path(a.project_only))))
         return 0
@@ -107,6 +133,7 @@ def main(argv=None) -> int:
     print(f"single process: {single:.1f} s wall; {a.nodes}-node Ray cluster: {on_ray:.1f} s wall "
           f"({single / on_ray:.2f}x); load average after: {os.getloadavg()}")
     print(f"projected for {a.nodes} nodes from the per-case times: {makespan(list(totals.values()), a.nodes):.1f} s")
+    print("single vs Ray results: " + compare(out / "single", out / "ray"))
     print(projection(totals))
     return 0
 
