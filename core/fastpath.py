@@ -242,14 +242,15 @@ class FastForward:
         for d in below or []:
             diffs.add(d)
 
-        def finish_sender(out: torch.Tensor, size: int) -> torch.Tensor:
-            """out [K|1, size, n, P, D] -> after override / gating; records the difference."""
+        def finish_sender(out: torch.Tensor, size: int, per_head: bool = False) -> torch.Tensor:
+            """out [K|1, size, n, P, D] -> after override / gating; records the difference. ``per_head``:
+            the group is a layer's heads, whose hook shape keeps the head axis even for one head."""
             g, s0 = gi
             if sender_override and g in sender_override:
                 k = out.shape[0]
                 shaped = out.permute(0, 2, 3, 1, 4).reshape(k * n, P, size, D)
-                shaped = sender_override[g](shaped if size > 1 else shaped[:, :, 0])
-                shaped = shaped if size > 1 else shaped.unsqueeze(2)
+                shaped = sender_override[g](shaped if per_head else shaped[:, :, 0])
+                shaped = shaped if per_head else shaped.unsqueeze(2)
                 out = shaped.reshape(-1, n, P, size, D).permute(0, 3, 1, 2, 4)
             if gates is not None and size == 1 and not (keep is not None and keep[s0]):  # heads: at z (below)
                 gz = gates[:, s0:s0 + 1].view(K, 1, 1, 1, 1)
@@ -341,7 +342,7 @@ class FastForward:
                     result = resid.new_zeros(1, H, n, P, D)
                 else:
                     result = torch.matmul(z.reshape(k, H, n * P, -1), W_O).view(k, H, n, P, D)
-                result = finish_sender(result, H)
+                result = finish_sender(result, H, per_head=True)
                 attn_out = result.sum(1) + attn.b_O
             resid = resid + attn_out
             # ---- MLP

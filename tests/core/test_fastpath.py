@@ -139,6 +139,44 @@ def test_attribution_methods_equal(variant, toy):
         assert a.abs().max() > 0 and (a - b).abs().max() <= 1e-5 * a.abs().max()
 
 
+@pytest.mark.parametrize("n_heads", [1, 2])
+def test_sender_overrides_see_the_hook_shape_and_node_methods_agree(n_heads):
+    """A sender override gets the hook's shape on both paths: ``[n, pos, head, d]`` for a layer's heads, even
+    with one head (compiled Tracr layers often have one: NAP and node EAP-IG failed there on the fast path
+    before), ``[n, pos, d]`` for the embeddings and MLPs; NAP and node EAP-IG give the same scores on both."""
+    from core.protocols import Problem
+    from methods.node_attribution import NodeAttribution, sender_gradients
+
+    model = random_model("LN", n_heads=n_heads)
+    graph = Graph.from_model(model)
+    data = random_data()
+    fast, slow = engines(model, graph, data)
+    shapes = []
+    for engine in (fast, slow):
+        seen = {}
+
+        def spy(gi):
+            def f(x):
+                seen[gi] = tuple(x.shape)
+                return x
+            return f
+        engine.run(engine.full_mask(), sender_override={gi: spy(gi) for gi in range(len(engine.senders))})
+        shapes.append(seen)
+        grads = sender_gradients(engine, engine.default_loss())
+        assert [tuple(g.shape) for g in grads] == [tuple(d.shape) for d in engine.ablated_minus_clean()]
+    assert shapes[0] == shapes[1]
+    assert all(len(shapes[0][gi]) == (4 if g.per_head else 3) for gi, g in enumerate(fast.senders))
+    scores = []
+    for use_fast in (True, False):
+        problem = Problem(model, graph, data, "categorical", seed=0, case_id="random")
+        problem._engine = PatchEngine(model, graph, data, "categorical", fast=use_fast)
+        outs = [NodeAttribution().discover(problem),
+                NodeAttribution(integrated_grad_steps=3, ig_variant="activations").discover(problem)]
+        scores.append([torch.tensor([o.signed_nodes[n] for n in sorted(o.signed_nodes)]) for o in outs])
+    for a, b in zip(*scores):
+        assert a.abs().max() > 0 and (a - b).abs().max() <= 1e-5 * a.abs().max()
+
+
 def test_separate_pos_and_position_scrambling():
     model = random_model("LN")
     graph = Graph.from_model(model, separate_pos=True)
