@@ -19,7 +19,13 @@ from training.trainer import (SIITData, SIITTrainer, Split, TrainConfig, combine
 
 torch.set_num_threads(1)
 
+# (case, directory name): a kind (``siit``, ``iit``, ``natural``) or a further training seed of one (``siit-seed1``)
 SHIPPED = sorted((p.parent.name, p.name) for p in registry.SHIPPED_DIR.glob("*/*") if model_files.is_model_dir(p))
+
+
+def _kind(name: str) -> str:
+    """The model kind of a shipped directory name (``siit-seed1`` -> ``siit``)."""
+    return name.split(registry.SEED_SUFFIX)[0]
 
 
 def _case(cid):
@@ -475,9 +481,10 @@ def test_cli_defined_positions_recorded_and_read_back(tmp_path, monkeypatch):
 # shipped models
 # ---------------------------------------------------------------------------------------------------
 
-def _evaluate_shipped(cid, kind, max_pairs=512):
+def _evaluate_shipped(cid, name, max_pairs=512):
     from cases.tracr.siit import evaluate_trained
-    return evaluate_trained(_case(cid), kind, max_pairs=max_pairs, per_node=False)
+    return evaluate_trained(_case(cid), _kind(name), max_pairs=max_pairs, per_node=False,
+                            directory=registry.SHIPPED_DIR / cid / name)
 
 
 # the default suite evaluates a spread sample of the shipped models (every kind among them); the slow suite all
@@ -495,7 +502,7 @@ def test_shipped_models_reach_99(cid, kind):
     _, m = _evaluate_shipped(cid, kind)
     trained = {"siit": ("iia", "accuracy", "strict_accuracy", "strict_accuracy_joint"), "iit": ("iia", "accuracy"),
                "natural": ("accuracy",)}
-    assert all(m[k] >= 0.99 for k in trained[kind]), m
+    assert all(m[k] >= 0.99 for k in trained[_kind(kind)]), m
 
 
 def test_every_shipped_model_records_its_command_and_metrics():
@@ -504,16 +511,24 @@ def test_every_shipped_model_records_its_command_and_metrics():
     trained = {"siit": ("iia", "accuracy", "strict_accuracy", "strict_accuracy_joint"), "iit": ("iia", "accuracy"),
                "natural": ("accuracy",)}
     assert SHIPPED
-    for cid, kind in SHIPPED:
-        meta = model_files.read_metadata(registry.SHIPPED_DIR / cid / kind)
-        assert meta["status"] == "finished" and meta["case"] == cid and meta["model_kind"] == kind, (cid, kind)
+    from benchmark.train_queue import recipe_of
+
+    for cid, name in SHIPPED:
+        kind = _kind(name)
+        meta = model_files.read_metadata(registry.SHIPPED_DIR / cid / name)
+        assert meta["status"] == "finished" and meta["case"] == cid and meta["model_kind"] == kind, (cid, name)
+        if name != kind:  # a further training seed: the seed its name says, the primary's recipe otherwise
+            primary = model_files.read_metadata(registry.SHIPPED_DIR / cid / kind)
+            assert name == f"{kind}{registry.SEED_SUFFIX}{meta['seed']}" and meta["seed"] != primary["seed"]
+            assert recipe_of(meta["command"]) == recipe_of(primary["command"]), (cid, name)
+            assert registry.model_seeds(cid, kind)[meta["seed"]] == registry.SHIPPED_DIR / cid / name
         assert meta["command"].startswith(f"python main.py train iit -i {cid} "), (cid, kind)
         test = meta["metrics"]["test"]
         # the models trained before strict_accuracy_joint existed do not record it (test_shipped_models_reach_99
         # evaluates it); every model the queue trains does
         need = [k for k in trained[kind] if k in test or "recipe" in meta]
         assert need and all(test[k] >= 0.99 for k in need), (cid, kind, test)
-        assert not (registry.SHIPPED_DIR / cid / kind / "checkpoint.pt").exists()
+        assert not (registry.SHIPPED_DIR / cid / name / "checkpoint.pt").exists()
 
 
 def test_shipped_case3_model_quick():
