@@ -51,10 +51,14 @@ def model_dir(case_id: str, kind: str, seed: int | None = None) -> Path | None:
     return d if is_model_dir(d) else None
 
 
+def _seed_in(meta: dict) -> int | None:
+    seed = meta.get("seed")
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+
+
 def training_seed(directory: str | Path) -> int | None:
     """The training seed a model directory records (``training_args.json``), or None."""
-    seed = read_args(directory).get("seed")
-    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+    return _seed_in(read_args(directory))
 
 
 def model_seeds(case_id: str, kind: str) -> dict[int, Path]:
@@ -63,7 +67,8 @@ def model_seeds(case_id: str, kind: str) -> dict[int, Path]:
     primary = model_dir(case_id, kind)
     if primary is None:
         return {}
-    out = {} if training_seed(primary) is None else {training_seed(primary): primary}
+    seed = training_seed(primary)
+    out = {} if seed is None else {seed: primary}
     for d in (SHIPPED_DIR / str(case_id)).glob(f"{kind}{SEED_SUFFIX}*"):
         tail = d.name[len(kind) + len(SEED_SUFFIX):]
         if tail.isdigit() and is_model_dir(d) and training_seed(d) == int(tail):
@@ -111,9 +116,12 @@ def _under(path: Path, root: Path) -> bool:
 
 
 def directory_ref(directory: str | Path, kind: str, source: str, weights: tuple[str, ...] = (WEIGHTS,),
-                  **extra) -> ModelRef:
+                  record_seed: bool = False, **extra) -> ModelRef:
+    """The ModelRef of a model directory; ``record_seed``: its recorded training seed as ``model_seed``."""
     d = Path(directory)
     meta = read_args(d)
+    if record_seed and _seed_in(meta) is not None:
+        extra["model_seed"] = _seed_in(meta)
     return ModelRef(kind=kind, source=source, directory=str(d.resolve()), files=hash_files(d, weights),
                     training_command=meta.get("command"), extra=extra)
 
@@ -148,7 +156,7 @@ def shipped_ref(case_id: str, kind: str, seed: int | None = None) -> ModelRef:
         have = ", ".join(map(str, model_seeds(case_id, kind))) or "none recorded"
         raise FileNotFoundError(f"case {case_id} has no shipped {kind!r} model of training seed {seed} "
                                 f"(model seeds: {have})")
-    return directory_ref(d, kind, "shipped", **({} if training_seed(d) is None else {"model_seed": training_seed(d)}))
+    return directory_ref(d, kind, "shipped", record_seed=True)
 
 
 def load_trained(case_id: str, kind: str = "siit", device: str = "cpu", directory: str | Path | None = None):

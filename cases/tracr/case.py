@@ -237,10 +237,10 @@ class TracrCase(Case):
         if model_dir is not None:
             return registry.explicit_ref(self.id, model_dir, model)
         kind = self.resolve_model(model)
-        if model_seed is not None:
-            self.seed_dir(kind, model_seed)  # a kind without seeds, or a seed not shipped: ValueError here
         if kind != "tracr":
-            return registry.shipped_ref(self.id, kind, model_seed)
+            return registry.shipped_ref(self.id, kind, model_seed)  # a seed not shipped: FileNotFoundError
+        if model_seed is not None:
+            raise self._compiled_has_no_seeds()
         key = self.cache_key()
         entry = cache_mod.find_entry(key)
         if entry is None:  # compiled on first use: identified by its cache key until then
@@ -259,14 +259,17 @@ class TracrCase(Case):
         --model-seeds``); ValueError for the compiled model or a seed that is not shipped."""
         kind = self.resolve_model(model)
         if kind == "tracr":
-            raise ValueError(f"case {self.id}: the compiled tracr model has no training seeds; --model-seeds needs "
-                             f"a trained model kind ({', '.join(registry.available_models(self.id)) or 'none shipped'})")
+            raise self._compiled_has_no_seeds()
         d = registry.model_dir(self.id, kind, seed)
         if d is None:
             have = ", ".join(map(str, self.model_seeds(kind))) or "none"
             raise ValueError(f"case {self.id} ships no {kind} model of training seed {seed} (its {kind} model seeds: "
                              f"{have}; train one with the shipped model's command and --seed {seed})")
         return d
+
+    def _compiled_has_no_seeds(self) -> ValueError:
+        return ValueError(f"case {self.id}: the compiled tracr model has no training seeds; --model-seeds needs a "
+                          f"trained model kind ({', '.join(registry.available_models(self.id)) or 'none shipped'})")
 
     def load_dir(self, directory, device: str = "cpu"):
         """(model, ground truth) of a trained model directory of this case (``--model-dir``)."""
