@@ -87,6 +87,7 @@ class FastForward:
         self._fold_cache: dict = {}
         self._mlp_cache: dict = {}
         self._head_cache: dict = {}
+        self._cols_cache: dict = {}
 
     # ---- pieces ---------------------------------------------------------------------------------------
     def _normed(self, x: torch.Tensor, ln) -> torch.Tensor:
@@ -205,6 +206,64 @@ class FastForward:
         var = msq - x.mean(-1, keepdim=True).square() if self.norm in ("LN", "LNPre") else msq
         return (var + ln.eps).sqrt()
 
+    def _written(self, *tensors: torch.Tensor) -> torch.Tensor | None:
+        """The residual columns (last dimension) where any of ``tensors`` is nonzero, or None when that is
+        most of them (then dense adds are as cheap). Cached per tuple of tensors while they are unchanged
+        (same objects, same version counters; the cache holds them, so an identity is never reused)."""
+        key = tuple(id(t) for t in tensors)
+        hit = self._cols_cache.get(key)
+        versions = tuple(t._version for t in tensors)
+        if hit is not None and all(a is b for a, b in zip(hit[0], tensors)) and hit[1] == versions:
+            return hit[2]
+        with torch.no_grad():
+            D = tensors[0].shape[-1]
+            used = torch.zeros(D, dtype=torch.bool, device=tensors[0].device)
+            for t in tensors:
+                if t.numel():
+                    used |= t.detach().reshape(-1, D).abs().amax(0) > 0
+            cols = None if int(used.sum()) > 0.8 * D else used.nonzero().flatten()
+        self._cols_cache[key] = (tensors, versions, cols)
+        return cols
+
+    def _mlp_cols(self, mlp, x: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """The MLP's output on residual columns ``cols`` only: ``[..., len(cols)]``, computed on its live
+        units (as :meth:`_compact`); the sliced output weights are cached like the compaction."""
+        c = self._compact(mlp)
+        if c is not None and c[1].shape[1] == 0:
+            return mlp.b_out[cols].expand(*x.shape[:-1], len(cols))
+        params = (mlp.W_in, mlp.b_in, mlp.W_out, mlp.b_out)
+        key = (tuple((id(p), p._version) for p in params), cols)
+        tracked = torch.is_grad_enabled() and any(p.requires_grad for p in params)
+        hit = self._mlp_cache.get((id(mlp), "cols"))
+        if hit is not None and hit[0][0] == key[0] and hit[0][1] is cols and not tracked:
+            W_out, b_out = hit[1]
+        else:
+            with torch.no_grad():
+                live = mlp.W_out.abs().sum(1) > 0
+                if float(mlp.act_fn(torch.zeros(1, dtype=mlp.W_in.dtype, device=mlp.W_in.device))) == 0.0:
+                    live &= (mlp.W_in.abs().sum(0) > 0) | (mlp.b_in != 0)
+                live = live.nonzero().flatten() if c is not None else None
+            W_out = (mlp.W_out if live is None else mlp.W_out[live])[:, cols]
+            b_out = mlp.b_out[cols]
+            if not tracked:
+                self._mlp_cache[(id(mlp), "cols")] = (key, (W_out.detach(), b_out.detach()))
+        if c is None:
+            hid = mlp.act_fn(F.linear(x, mlp.W_in.T, mlp.b_in))
+        else:
+            rows, W_in, b_in, _, _ = c
+            hid = mlp.act_fn(F.linear(x if rows is None else x[..., rows], W_in.T, b_in))
+        return hid @ W_out + b_out
+
+    @staticmethod
+    def _add_cols(resid: torch.Tensor, cols: torch.Tensor, part: torch.Tensor) -> torch.Tensor:
+        """``resid`` plus ``part [K, n, P, len(cols)]`` on columns ``cols`` (out of place; a shared
+        ``[1, ...]`` residual becomes K rows)."""
+        if len(cols) == 0:
+            return resid if resid.shape[0] == part.shape[0] else resid.expand(part.shape[0], *resid.shape[1:])
+        if resid.shape[0] != part.shape[0]:
+            resid = resid.expand(part.shape[0], *resid.shape[1:])
+        return resid.index_add(-1, cols, part)
+
     def embed(self, tokens: torch.Tensor, pos_override: torch.Tensor | None = None) -> list[torch.Tensor]:
         """The input sender(s) ``[n, pos, d]``: token + position, or token and position apart."""
         m = self.model
@@ -239,6 +298,9 @@ class FastForward:
         needs_w_grad = W is not None and W.requires_grad
         gi = [len(below or []), graph.sender_index[f"a{start}.h0"] if start else 0]  # next group, next sender
         diffs = _Diffs(K, len(graph.senders), pooled=not grad)
+        # pure node gating (SP): gated outputs are formed and added on the residual columns they write
+        # (Tracr senders write a few of d_model), not over the whole residual
+        sparse = gates is not None and W is None and probes is None and not sender_override and collect is None
         for d in below or []:
             diffs.add(d)
 
@@ -301,27 +363,29 @@ class FastForward:
             # centred residual: the folded weights ignore the mean, and the variance is computed as
             # E[x^2] - E[x]^2 of (centred residual + delta), whose mean is only the delta's
             rc = resid - resid.mean(-1, keepdim=True) if self.norm in ("LN", "LNPre") and not dead else resid
+            folded = []
             for j, (Wp, bp) in enumerate(weights if not dead else ()):
                 Wf, bf = self._folded(Wp, bp, block.ln1)
                 idx = qk_idx if j < 2 else vo_idx
                 if idx is not None:  # dimensions that cannot contribute (zero padding)
                     Wf, bf = Wf[..., idx], bf[:, idx]
-                d = None if delta is None else delta[:, j * H:(j + 1) * H]
-                if d is None:  # every head reads the residual: one unsplit projection
-                    k = rc.shape[0]
-                    y = rc.reshape(k * n * P, D) @ Wf.permute(1, 0, 2).reshape(D, -1)
-                    y = y.view(k, n, P, H, -1)
-                    if self.norm is not None:
-                        y = y / self._scale(rc, block.ln1).unsqueeze(-1)
-                    y = (y + bf).permute(0, 3, 1, 2, 4)  # [k, H, n, P, dh]
-                else:  # each head its own input: centred residual + its delta
-                    x = d.add_(rc.unsqueeze(1)) if not grad else d + rc.unsqueeze(1)  # [K, H, n, P, D]
-                    k = x.shape[0]
-                    y = torch.matmul(x.view(k, H, n * P, D), Wf).view(k, H, n, P, -1)
-                    if self.norm is not None:
-                        y = y / self._scale(x, block.ln1)
-                    y = y + bf.view(1, H, 1, 1, -1)
-                qkv.append(y)
+                folded.append((Wf, bf))
+            if delta is None and folded:  # every head reads the residual: one unsplit projection for q, k, v
+                k = rc.shape[0]
+                widths = [Wf.shape[-1] for Wf, _ in folded]
+                y = rc.reshape(k * n * P, D) @ torch.cat([Wf.permute(1, 0, 2).reshape(D, -1) for Wf, _ in folded], 1)
+                if self.norm is not None:
+                    y = y / self._scale(rc, block.ln1).reshape(k * n * P, 1)
+                for part, (_, bf), w in zip(y.split([H * w for w in widths], 1), folded, widths):
+                    qkv.append((part.view(k, n, P, H, w) + bf).permute(0, 3, 1, 2, 4))  # [k, H, n, P, dh]
+            for j, (Wf, bf) in enumerate(folded if delta is not None else ()):
+                d = delta[:, j * H:(j + 1) * H]  # each head its own input: centred residual + its delta
+                x = d.add_(rc.unsqueeze(1)) if not grad else d + rc.unsqueeze(1)  # [K, H, n, P, D]
+                k = x.shape[0]
+                y = torch.matmul(x.view(k, H, n * P, D), Wf).view(k, H, n, P, -1)
+                if self.norm is not None:
+                    y = y / self._scale(x, block.ln1)
+                qkv.append(y + bf.view(1, H, 1, 1, -1))
             if dead:
                 z = resid.new_zeros(1, H, n, P, 0)
             else:
@@ -330,9 +394,17 @@ class FastForward:
             if gates is not None:
                 g = gates[:, gi[1]:gi[1] + H]  # [K, H]
                 abl = ablated[gi[0]][0]  # [H, n, P, D]
-                attn_out = attn.b_O + torch.matmul(1 - g, abl.reshape(H, -1)).view(K, n, P, D)
-                if not dead:
-                    attn_out = attn_out + torch.einsum("khnpe,hed->knpd", z * g.view(K, H, 1, 1, 1), W_O)
+                cols = self._written(attn.W_O, attn.b_O, ablated[gi[0]]) if sparse else None  # stable keys
+                if cols is not None:  # only the columns the heads (or their ablated values) write
+                    part = attn.b_O[cols] + torch.matmul(1 - g, abl[..., cols].reshape(H, -1)).view(K, n, P, -1)
+                    if not dead:
+                        part = part + torch.einsum("khnpe,hed->knpd", z * g.view(K, H, 1, 1, 1), W_O[..., cols])
+                    resid = self._add_cols(resid, cols, part)
+                else:
+                    attn_out = attn.b_O + torch.matmul(1 - g, abl.reshape(H, -1)).view(K, n, P, D)
+                    if not dead:
+                        attn_out = attn_out + torch.einsum("khnpe,hed->knpd", z * g.view(K, H, 1, 1, 1), W_O)
+                    resid = resid + attn_out
                 gi[0] += 1
                 gi[1] += H
                 if collect is not None:
@@ -343,16 +415,27 @@ class FastForward:
                 else:
                     result = torch.matmul(z.reshape(k, H, n * P, -1), W_O).view(k, H, n, P, D)
                 result = finish_sender(result, H, per_head=True)
-                attn_out = result.sum(1) + attn.b_O
-            resid = resid + attn_out
+                resid = resid + (result.sum(1) + attn.b_O)
             # ---- MLP
             if self.has_mlp:
                 delta = delta_for(self.mlp_start[layer], 1, self.s_mlp[layer], [(naming.act_name("mlp_in", layer), 1)])
                 x = resid if delta is None else resid + delta[:, 0]
                 x = self._normed(x, block.ln2)
-                out = self._mlp(block.mlp, x)
-                out = finish_sender(out.unsqueeze(1), 1)[:, 0]
-                resid = resid + out
+                g, s0 = gi
+                cols = None
+                if sparse and not (keep is not None and keep[s0]):
+                    cols = self._written(block.mlp.W_out, block.mlp.b_out, ablated[g])
+                if cols is not None:  # gated on the columns the MLP (or its ablated value) writes
+                    abl = ablated[g][:, 0, ..., cols]  # [1, n, P, c]
+                    out = self._mlp_cols(block.mlp, x, cols)
+                    out = abl + gates[:, s0:s0 + 1].view(K, 1, 1, 1) * (out - abl)
+                    gi[0] += 1
+                    gi[1] += 1
+                    resid = self._add_cols(resid, cols, out)
+                else:
+                    out = self._mlp(block.mlp, x)
+                    out = finish_sender(out.unsqueeze(1), 1)[:, 0]
+                    resid = resid + out
         if stop_after_senders:
             return None
         delta = delta_for(self.logits_start, 1, len(graph.senders), [(naming.act_name("resid_post", self.L - 1), 1)])
