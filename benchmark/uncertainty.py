@@ -1,7 +1,7 @@
 """Error bars and paired tests on the leaderboard (issue 22), from ``evaluations.stats``.
 
 Per variant (a ``leaderboard.Row``): the mean over cases of each per-case seed mean, with a 95%
-two-stage bootstrap interval (cases, then seeds within a case; ``stats.N_BOOT`` replicates, fixed seed
+two-stage bootstrap interval (cases, then the runs of a case over data and model seeds; ``stats.N_BOOT`` replicates, fixed seed
 ``stats.BOOTSTRAP_SEED``) for the edge AUROC, the node AUROC, the floored edge AUROC (scores with
 ``|s| <= floor * max|s|`` tied to 0, ``roc.floored_edge_roc``; sweep methods, which have no scores,
 keep their AUROC), CPR and CMD (where ``eval faithfulness`` wrote them) and the method's seconds. Within

@@ -42,7 +42,7 @@ BOOTSTRAP_SEED = 0
 LEVEL = 0.95
 ALPHA = 0.05
 TIE_TOL = 1e-9
-CI_METHOD = "two-stage percentile bootstrap (cases, then seeds within a case)"
+CI_METHOD = "two-stage percentile bootstrap (cases, then the runs of a case: data and model seeds)"
 TEST_METHOD = "Wilcoxon signed-rank, two-sided, zero differences dropped (scipy.stats.wilcoxon)"
 CORRECTION = "Holm step-down (family-wise error rate)"
 
