@@ -10,8 +10,10 @@ reference's size and that of the result files it replaces.
 
 - quick (shipped): EAP, EAP-IG (inputs), exact patching, ACDC and random on Tracr cases 3, 4, 12;
   EAP, EAP-IG (inputs) and random on every shipped SIIT model and on IOI (``--model siit``).
-- full: every built-in method (``benchmark``'s defaults eap, eap-ig, acdc, sp, plus exact and random) on
-  every non-trivial Tracr case, every shipped SIIT model, and IOI (``--model siit``).
+- full: every built-in method (``benchmark``'s defaults eap, eap-ig, acdc, sp, plus exact and random, and
+  the one-pass frontier methods ifr, nap, node-eap-ig, atp-star, atp-qk) on every non-trivial Tracr
+  case, every shipped SIIT model, and IOI (``--model siit``). ``--training-methods`` adds Edge Pruning
+  and UGS (mask training per sparsity target / lambda: minutes a job, so many hours over all cases).
 
 A user then ranks a method against it without rerunning the baselines:
 
@@ -32,6 +34,8 @@ from core.results import iter_results
 ROOT = Path(__file__).resolve().parents[1]
 
 SEEDS = ["0", "1", "2"]
+FULL = ["eap", "eap-ig", "acdc", "sp", "exact", "random", "ifr", "nap", "node-eap-ig", "atp-star", "atp-qk"]
+TRAINING = ["edge-pruning", "ugs"]
 
 
 def siit_cases() -> list[str]:
@@ -39,14 +43,14 @@ def siit_cases() -> list[str]:
     return sorted((p.parent.name for p in models.glob("*/siit") if p.is_dir()), key=int)
 
 
-def groups(full: bool) -> list[tuple[str, list[str], list[str]]]:
+def groups(full: bool, training: bool = False) -> list[tuple[str, list[str], list[str]]]:
     """(model kind, cases, methods) to run."""
     if not full:
         return [("tracr", ["3", "4", "12"], ["eap", "eap-ig", "exact", "acdc", "random"]),
                 ("siit", siit_cases(), ["eap", "eap-ig", "random"]),
                 ("siit", ["ioi"], ["eap", "eap-ig", "random"])]
 
-    every = ["eap", "eap-ig", "acdc", "sp", "exact", "random"]
+    every = FULL + (TRAINING if training else [])
     return [("tracr", default_cases(), every), ("siit", siit_cases(), every), ("siit", ["ioi"], every)]
 
 
@@ -54,10 +58,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="reference_results", help="results directory (kept, resumable)")
     ap.add_argument("--full", action="store_true", help="every built-in method, case and model (hours)")
+    ap.add_argument("--training-methods", action="store_true",
+                    help="with --full: also Edge Pruning and UGS (minutes per job)")
     ap.add_argument("--reference", default=str(ROOT / "benchmark" / "reference" / "reference.jsonl.gz"))
     ap.add_argument("--workers", default="1")
     args = ap.parse_args(argv)
-    for model, cases, methods in groups(args.full):
+    for model, cases, methods in groups(args.full, args.training_methods):
         t = time.perf_counter()
         rc = cli(["benchmark", "--model", model, "--cases", *cases, "--methods", *methods, "--seeds", *SEEDS,
                   "--out", args.out, "--resume", "--workers", args.workers])

@@ -206,6 +206,21 @@ class FastForward:
         var = msq - x.mean(-1, keepdim=True).square() if self.norm in ("LN", "LNPre") else msq
         return (var + ln.eps).sqrt()
 
+    def _probe_term(self, p: torch.Tensor, rc: torch.Tensor, scale: torch.Tensor | None, Wf: torch.Tensor,
+                    y0: torch.Tensor) -> torch.Tensor:
+        """The first-order change of the heads' projections when probe ``p [K, H, n, P, D]`` (zero) is
+        added to their input ``rc`` (the residual, centred for LN): ``J p`` with ``y(x) = x Wf / s(x)``,
+        ``J p = p Wf / s - y0 <x - mean(x), p> / (D s^2)`` (RMS: ``<x, p>``; no norm: ``p Wf``). Its value
+        is zero (so the forward is the unsplit one, unchanged) and its gradient in ``p`` is exactly the
+        gradient at a split head input: the receiver gradient without a per-head copy of the residual."""
+        K, H, n, P, D = p.shape
+        lin = torch.matmul(p.reshape(K, H, n * P, D), Wf).view(K, H, n, P, -1)
+        if scale is None:
+            return lin
+        s = scale.unsqueeze(1)  # [k, 1, n, P, 1]
+        dot = (p * rc.unsqueeze(1)).sum(-1, keepdim=True)  # [K, H, n, P, 1]
+        return lin / s - y0 * (dot / (D * s.square()))
+
     def _written(self, *tensors: torch.Tensor) -> torch.Tensor | None:
         """The residual columns (last dimension) where any of ``tensors`` is nonzero, or None when that is
         most of them (then dense adds are as cheap). Cached per tuple of tensors while they are unchanged
@@ -297,6 +312,8 @@ class FastForward:
         grad = torch.is_grad_enabled()
         needs_w_grad = W is not None and W.requires_grad
         gi = [len(below or []), graph.sender_index[f"a{start}.h0"] if start else 0]  # next group, next sender
+        if W is not None and gates is None and not needs_w_grad and not bool(W.any()):
+            W = None  # nothing patched (e.g. the full mask of a gradient pass): no differences to keep
         diffs = _Diffs(K, len(graph.senders), pooled=not grad)
         # pure node gating (SP): gated outputs are formed and added on the residual columns they write
         # (Tracr senders write a few of d_model), not over the whole residual
@@ -319,7 +336,7 @@ class FastForward:
                 out = ablated[g] + gz * (out - ablated[g])
             if collect is not None:
                 collect.append(out)
-            if W is not None or probes is not None:
+            if W is not None:
                 diffs.add(ablated[g] - out)
             gi[0] += 1
             gi[1] += size
@@ -334,15 +351,18 @@ class FastForward:
                 if needs_w_grad or bool(w.any()):
                     delta = diffs.contract(w).view(K, size, n, P, D)
             if probes is not None:
-                ref = resid
-                ps = []
-                for name, sz in hooks:
-                    p = torch.zeros(K, n, P, sz, D, device=ref.device, dtype=ref.dtype, requires_grad=True)
-                    probes[name] = p
-                    ps.append(p)
-                pp = (torch.cat(ps, 3) if len(ps) > 1 else ps[0]).permute(0, 3, 1, 2, 4)
+                pp = make_probes(hooks)
                 delta = pp if delta is None else delta + pp
             return delta
+
+        def make_probes(hooks: list[tuple[str, int]]) -> torch.Tensor:
+            """Zero probes ``[K, size, n, P, D]`` at these receiver hooks, registered in ``probes``."""
+            ps = []
+            for name, sz in hooks:
+                p = torch.zeros(K, n, P, sz, D, device=resid.device, dtype=resid.dtype, requires_grad=True)
+                probes[name] = p
+                ps.append(p)
+            return (torch.cat(ps, 3) if len(ps) > 1 else ps[0]).permute(0, 3, 1, 2, 4)
 
         if start == 0:
             outs = [finish_sender(x.unsqueeze(1), 1) for x in inputs]
@@ -353,8 +373,12 @@ class FastForward:
             block = m.blocks[layer]
             attn = block.attn
             # ---- attention: q/k/v inputs
-            delta = delta_for(self.qkv_start[layer], 3 * H, self.s_attn[layer],
-                              [(naming.act_name(f"{x}_input", layer), H) for x in naming.QKV])
+            qkv_hooks = [(naming.act_name(f"{x}_input", layer), H) for x in naming.QKV]
+            probe_only = W is None and probes is not None
+            if probe_only:  # probes alone: linearised around the unsplit projection (below)
+                delta, pq = None, make_probes(qkv_hooks)
+            else:
+                delta, pq = delta_for(self.qkv_start[layer], 3 * H, self.s_attn[layer], qkv_hooks), None
             weights = ((attn.W_Q, attn.b_Q), (attn.W_K, attn.b_K), (attn.W_V, attn.b_V))
             qk_idx, vo_idx = self._head_dims(attn)
             W_O = attn.W_O if vo_idx is None else attn.W_O[:, vo_idx]
@@ -374,10 +398,14 @@ class FastForward:
                 k = rc.shape[0]
                 widths = [Wf.shape[-1] for Wf, _ in folded]
                 y = rc.reshape(k * n * P, D) @ torch.cat([Wf.permute(1, 0, 2).reshape(D, -1) for Wf, _ in folded], 1)
-                if self.norm is not None:
-                    y = y / self._scale(rc, block.ln1).reshape(k * n * P, 1)
-                for part, (_, bf), w in zip(y.split([H * w for w in widths], 1), folded, widths):
-                    qkv.append((part.view(k, n, P, H, w) + bf).permute(0, 3, 1, 2, 4))  # [k, H, n, P, dh]
+                scale = self._scale(rc, block.ln1) if self.norm is not None else None
+                if scale is not None:
+                    y = y / scale.reshape(k * n * P, 1)
+                for j, (part, (Wf, bf), w) in enumerate(zip(y.split([H * w for w in widths], 1), folded, widths)):
+                    y0 = part.view(k, n, P, H, w).permute(0, 3, 1, 2, 4)  # [k, H, n, P, dh], before the bias
+                    if pq is not None:
+                        y0 = y0 + self._probe_term(pq[:, j * H:(j + 1) * H], rc, scale, Wf, y0)
+                    qkv.append(y0 + bf.view(1, H, 1, 1, -1))
             for j, (Wf, bf) in enumerate(folded if delta is not None else ()):
                 d = delta[:, j * H:(j + 1) * H]  # each head its own input: centred residual + its delta
                 x = d.add_(rc.unsqueeze(1)) if not grad else d + rc.unsqueeze(1)  # [K, H, n, P, D]
