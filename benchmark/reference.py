@@ -29,8 +29,8 @@ from core.results import SCHEMA, RunResult, iter_results
 FORMAT = 1
 KIND = "circuit-bench reference"
 DEFAULT = Path(__file__).parent / "reference" / "reference.jsonl.gz"
-REGENERATE = ("python benchmarks/make_reference.py --out reference_results   "
-              "(quick subset; --full for every built-in variant, case, model and IOI)")
+REGENERATE = ("python benchmarks/make_reference.py --out reference_results --workers 2   "
+              "(every SIIT model, IOI, Tracr 3 4 12; --full for every Tracr case)")
 
 
 class IncompatibleReference(ValueError):
