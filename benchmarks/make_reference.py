@@ -38,7 +38,7 @@ from core.results import iter_results
 ROOT = Path(__file__).resolve().parents[1]
 
 SEEDS = ["0", "1", "2"]
-FULL = ["eap", "eap-ig", "acdc", "sp", "exact", "random", "ifr", "nap", "node-eap-ig", "atp-star", "atp-qk"]
+METHODS = ["eap", "eap-ig", "acdc", "sp", "exact", "random", "ifr", "nap", "node-eap-ig", "atp-star", "atp-qk"]
 TRAINING = ["edge-pruning", "ugs"]
 
 
@@ -53,7 +53,7 @@ def groups(full: bool = False, training: bool = False, quick: bool = False) -> l
         return [("tracr", ["3", "4", "12"], ["eap", "eap-ig", "exact", "acdc", "random"]),
                 ("siit", siit_cases(), ["eap", "eap-ig", "random"]),
                 ("siit", ["ioi"], ["eap", "eap-ig", "random"])]
-    every = FULL + (TRAINING if training else [])
+    every = METHODS + (TRAINING if training else [])
     tracr = default_cases() if full else ["3", "4", "12"]
     return [("siit", siit_cases(), every), ("siit", ["ioi"], every), ("tracr", tracr, every)]
 
@@ -69,6 +69,8 @@ def main(argv=None) -> int:
     ap.add_argument("--reference", default=str(ROOT / "benchmark" / "reference" / "reference.jsonl.gz"))
     ap.add_argument("--workers", default="1")
     args = ap.parse_args(argv)
+    if args.quick and args.training_methods:
+        ap.error("--training-methods does not go with --quick (the quick subset has no mask-training methods)")
     for model, cases, methods in groups(args.full, args.training_methods, args.quick):
         t = time.perf_counter()
         rc = cli(["benchmark", "--model", model, "--cases", *cases, "--methods", *methods, "--seeds", *SEEDS,

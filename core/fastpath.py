@@ -351,18 +351,20 @@ class FastForward:
                 if needs_w_grad or bool(w.any()):
                     delta = diffs.contract(w).view(K, size, n, P, D)
             if probes is not None:
-                pp = make_probes(hooks)
+                ps = make_probes(hooks)
+                pp = torch.cat(ps, 1) if len(ps) > 1 else ps[0]
                 delta = pp if delta is None else delta + pp
             return delta
 
-        def make_probes(hooks: list[tuple[str, int]]) -> torch.Tensor:
-            """Zero probes ``[K, size, n, P, D]`` at these receiver hooks, registered in ``probes``."""
+        def make_probes(hooks: list[tuple[str, int]]) -> list[torch.Tensor]:
+            """Zero probes at these receiver hooks, registered in ``probes`` (``[K, n, P, size, D]``, the
+            hook's shape); returned in this module's layout ``[K, size, n, P, D]``, one per hook."""
             ps = []
             for name, sz in hooks:
                 p = torch.zeros(K, n, P, sz, D, device=resid.device, dtype=resid.dtype, requires_grad=True)
                 probes[name] = p
-                ps.append(p)
-            return (torch.cat(ps, 3) if len(ps) > 1 else ps[0]).permute(0, 3, 1, 2, 4)
+                ps.append(p.permute(0, 3, 1, 2, 4))
+            return ps
 
         if start == 0:
             outs = [finish_sender(x.unsqueeze(1), 1) for x in inputs]
@@ -374,8 +376,7 @@ class FastForward:
             attn = block.attn
             # ---- attention: q/k/v inputs
             qkv_hooks = [(naming.act_name(f"{x}_input", layer), H) for x in naming.QKV]
-            probe_only = W is None and probes is not None
-            if probe_only:  # probes alone: linearised around the unsplit projection (below)
+            if W is None and probes is not None:  # probes alone: linearised around the unsplit projection (below)
                 delta, pq = None, make_probes(qkv_hooks)
             else:
                 delta, pq = delta_for(self.qkv_start[layer], 3 * H, self.s_attn[layer], qkv_hooks), None
@@ -404,7 +405,7 @@ class FastForward:
                 for j, (part, (Wf, bf), w) in enumerate(zip(y.split([H * w for w in widths], 1), folded, widths)):
                     y0 = part.view(k, n, P, H, w).permute(0, 3, 1, 2, 4)  # [k, H, n, P, dh], before the bias
                     if pq is not None:
-                        y0 = y0 + self._probe_term(pq[:, j * H:(j + 1) * H], rc, scale, Wf, y0)
+                        y0 = y0 + self._probe_term(pq[j], rc, scale, Wf, y0)
                     qkv.append(y0 + bf.view(1, H, 1, 1, -1))
             for j, (Wf, bf) in enumerate(folded if delta is not None else ()):
                 d = delta[:, j * H:(j + 1) * H]  # each head its own input: centred residual + its delta
