@@ -3,7 +3,8 @@
 For every (case, kind) that has no model yet, train it with the recipe ladder (:data:`LADDER`): the
 recipe of the shipped models first, then the next rung while a run ends below the bar (:data:`BAR`,
 >= ``--bar`` percent on each metric the kind is trained for, on the held-out test split). A model at
-the bar lands in ``OUT/<case>/<kind>/``; every attempt trains in its own directory,
+the bar lands in ``OUT/<case>/<kind>/`` (a SIIT case with many output classes for its LL's width,
+:func:`wide_first`, tries the ``wide`` rung first); every attempt trains in its own directory,
 ``OUT/_attempts/<case>/<kind>/<recipe>/`` (checkpointed every epoch, so a killed run resumes with
 ``--resume``), and a finished attempt at the bar is moved into place with one directory rename, so a
 finished model is never half-written and never lost. Below-bar attempts stay in ``_attempts`` with
@@ -151,8 +152,30 @@ def _attempt_record(meta: dict, kind: str, bar: float) -> dict:
             "meets_bar": meets_bar(meta, kind, bar)}
 
 
-def ladder(kind: str, names=None) -> tuple[Recipe, ...]:
-    return tuple(r for r in LADDER[kind] if names is None or r.name in names)
+def ladder(kind: str, names=None, cid: str | None = None) -> tuple[Recipe, ...]:
+    """The rungs of ``kind`` to try, in order (only ``names`` if given). For a SIIT case whose LL is
+    narrow for its output classes (:func:`wide_first`), ``wide`` is tried first."""
+    rungs = LADDER[kind]
+    if cid is not None and kind == "siit" and wide_first(cid):
+        rungs = tuple(sorted(rungs, key=lambda r: r.name != "wide"))
+    return tuple(r for r in rungs if names is None or r.name in names)
+
+
+# classes per residual dimension from which the LL of InterpBench's size rule is too narrow to be strict
+WIDE_FIRST_CLASSES_PER_DIM = 2.5
+
+
+def wide_first(cid: str) -> bool:
+    """True when a categorical case has at least 2.5 output classes per LL residual dimension (10+ classes
+    at d_model 4). EXPERIMENTS.md §3: the single-Map cases with 11-20 classes at d_model 4 stalled at
+    strictness 0.56-0.66 with the shipped recipe (240 s), while twice as wide 41, 46, 50 and 52 met the
+    bar in their first attempt (42-60 epochs): the queue does not spend two capped attempts on them first."""
+    case = get_case(cid)
+    hl = case.compiled_model().config
+    if case.output_type != "categorical":
+        return False
+    classes = int(hl.get("d_vocab_out") or 0)
+    return classes > 1 and classes >= WIDE_FIRST_CLASSES_PER_DIM * ll_size(cid, hl).d_model
 
 
 def read_exclude_file(path) -> set[str]:
@@ -193,7 +216,7 @@ def _attempt_args(cid: str, kind: str, recipe: Recipe, index: int, opts: dict, p
     ns.out_dir = str(out / ATTEMPTS / cid / kind / recipe.name)
     ns.command_line = "python main.py train iit " + " ".join(
         shlex.quote(a) for a in ["-i", cid, *flags, "--out", "cases/siit/models", "--no-progress", "--resume"])
-    ns.recipe = {**recipe.to_json(), "rung": index, "ladder": [r.name for r in LADDER[kind]], "bar": opts["bar"],
+    ns.recipe = {**recipe.to_json(), "rung": index, "ladder": [r.name for r in ladder(kind, cid=cid)], "bar": opts["bar"],
                  "queue_command": opts.get("queue_command"), "previous_attempts": previous}
     return ns
 
@@ -231,7 +254,7 @@ def train_one(cid: str, kind: str, opts: dict, log, parse: ParseArgs) -> dict:
     out = Path(opts["out"])
     final = out / cid / kind
     attempts: list[dict] = []
-    for i, recipe in enumerate(ladder(kind, opts.get("recipes"))):
+    for i, recipe in enumerate(ladder(kind, opts.get("recipes"), cid)):
         adir = out / ATTEMPTS / cid / kind / recipe.name
         meta = finished_meta(adir)
         cap = None if opts.get("max_seconds") is None else opts["max_seconds"] * recipe.time_factor
@@ -240,7 +263,7 @@ def train_one(cid: str, kind: str, opts: dict, log, parse: ParseArgs) -> dict:
                 f"continuing it up to {cap:g}")
             meta = None
         if meta is None:
-            ns = _attempt_args(cid, kind, recipe, [r.name for r in LADDER[kind]].index(recipe.name), opts, attempts,
+            ns = _attempt_args(cid, kind, recipe, [r.name for r in ladder(kind, cid=cid)].index(recipe.name), opts, attempts,
                                parse)
             check_args(ns)
             resolve_weights(ns)

@@ -77,6 +77,20 @@ def test_ladder_escalates_records_attempts_and_never_ships_below_bar(tmp_path):
     assert not (out / q.ATTEMPTS / "33" / "iit").exists()
 
 
+def test_many_classes_at_a_narrow_ll_try_wide_first(tmp_path):
+    # 41: 11 output classes through InterpBench's d_model 4; 66: 6 classes at d_model 4; 3: numerical
+    assert [r.name for r in q.ladder("siit", cid="41")] == ["wide", "shipped", "seed1", "long"]
+    assert [r.name for r in q.ladder("siit", cid="66")] == ["shipped", "seed1", "wide", "long"]
+    assert [r.name for r in q.ladder("siit", cid="3")][0] == "shipped"
+    assert [r.name for r in q.ladder("iit", cid="41")] == ["shipped", "seed1", "long"]  # only SIIT is reordered
+    out = tmp_path / "q"
+    assert _run("--cases", "41", "--kinds", "siit", "--epochs", "1", *TINY, "--bar", "100",
+                "--recipes", "shipped", "wide", "--out", str(out)) == 0
+    shipped = model_files.read_metadata(out / q.ATTEMPTS / "41" / "siit" / "shipped")
+    assert [a["recipe"] for a in shipped["recipe"]["previous_attempts"]] == ["wide"]
+    assert shipped["recipe"]["rung"] == 1 and shipped["recipe"]["ladder"][0] == "wide"
+
+
 def test_widened_ratio_doubles_the_width():
     from cases import get_case
     from training.correspondence import ll_size
