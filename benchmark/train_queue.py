@@ -158,6 +158,10 @@ def ladder(kind: str, names=None, cid: str | None = None) -> tuple[Recipe, ...]:
     rungs = LADDER[kind]
     if cid is not None and kind == "siit" and wide_first(cid):
         rungs = tuple(sorted(rungs, key=lambda r: r.name != "wide"))
+    return _only(rungs, names)
+
+
+def _only(rungs: tuple[Recipe, ...], names=None) -> tuple[Recipe, ...]:
     return tuple(r for r in rungs if names is None or r.name in names)
 
 
@@ -171,9 +175,9 @@ def wide_first(cid: str) -> bool:
     strictness 0.56-0.66 with the shipped recipe (240 s), while twice as wide 41, 46, 50 and 52 met the
     bar in their first attempt (42-60 epochs): the queue does not spend two capped attempts on them first."""
     case = get_case(cid)
-    hl = case.compiled_model().config
     if case.output_type != "categorical":
         return False
+    hl = case.compiled_model().config
     classes = int(hl.get("d_vocab_out") or 0)
     return classes > 1 and classes >= WIDE_FIRST_CLASSES_PER_DIM * ll_size(cid, hl).d_model
 
@@ -195,7 +199,7 @@ def read_exclude_file(path) -> set[str]:
 # one (case, kind)
 # ---------------------------------------------------------------------------------------------------
 
-def _attempt_args(cid: str, kind: str, recipe: Recipe, index: int, opts: dict, previous: list[dict],
+def _attempt_args(cid: str, kind: str, recipe: Recipe, order: list[str], opts: dict, previous: list[dict],
                   parse: ParseArgs):
     """The ``train iit`` namespace of one attempt, and the single-case command that reproduces it."""
     flags = list(BASE_FLAGS[kind])
@@ -216,7 +220,7 @@ def _attempt_args(cid: str, kind: str, recipe: Recipe, index: int, opts: dict, p
     ns.out_dir = str(out / ATTEMPTS / cid / kind / recipe.name)
     ns.command_line = "python main.py train iit " + " ".join(
         shlex.quote(a) for a in ["-i", cid, *flags, "--out", "cases/siit/models", "--no-progress", "--resume"])
-    ns.recipe = {**recipe.to_json(), "rung": index, "ladder": [r.name for r in ladder(kind, cid=cid)], "bar": opts["bar"],
+    ns.recipe = {**recipe.to_json(), "rung": order.index(recipe.name), "ladder": order, "bar": opts["bar"],
                  "queue_command": opts.get("queue_command"), "previous_attempts": previous}
     return ns
 
@@ -254,7 +258,9 @@ def train_one(cid: str, kind: str, opts: dict, log, parse: ParseArgs) -> dict:
     out = Path(opts["out"])
     final = out / cid / kind
     attempts: list[dict] = []
-    for i, recipe in enumerate(ladder(kind, opts.get("recipes"), cid)):
+    rungs = ladder(kind, cid=cid)        # the case's whole ladder, in its order (recorded with each attempt)
+    order = [r.name for r in rungs]
+    for recipe in _only(rungs, opts.get("recipes")):
         adir = out / ATTEMPTS / cid / kind / recipe.name
         meta = finished_meta(adir)
         cap = None if opts.get("max_seconds") is None else opts["max_seconds"] * recipe.time_factor
@@ -263,8 +269,7 @@ def train_one(cid: str, kind: str, opts: dict, log, parse: ParseArgs) -> dict:
                 f"continuing it up to {cap:g}")
             meta = None
         if meta is None:
-            ns = _attempt_args(cid, kind, recipe, [r.name for r in ladder(kind, cid=cid)].index(recipe.name), opts, attempts,
-                               parse)
+            ns = _attempt_args(cid, kind, recipe, order, opts, attempts, parse)
             check_args(ns)
             resolve_weights(ns)
             log(f"case {cid} {kind}: recipe {recipe.name} ({recipe.why})")
