@@ -33,7 +33,7 @@ import sys
 import tempfile
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -253,12 +253,24 @@ def widened_ratio(cid: str, factor: float) -> str:
     return text
 
 
+def siit_widen(cid: str, out: Path) -> float:
+    """The width factor of case ``cid``'s SIIT model (the queue's, else the shipped one; 1 if none)."""
+    for d in (Path(out) / cid / "siit", SHIPPED_DIR / cid / "siit"):
+        meta = finished_meta(d)
+        if meta is not None:
+            return float((meta.get("recipe") or {}).get("widen") or 1.0)
+    return 1.0
+
+
 def train_one(cid: str, kind: str, opts: dict, log, parse: ParseArgs) -> dict:
     """Train (case, kind) up the ladder until a run meets the bar; returns its summary row."""
     out = Path(opts["out"])
     final = out / cid / kind
     attempts: list[dict] = []
     rungs = ladder(kind, cid=cid)        # the case's whole ladder, in its order (recorded with each attempt)
+    if kind != "siit" and (w := siit_widen(cid, out)) != 1.0:
+        # a control is only a control at the SIIT model's size: methods compare the same graph
+        rungs = tuple(replace(r, widen=w, why=f"{r.why}; at the SIIT model's width (x{w:g})") for r in rungs)
     order = [r.name for r in rungs]
     for recipe in _only(rungs, opts.get("recipes")):
         adir = out / ATTEMPTS / cid / kind / recipe.name

@@ -91,6 +91,20 @@ def test_many_classes_at_a_narrow_ll_try_wide_first(tmp_path):
     assert shipped["recipe"]["rung"] == 1 and shipped["recipe"]["ladder"][0] == "wide"
 
 
+def test_baselines_train_at_the_siit_models_width(tmp_path):
+    # 41's shipped SIIT model is the wide rung (d_model 8, not InterpBench's 4): its natural control
+    # must be the same architecture, or the methods would compare different graphs
+    siit = model_files.read_metadata(q.SHIPPED_DIR / "41" / "siit")
+    assert siit["recipe"]["widen"] == 2.0 and q.siit_widen("41", tmp_path) == 2.0
+    assert q.siit_widen("3", tmp_path) == 1.0
+    out = tmp_path / "q"
+    assert _run("--cases", "41", "--kinds", "natural", "--epochs", "1", *TINY, "--bar", "100",
+                "--recipes", "shipped", "--out", str(out)) == 0
+    nat = model_files.read_metadata(out / q.ATTEMPTS / "41" / "natural" / "shipped")
+    assert nat["ll_config"]["d_model"] == siit["ll_config"]["d_model"] == 8
+    assert nat["recipe"]["widen"] == 2.0 and "--compression-ratio" in nat["command"]
+
+
 def test_widened_ratio_doubles_the_width():
     from cases import get_case
     from training.correspondence import ll_size
