@@ -71,7 +71,7 @@ def _run_parsers(sub, subs: dict[str, Parser]) -> None:
     """``run METHOD``."""
     p = sub.add_parser("run", help="run a discovery method on a case (run METHOD --help: its flags)", add_help=False)
     p.add_argument("-h", "--help", action="store_true", help="show this help (with METHOD: its flags and defaults)")
-    p.add_argument("method", nargs="?", help="acdc, sp, eap, eap-ig, exact, random, or pkg.module:Class")
+    p.add_argument("method", nargs="?", help="a method name (listed below) or pkg.module:Class")
     p.add_argument("--method", dest="method_opt", metavar="METHOD", help="same as the positional METHOD")
     _job_flags(p)
     p.add_argument("--resume", action="store_true", help="skip the run if its result is already finished")

@@ -40,7 +40,7 @@ def _check_run_args(args, method: str | None) -> None:
     if not args.case:
         raise UsageError("run needs a case: -i ID (see `cases list`)")
     if not method:
-        raise UsageError("run needs a METHOD (acdc, sp, eap, eap-ig, exact, random, or pkg.module:Class)")
+        raise UsageError("run needs a METHOD (" + ", ".join(method_names()) + ", or pkg.module:Class)")
     if args.method and args.method_opt and args.method != args.method_opt:
         raise UsageError(f"two different methods given: {args.method!r} and --method {args.method_opt!r}")
 
