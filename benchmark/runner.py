@@ -111,7 +111,11 @@ def validate_jobs(jobs: Iterable[Job]) -> None:
     naming the problem), so that a bad value stops a command before any job runs."""
     for job in jobs:
         job.model_ref()
-        job.resolved_params()
+        method = job.build_method()
+        method.params()
+        check = getattr(method, "check_ablation", None)  # optional: a method that cannot use an ablation
+        if check is not None:
+            check(job.ablation)
 
 
 class ProblemCache:

@@ -26,15 +26,31 @@ Choices (MIB's oa.py and the paper differ or leave them open; ours are recorded 
   dimension, floored at 1e-3 of its mean magnitude), Adam on delta (lr ``LR``, ``STEPS`` full-data
   steps, deterministic); the best iterate of each component is kept, so its ablated loss is never
   above the mean ablation's (the step-0 value).
+
+**Cache.** Learning the constants is the expensive part (``STEPS`` forward and backward passes over
+K copies of the data: minutes on a large compiled Tracr model), and every method and evaluation of
+the same (model, data) needs the same constants. :func:`cached_optimal_ablation` keeps them on disk,
+keyed by a SHA-256 of everything they depend on: the model's parameters (names, shapes, dtypes,
+bytes), the clean tokens, the scored-position mask, the output type, the sender groups, ``steps``,
+``lr``, the torch version and this module's source (so a change to the algorithm never reads an old
+entry). Location: ``$CIRCUIT_BENCH_OA_CACHE`` (``off`` turns the cache off), else
+``$CIRCUIT_BENCH_CACHE/optimal_ablation``, else the user cache directory's ``optimal_ablation``.
+Entries are written atomically; an unreadable entry is recomputed and replaced. The result's
+``ablation_info`` says whether the constants were computed or read (``cache``) and under which key.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from core import naming
+from core.results import write_atomic
 
 STEPS = 100
 LR = 0.1
@@ -155,3 +171,69 @@ def optimal_ablation(engine, steps: int = STEPS, lr: float = LR) -> tuple[list[t
             "per_component": {name: {"mean_ablation_loss": float(first[k]), "optimal_ablation_loss": float(best[k])}
                               for k, (_, _, name) in enumerate(comps)}}
     return ablated, ablated_z, info
+
+
+# ---- the cache ---------------------------------------------------------------------------------------
+CACHE_ENV = "CIRCUIT_BENCH_OA_CACHE"
+_SOURCE_SHA = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+
+
+def cache_dir() -> Path | None:
+    """Where the constants are cached (None: turned off with ``CIRCUIT_BENCH_OA_CACHE=off``)."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return None if env.strip().lower() == "off" else Path(env)
+    if os.environ.get("CIRCUIT_BENCH_CACHE"):
+        return Path(os.environ["CIRCUIT_BENCH_CACHE"]) / "optimal_ablation"
+    import platformdirs
+    return Path(platformdirs.user_cache_dir("circuit-bench", appauthor=False)) / "optimal_ablation"
+
+
+def cache_key(engine, steps: int, lr: float) -> str:
+    """SHA-256 of everything the constants depend on (module docstring)."""
+    h = hashlib.sha256()
+
+    def put(label: str, data: bytes) -> None:
+        h.update(label.encode() + b"\0" + len(data).to_bytes(8, "little") + data)
+
+    def tensor(label: str, t: torch.Tensor) -> None:
+        t = t.detach().cpu().contiguous()
+        put(label, f"{t.dtype}{tuple(t.shape)}".encode())
+        put(label, t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+
+    put("version", f"{_SOURCE_SHA} torch {torch.__version__} steps {steps} lr {lr!r}".encode())
+    for name, t in engine.model.state_dict().items():
+        tensor("param " + name, t)
+    tensor("clean", engine.clean)
+    tensor("mask", engine.mask)
+    put("output_type", str(engine.output_type).encode())
+    put("senders", repr([(g.hook, g.size, g.per_head, engine.graph.senders[g.start:g.start + g.size])
+                         for g in engine.senders]).encode())
+    return h.hexdigest()
+
+
+def cached_optimal_ablation(engine, steps: int = STEPS, lr: float = LR):
+    """:func:`optimal_ablation`, read from the cache when an entry with the same key exists."""
+    root = cache_dir()
+    if root is None:
+        ablated, ablated_z, info = optimal_ablation(engine, steps, lr)
+        return ablated, ablated_z, {**info, "cache": "off"}
+    key = cache_key(engine, steps, lr)
+    path = root / f"{key}.pt"
+    if path.is_file():
+        try:
+            entry = torch.load(path, map_location=engine.device, weights_only=True)
+            if entry.get("key") == key:
+                return entry["ablated"], entry["ablated_z"], {**entry["info"], "cache": "read", "cache_key": key}
+        except Exception:  # noqa: BLE001 - a truncated or foreign file: recompute and replace it
+            pass
+    ablated, ablated_z, info = optimal_ablation(engine, steps, lr)
+    buf = io.BytesIO()
+    torch.save({"key": key, "ablated": [a.cpu() for a in ablated],
+                "ablated_z": {k: v.cpu() for k, v in ablated_z.items()}, "info": info}, buf)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, buf.getvalue())
+    except OSError as err:  # a read-only cache costs time, not the run
+        info = {**info, "cache_error": f"{type(err).__name__}: {err}"}
+    return ablated, ablated_z, {**info, "cache": "computed", "cache_key": key}

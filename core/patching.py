@@ -31,7 +31,7 @@ from core.data import CaseData, OutputType
 from core.fastpath import FastForward, unsupported
 from core.graph import Graph
 from core.naming import NodeLoc
-from core.optimal_ablation import optimal_ablation
+from core.optimal_ablation import cached_optimal_ablation
 
 if TYPE_CHECKING:
     from transformer_lens import HookedTransformer
@@ -117,7 +117,7 @@ class PatchEngine:
                 self.ablated = [a.mean(0, keepdim=True) for a in clean_acts]
                 self.corrupted_logits = None
             elif ablation == "optimal":  # learned per-sender constants (core/optimal_ablation.py), held like means
-                self.ablated, self._abl_z, self.ablation_info = optimal_ablation(self)
+                self.ablated, self._abl_z, self.ablation_info = cached_optimal_ablation(self)
                 self.corrupted_logits = None
             else:
                 self.ablated = [torch.zeros_like(a[:1]) for a in clean_acts]

@@ -161,6 +161,13 @@ class EAPIG(_Attribution):
         self.ig_variant = variant
         self.integrated_grad_steps = steps
 
+    def check_ablation(self, ablation: str) -> None:
+        """Raise ValueError, before any work, for an ablation this variant cannot use."""
+        if self.ig_variant == "inputs" and ablation != "corrupted":
+            raise ValueError("ig_variant 'inputs' interpolates the input between the corrupted and the clean "
+                             f"prompt, so it needs ablation='corrupted' (got {ablation!r}); "
+                             "use ig_variant='activations' or 'clean-corrupted' for mean / zero / optimal ablation")
+
     def params(self) -> dict[str, Any]:
         p = super().params()
         if self.ig_variant == "clean-corrupted":
@@ -189,10 +196,7 @@ class EAPIG(_Attribution):
         return [i for i, g in enumerate(engine.senders) if engine.graph.senders[g.start] in (naming.INPUT, naming.POS)]
 
     def _inputs(self, engine, loss_fn, diffs):
-        if engine.ablation != "corrupted":
-            raise ValueError("ig_variant 'inputs' interpolates the input between the corrupted and the clean "
-                             f"prompt, so it needs ablation='corrupted' (got {engine.ablation!r}); "
-                             "use ig_variant='activations' or 'clean-corrupted' for mean / zero ablation")
+        self.check_ablation(engine.ablation)
         points = []
         for alpha in self._alphas():
             overrides = {}

@@ -122,10 +122,14 @@ class NodeAttribution(Method):
                 "absolute": self.absolute}
         return MethodOutput(edge_scores=edge_scores, node_scores=shown, info=info, signed_nodes=signed)
 
-    def _ig_inputs(self, engine, loss_fn, alphas):
-        if engine.ablation != "corrupted":
+    def check_ablation(self, ablation: str) -> None:
+        """Raise ValueError, before any work, for an ablation this variant cannot use."""
+        if self.integrated_grad_steps > 1 and self.ig_variant == "inputs" and ablation != "corrupted":
             raise ValueError("ig_variant 'inputs' interpolates the corrupted and the clean prompt, so it needs "
-                             f"ablation='corrupted' (got {engine.ablation!r}); use ig_variant='activations'")
+                             f"ablation='corrupted' (got {ablation!r}); use ig_variant='activations'")
+
+    def _ig_inputs(self, engine, loss_fn, alphas):
+        self.check_ablation(engine.ablation)
         inputs = [i for i, g in enumerate(engine.senders) if engine.graph.senders[g.start] in (naming.INPUT, naming.POS)]
         total = None
         for alpha in alphas:

@@ -190,6 +190,37 @@ def test_optimal_ablation_beats_mean_ablation_on_the_toy(toy):
     assert max(out.edge_scores.values()) > 0
 
 
+def test_optimal_ablation_constants_are_cached_by_what_they_depend_on(toy, tmp_path, monkeypatch):
+    from core import optimal_ablation as oa
+    case, model, data = toy
+    graph = Graph.from_model(model)
+    monkeypatch.setenv(oa.CACHE_ENV, str(tmp_path))
+
+    def engine(d=data):
+        return Problem(model, graph, d, case.output_type, ablation="optimal").engine()
+    first, second = engine(), engine()
+    assert first.ablation_info["cache"] == "computed" and second.ablation_info["cache"] == "read"
+    [entry] = tmp_path.glob("*.pt")
+    assert entry.stem == first.ablation_info["cache_key"] == second.ablation_info["cache_key"]
+    assert all(torch.equal(a, b) for a, b in zip(first.ablated, second.ablated))
+    assert first.ablation_info["per_component"] == second.ablation_info["per_component"]
+    mask = torch.ones(graph.n_edges)
+    mask[:3] = 0
+    assert torch.equal(first.evaluate(mask), second.evaluate(mask))
+    # other data (or other steps) is another key: computed, not read
+    other = engine(data.subset(list(range(len(data) - 1))))
+    assert other.ablation_info["cache"] == "computed" and len(list(tmp_path.glob("*.pt"))) == 2
+    assert oa.cache_key(first, 5, oa.LR) != oa.cache_key(first, oa.STEPS, oa.LR)
+    # a truncated entry is recomputed and replaced, never a crash
+    entry.write_bytes(entry.read_bytes()[:50])
+    again = engine()
+    assert again.ablation_info["cache"] == "computed"
+    assert all(torch.equal(a, b) for a, b in zip(first.ablated, again.ablated))
+    assert engine().ablation_info["cache"] == "read"
+    monkeypatch.setenv(oa.CACHE_ENV, "off")
+    assert engine().ablation_info["cache"] == "off"
+
+
 # ---- AtP* ------------------------------------------------------------------------------------------------
 def one_layer_attention(seed=0):
     cfg = HookedTransformerConfig(n_layers=1, n_heads=2, d_model=8, d_head=4, d_vocab=7, n_ctx=5, attn_only=True,
@@ -298,8 +329,12 @@ def test_cli_rejects_bad_frontier_flags(tmp_path, capsys):
     # bad hyper-parameter values: a one-line usage error with the method's reason, exit 2, before any
     # work, and no result file (issue 18's validation before work)
     for argv, why in ((["run", "edge-pruning", "--sparsity-targets", "2"], "sparsity_targets must be in [0, 1)"),
-                      (["run", "nap", "--integrated-grad-steps", "0"], "integrated_grad_steps must be a positive integer")):
-        assert main([*argv, "-i", "toy", "--out", str(tmp_path)]) == 2
+                      (["run", "nap", "--integrated-grad-steps", "0"], "integrated_grad_steps must be a positive integer"),
+                      # a method that cannot use the ablation: refused before the model is even loaded
+                      (["run", "eap-ig", "--ablation", "optimal"], "needs ablation='corrupted' (got 'optimal')"),
+                      (["benchmark", "--cases", "toy", "--methods", "eap", "node-eap-ig", "--ablation", "mean"],
+                       "needs ablation='corrupted' (got 'mean')")):
+        assert main([*argv, *(["-i", "toy"] if argv[0] == "run" else []), "--out", str(tmp_path)]) == 2
         err = capsys.readouterr().err.strip()
         assert why in err and len(err.splitlines()) == 1, err
     assert not list(iter_results(tmp_path))
