@@ -183,6 +183,21 @@ def test_ship_copies_models_at_the_bar_only(tmp_path):
     assert q.ship(out, to, bar=0) == ([] if other >= bar else [to / "3" / "natural"])  # never overwrites
 
 
+def test_ship_recheck_refuses_a_model_below_the_bar_on_the_shipped_test(tmp_path, monkeypatch):
+    out, to = tmp_path / "q", tmp_path / "shipped"
+    assert _run("--cases", "33", "--kinds", "natural", "--epochs", "1", *TINY, "--bar", "0", "--out", str(out)) == 0
+    d = out / "33" / "natural"
+    real = q.recheck_metrics(d, "33", "natural")  # the shipped-model test's own evaluation, really run
+    assert 0.0 <= real["accuracy"] <= 1.0
+    bar = 100 * q.finished_meta(d)["metrics"]["test"]["accuracy"]
+    logged = []
+    monkeypatch.setattr(q, "recheck_metrics", lambda *a: {**real, "accuracy": bar / 100 - 0.002})
+    assert q.ship(out, to, bar=bar, recheck=True, log=logged.append) == [] and not (to / "33").exists()
+    assert "below the bar on the shipped-model test" in logged[0] and "accuracy" in logged[0]
+    monkeypatch.setattr(q, "recheck_metrics", lambda *a: {**real, "accuracy": bar / 100})
+    assert q.ship(out, to, bar=bar, recheck=True) == [to / "33" / "natural"]
+
+
 def test_max_seconds_caps_a_run(tmp_path):
     assert _run("-i", "33", "--model-kind", "natural", "--epochs", "50", "--num-samples", "200", "--eval-pairs", "64",
                 "--max-seconds", "1e-6", "--out", str(tmp_path), "--no-progress") == 0
