@@ -198,6 +198,23 @@ def test_ship_recheck_refuses_a_model_below_the_bar_on_the_shipped_test(tmp_path
     assert q.ship(out, to, bar=bar, recheck=True) == [to / "33" / "natural"]
 
 
+def test_queue_keeps_an_attempt_below_the_bar_on_the_shipped_test(tmp_path, monkeypatch):
+    # at the bar on its own test pairs, below it on the shipped-model test's evaluation: not a model, it
+    # stays an attempt (a capped one keeps its checkpoint, so a larger cap continues it)
+    out = tmp_path / "q"
+    monkeypatch.setattr(q, "recheck_metrics", lambda d, cid, kind: {"accuracy": 0.005})
+    assert _run("--cases", "33", "--kinds", "natural", "--epochs", "1", *TINY, "--bar", "1",
+                "--recipes", "shipped", "--out", str(out)) == 0
+    assert not (out / "33" / "natural").exists()
+    adir = out / q.ATTEMPTS / "33" / "natural" / "shipped"
+    assert q.meets_bar(q.finished_meta(adir), "natural", 1)
+    assert _summary(out)["33", "natural"]["status"] == "below bar"
+    monkeypatch.undo()  # the real evaluation: at bar 1% it passes, and the attempt becomes the model
+    assert _run("--cases", "33", "--kinds", "natural", "--epochs", "1", *TINY, "--bar", "1",
+                "--recipes", "shipped", "--out", str(out), "--resume") == 0
+    assert (out / "33" / "natural").exists() and _summary(out)["33", "natural"]["status"] == "trained"
+
+
 def test_max_seconds_caps_a_run(tmp_path):
     assert _run("-i", "33", "--model-kind", "natural", "--epochs", "50", "--num-samples", "200", "--eval-pairs", "64",
                 "--max-seconds", "1e-6", "--out", str(tmp_path), "--no-progress") == 0
