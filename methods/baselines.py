@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 
 from core.circuit import Circuit
@@ -9,15 +11,29 @@ from core.protocols import Method, MethodOutput, Problem
 
 
 class RandomScores(Method):
-    """Uniform random score per edge, seeded by the problem's seed."""
+    """Uniform random score per edge.
+
+    ``per_case`` (default): the generator is seeded by the data seed *and the case id* (SHA-256 of
+    both), so each case gets its own draw. Seeded by the data seed alone (``per_case=False``, the
+    behaviour before stop 35), every case whose graph has the same number of edges got the same
+    ranking: over 40 SIIT models with 110 edges, one unlucky draw gave a mean "random" edge AUROC of
+    0.095 instead of the ~0.5 floor it stands for."""
 
     name = "random"
 
+    def __init__(self, per_case: bool = True):
+        self.per_case = bool(per_case)
+
     def discover(self, problem: Problem) -> MethodOutput:
-        g = torch.Generator().manual_seed(problem.seed)
+        seed = problem.seed
+        if self.per_case:
+            digest = hashlib.sha256(f"random:{problem.seed}:{problem.case_id}".encode()).digest()
+            seed = int.from_bytes(digest[:8], "little") & (2**63 - 1)
+        g = torch.Generator().manual_seed(seed)
         scores = torch.rand(problem.graph.n_edges, generator=g)
+        how = "sha256 of the data seed and the case id" if self.per_case else "the data seed"
         return MethodOutput(edge_scores=dict(zip(problem.graph.edges, scores.tolist())),
-                            info={"score": "uniform random in [0, 1)"})
+                            info={"score": "uniform random in [0, 1)", "generator_seed": f"{seed} ({how})"})
 
 
 class Oracle(Method):
