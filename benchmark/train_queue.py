@@ -42,6 +42,7 @@ import torch
 from benchmark.defaults import default_cases
 from benchmark.train import HISTORY_KEPT, TrainingInputError, check_args, resolve_weights, train_case, trim_history
 from cases import get_case
+from cases.tracr.siit import evaluate_trained
 from core.results import write_atomic, write_json_atomic
 from training import model_files, registry
 from training.correspondence import RESID_COMPRESSION_CASES, ll_size
@@ -269,7 +270,6 @@ def recheck_metrics(d: Path, cid: str, kind: str) -> dict:
     """The held-out metrics of the model in ``d`` as the shipped-model test computes them (its own
     evaluation, 512 pairs): a model at the bar on its training run's 1024 test pairs by a hair can be
     below it there (case 94: IIA 0.9906 in training, 0.9888 here)."""
-    from cases.tracr.siit import evaluate_trained
     _, m = evaluate_trained(get_case(cid), kind, max_pairs=RECHECK_PAIRS, per_node=False, directory=d)
     return m
 
