@@ -220,14 +220,18 @@ def cached_optimal_ablation(engine, steps: int = STEPS, lr: float = LR):
         return ablated, ablated_z, {**info, "cache": "off"}
     key = cache_key(engine, steps, lr)
     path = root / f"{key}.pt"
+    replaced = None
     if path.is_file():
         try:
             entry = torch.load(path, map_location=engine.device, weights_only=True)
             if entry.get("key") == key:
                 return entry["ablated"], entry["ablated_z"], {**entry["info"], "cache": "read", "cache_key": key}
-        except Exception:  # noqa: BLE001 - a truncated or foreign file: recompute and replace it
-            pass
+            replaced = "held another key"
+        except Exception as err:  # noqa: BLE001 - a truncated or foreign file: recompute and replace it
+            replaced = f"was unreadable ({type(err).__name__})"
     ablated, ablated_z, info = optimal_ablation(engine, steps, lr)
+    if replaced:
+        info = {**info, "cache_replaced": f"the entry at {path} {replaced}; recomputed"}
     buf = io.BytesIO()
     torch.save({"key": key, "ablated": [a.cpu() for a in ablated],
                 "ablated_z": {k: v.cpu() for k, v in ablated_z.items()}, "info": info}, buf)
