@@ -95,7 +95,10 @@ LADDER: dict[str, tuple[Recipe, ...]] = {
              Recipe("wide", "a twice wider LL (d_model, or d_head where the heads are compressed): room for many "
                             "output classes", ("--seed", "0"), widen=2.0),
              Recipe("long", "seed 1 with 600 epochs and 4x the time: slow convergers", ("--seed", "1", "--epochs", "600"),
-                    time_factor=4.0)),
+                    time_factor=4.0),
+             Recipe("wide-long", "the wide LL with 600 epochs and 6x the time: wide runs that plateau just below the "
+                                 "bar at the 300-epoch limit (53, 56)", ("--seed", "0", "--epochs", "600"),
+                    widen=2.0, time_factor=6.0)),
     "iit": (_SHIPPED, _SEED1,
             Recipe("long", "seed 1 with 600 epochs and 4x the time", ("--seed", "1", "--epochs", "600"), time_factor=4.0)),
     "natural": (_SHIPPED, _SEED1),

@@ -22,6 +22,7 @@ the brute-force per-edge reference of ``tests/core/test_patching.py``).
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING, Callable
 
 import torch
@@ -70,7 +71,7 @@ class FastForward:
 
     def __init__(self, model: "HookedTransformer", graph: "Graph"):
         cfg = model.cfg
-        self.model, self.graph = model, graph
+        self._model, self.graph = weakref.ref(model), graph  # weak: engines may keep this object per model
         self.L, self.H = cfg.n_layers, cfg.n_heads
         self.has_mlp = not cfg.attn_only
         self.norm = cfg.normalization_type
@@ -88,6 +89,10 @@ class FastForward:
         self._mlp_cache: dict = {}
         self._head_cache: dict = {}
         self._cols_cache: dict = {}
+
+    @property
+    def model(self) -> HookedTransformer:
+        return self._model()
 
     # ---- pieces ---------------------------------------------------------------------------------------
     def _normed(self, x: torch.Tensor, ln) -> torch.Tensor:

@@ -38,7 +38,9 @@ if TYPE_CHECKING:
 
 ABLATIONS = ("corrupted", "mean", "zero", "optimal")
 LossFn = Callable[[torch.Tensor], torch.Tensor]  # logits [K, n, seq, vocab] -> [K]
-_VERIFIED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> config its fast path was checked on
+# model -> (the config its fast path was checked on, {graph shape: its FastForward}); FastForward holds the
+# model weakly, so these entries do not keep models alive
+_VERIFIED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,21 @@ def _as_senders(x: torch.Tensor, per_head: bool) -> torch.Tensor:
     return x if per_head else x.unsqueeze(-2)
 
 
+@contextmanager
+def frozen_parameters(model: torch.nn.Module):
+    """The model's parameters without ``requires_grad`` inside the block (restored after): a pass that
+    differentiates only in its own tensors (probes, masks) records no graph through the weights, and
+    the fast path keeps its cached folded weights and MLP compactions."""
+    tracked = [p for p in model.parameters() if p.requires_grad]
+    for p in tracked:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in tracked:
+            p.requires_grad_(True)
+
+
 class PatchEngine:
     """Runs a model under batches of edge masks. Built once per (model, graph, data, ablation)."""
 
@@ -108,6 +125,11 @@ class PatchEngine:
         self.slots = graph.slots.to(self.device)
         self.fast, self.fast_reason = self._build_fast() if fast else (None, "turned off (fast=False)")
         with torch.no_grad():
+            self.corrupted_logits = None
+            if ablation == "corrupted" and self.fast is not None:  # both plain runs in one pass
+                (self.clean_acts, self.clean_logits), (self.ablated, self.corrupted_logits) = \
+                    self._fast_plain_pair(data.corrupted.to(self.device))
+                return
             clean_acts, self.clean_logits = self.sender_activations(self.clean, return_logits=True)
             self.clean_acts = clean_acts
             if ablation == "corrupted":
@@ -115,13 +137,10 @@ class PatchEngine:
                     data.corrupted.to(self.device), return_logits=True, corrupted_pos=True)
             elif ablation == "mean":
                 self.ablated = [a.mean(0, keepdim=True) for a in clean_acts]
-                self.corrupted_logits = None
             elif ablation == "optimal":  # learned per-sender constants (core/optimal_ablation.py), held like means
                 self.ablated, self._abl_z, self.ablation_info = cached_optimal_ablation(self)
-                self.corrupted_logits = None
             else:
                 self.ablated = [torch.zeros_like(a[:1]) for a in clean_acts]
-                self.corrupted_logits = None
 
     # ---- plain runs ---------------------------------------------------------------------------------
     def corrupted_run_patches(self) -> list[Patch]:
@@ -155,9 +174,17 @@ class PatchEngine:
         why = unsupported(self.model.cfg)
         if why is not None:
             return None, why
-        fast = FastForward(self.model, self.graph)
         key = repr(sorted(self.model.cfg.to_dict().items(), key=lambda kv: kv[0]))
-        if _VERIFIED.get(self.model) == key:  # this model object, this config: checked before
+        g = self.graph
+        shape = (g.n_layers, g.n_heads, g.has_mlp, g.split_qkv, g.separate_pos)
+        verified_key, kept = _VERIFIED.get(self.model, (None, {}))
+        if verified_key == key and shape in kept:  # this model object, this config: checked before; the
+            fast = kept[shape]  # same object, so its weight caches (folded weights, compactions) carry over
+            fast._cols_cache.clear()  # keyed by the previous engine's ablated tensors: do not keep them alive
+            return fast, None
+        fast = FastForward(self.model, self.graph)
+        if verified_key == key:
+            kept[shape] = fast
             return fast, None
         probe = self.clean[:2]
         with torch.no_grad():
@@ -167,13 +194,24 @@ class PatchEngine:
         err = float((got - ref).abs().max())
         if not err <= tol:
             return None, f"own forward differs from the model by {err:.3g} (> {tol:.3g})"
-        _VERIFIED[self.model] = key
+        _VERIFIED[self.model] = (key, {shape: fast})
         return fast, None
 
     def _fast_plain(self, tokens: torch.Tensor, pos_override: torch.Tensor | None):
         collect: list[torch.Tensor] = []
         logits = self.fast.run(1, [x.unsqueeze(0) for x in self.fast.embed(tokens, pos_override)], collect=collect)
         return [c[0].permute(1, 2, 0, 3) for c in collect], logits[0]
+
+    def _fast_plain_pair(self, corrupted: torch.Tensor):
+        """The clean and the corrupted plain runs as two rows of one fast pass (the same values as two
+        runs: rows never mix): ``((clean acts, clean logits), (corrupted acts, corrupted logits))``."""
+        pos = self.data.corrupted_pos
+        pos = None if pos is None else self.model.W_pos[pos.to(self.device)]
+        pair = [torch.stack([c, x]) for c, x in zip(self.fast.embed(self.clean), self.fast.embed(corrupted, pos))]
+        collect: list[torch.Tensor] = []
+        logits = self.fast.run(2, pair, collect=collect)
+        # a group that does not depend on the input (a layer that writes nothing) is collected once
+        return tuple(([c[min(k, c.shape[0] - 1)].permute(1, 2, 0, 3) for c in collect], logits[k]) for k in range(2))
 
     def _layout(self, acts: list[torch.Tensor]) -> list[torch.Tensor]:
         """Per group ``[n or 1, pos, size, d]`` -> the fast path's ``[1, size, n, pos, d]``."""
@@ -462,7 +500,7 @@ class PatchEngine:
         The loss is summed over the batch rows' mean as given by ``loss_fn`` (a scalar per mask)."""
         probes: dict[str, torch.Tensor] = {}
         loss_fn = loss_fn or self.default_loss()
-        with torch.enable_grad():
+        with torch.enable_grad(), frozen_parameters(self.model):
             logits = self.run(self.full_mask(), probes=probes, input_override=input_override,
                               sender_override=sender_override)
             loss = loss_fn(logits).sum()
@@ -475,9 +513,11 @@ class PatchEngine:
         ``sender_diffs``: per sender group ``[n, pos, size, d]`` (e.g. ablated - clean).
         """
         # one product [S, n*pos*d] @ [n*pos*d, R]; slots pick the (sender, receiver) pairs of edges
-        d = torch.cat([x.expand(*grads[self.receivers[0].hook].shape[:2], *x.shape[2:]) for x in sender_diffs], 2)
-        g = torch.cat([grads[rg.hook] for rg in self.receivers], 2)
-        dense = d.permute(2, 0, 1, 3).reshape(d.shape[2], -1) @ g.permute(2, 0, 1, 3).reshape(g.shape[2], -1).T
+        # (concatenated sender/receiver-major: one copy each, and none for differences already laid out so)
+        n, P = grads[self.receivers[0].hook].shape[:2]
+        d = torch.cat([x.expand(n, P, *x.shape[2:]).permute(2, 0, 1, 3) for x in sender_diffs])
+        g = torch.cat([grads[rg.hook].permute(2, 0, 1, 3) for rg in self.receivers])
+        dense = d.reshape(d.shape[0], -1) @ g.reshape(g.shape[0], -1).T
         e, s, r = self.slots.unbind(1)
         return torch.zeros(self.graph.n_edges, device=self.device, dtype=dense.dtype).index_add(0, e, dense[s, r])
 
@@ -487,6 +527,9 @@ class PatchEngine:
 
     @contextmanager
     def eval_mode(self):
+        if not any(m.training for m in self.model.modules()):  # already in eval mode: nothing to switch
+            yield
+            return
         was = self.model.training
         self.model.eval()
         try:

@@ -387,3 +387,49 @@ def test_run_nodes_on_the_written_columns_equals_hooks(ablation):
         # per layer its heads' and its MLP's columns (the MLP's of layer 1 with its bias-only column 5;
         # zero ablation: ablated values write nothing); one cache entry per sender group, however many runs
         assert sorted(c.tolist() for c in written) == sorted([[0, 1], [6, 7], [2, 3], [5, 8, 9], [], [10, 11]])
+
+
+def test_engine_set_up_pairs_plain_runs_and_reuses_the_fast_forward():
+    # the clean and corrupted plain runs share one fast pass: the same activations and logits as two
+    # separate runs; a second engine on the same model reuses the checked FastForward (its weight caches),
+    # which holds the model only weakly, so a dropped model is freed
+    import gc
+    import weakref
+
+    model = random_model("LN", n_layers=2, n_heads=2)
+    graph = Graph.from_model(model)
+    data = random_data()
+    a = PatchEngine(model, graph, data, "categorical")
+    clean, clean_logits = a._fast_plain(a.clean, None)
+    corr, corr_logits = a._fast_plain(data.corrupted, None)
+    assert (a.clean_logits - clean_logits).abs().max() < 1e-12
+    assert (a.corrupted_logits - corr_logits).abs().max() < 1e-12
+    for x, y in zip(a.clean_acts + a.ablated, clean + corr):
+        assert x.shape == y.shape and (x - y).abs().max() < 1e-12
+    b = PatchEngine(model, graph, data, "categorical")
+    assert b.fast is a.fast
+    masks = masks_for(graph)
+    with torch.no_grad():
+        assert (b.run(masks) - PatchEngine(model, graph, data, "categorical", fast=False).run(masks)).abs().max() < 1e-9
+    ref = weakref.ref(model)
+    del model, a, b
+    gc.collect()
+    assert ref() is None
+
+
+def test_receiver_gradients_leave_parameters_as_they_were():
+    # the gradient pass records no graph through the weights, and puts requires_grad back, also on error
+    model = random_model("LN", n_layers=2, n_heads=2)
+    model.blocks[0].attn.W_Q.requires_grad_(False)  # one frozen by the user stays frozen
+    before = {n: p.requires_grad for n, p in model.named_parameters()}
+    engine = PatchEngine(model, Graph.from_model(model), random_data(), "categorical")
+    grads = engine.receiver_gradients()
+    assert any(g.abs().sum() > 0 for g in grads.values())
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == before
+
+    def failing(logits):
+        assert not any(p.requires_grad for p in model.parameters())
+        raise RuntimeError("loss failed")
+    with pytest.raises(RuntimeError, match="loss failed"):
+        engine.receiver_gradients(failing)
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == before
