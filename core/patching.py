@@ -32,6 +32,7 @@ from core.fastpath import FastForward, unsupported
 from core.graph import Graph
 from core.naming import NodeLoc
 from core.optimal_ablation import cached_optimal_ablation
+from core.params import frozen_parameters
 
 if TYPE_CHECKING:
     from transformer_lens import HookedTransformer
@@ -90,21 +91,6 @@ def receiver_groups(graph: Graph) -> list[ReceiverGroup]:
 def _as_senders(x: torch.Tensor, per_head: bool) -> torch.Tensor:
     """[batch, pos, (head,) d] -> [batch, pos, size, d]."""
     return x if per_head else x.unsqueeze(-2)
-
-
-@contextmanager
-def frozen_parameters(model: torch.nn.Module):
-    """The model's parameters without ``requires_grad`` inside the block (restored after): a pass that
-    differentiates only in its own tensors (probes, masks) records no graph through the weights, and
-    the fast path keeps its cached folded weights and MLP compactions."""
-    tracked = [p for p in model.parameters() if p.requires_grad]
-    for p in tracked:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in tracked:
-            p.requires_grad_(True)
 
 
 class PatchEngine:

@@ -44,6 +44,7 @@ import torch
 
 from core import naming
 from core.circuit import Circuit
+from core.params import frozen_parameters
 from core.protocols import Method, MethodOutput, Problem, sweep_label
 from methods import _checks
 
@@ -176,21 +177,14 @@ class SubnetworkProbing(Method):
         lam = torch.tensor(lams, device=device)
         log_alpha = torch.full((L, n_gates), init_log_alpha(self.mask_p), device=device, requires_grad=True)
         opt = torch.optim.Adam([log_alpha], lr=self.lr)
-        params = [p for p in problem.model.parameters() if p.requires_grad]
-        try:
-            for p in params:  # the model is frozen: gradients flow to the gates only
-                p.requires_grad_(False)
-            with engine.eval_mode():
-                for _ in range(self.epochs):
-                    u = torch.rand(self.n_samples, n_gates, generator=gen, dtype=torch.float64)
-                    u = u.clamp(EPS, 1 - EPS).to(device, log_alpha.dtype)
-                    gates = self._sample(log_alpha[:, None, :], u[None])                # [L, samples, gates]
-                    task = loss_fn(patched(gates.flatten(0, 1))).view(L, self.n_samples).mean(1)
-                    loss = (task + self._penalty(log_alpha, lam)).sum()
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-        finally:
-            for p in params:
-                p.requires_grad_(True)
+        with frozen_parameters(problem.model), engine.eval_mode():  # gradients flow to the gates only
+            for _ in range(self.epochs):
+                u = torch.rand(self.n_samples, n_gates, generator=gen, dtype=torch.float64)
+                u = u.clamp(EPS, 1 - EPS).to(device, log_alpha.dtype)
+                gates = self._sample(log_alpha[:, None, :], u[None])                # [L, samples, gates]
+                task = loss_fn(patched(gates.flatten(0, 1))).view(L, self.n_samples).mean(1)
+                loss = (task + self._penalty(log_alpha, lam)).sum()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
         return log_alpha.detach().cpu()
