@@ -206,6 +206,9 @@ def _leaderboard_parsers(sub, subs: dict[str, Parser]) -> None:
                    help="rank these results against the shipped reference (or PATH) without rerunning baselines")
     p.add_argument("--write-reference", default=None, metavar="PATH",
                    help="write the results under --out as a compact reference file (gzip JSON lines)")
+    p.add_argument("--extend-reference", action="store_true",
+                   help="with --write-reference: keep the runs of the existing file at PATH that --out does not "
+                        "redo (same settings and weights), so new cases are added without rerunning the old")
     p.add_argument("--json", action="store_true")
     subs["leaderboard"] = p
 

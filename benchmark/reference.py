@@ -104,17 +104,49 @@ def _settings(docs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             "weights": {k: sorted(v) for k, v in sorted(models.items())}}
 
 
-def write(out: str | os.PathLike, path: str | os.PathLike, command: str = "") -> dict[str, Any]:
+def _key(doc: Mapping[str, Any]) -> tuple:
+    """A run's identity within a reference: model kind, case, method, params, data seed."""
+    return (str(doc.get("model")), str(doc.get("case")), str(doc.get("method")),
+            json.dumps(doc.get("params") or {}, sort_keys=True), doc.get("seed"))
+
+
+def _kept(extend: str | os.PathLike, new: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    """The records of the reference ``extend`` that the new results do not redo, and its command.
+    Refuses (IncompatibleReference) when the two were made with other settings or other weights."""
+    header, old = load(extend)
+    mine, theirs = _settings(new), header["settings"]
+    for key, what in (("schema", "result schema"), ("circuit-bench", "circuit-bench version"), ("n", "n (examples)"),
+                      ("seeds", "data seeds"), ("ablation", "ablation"), ("metric", "metric")):
+        if mine[key] != theirs[key]:
+            raise IncompatibleReference(f"cannot extend {str(extend)!r}: it was made with {what} "
+                                        f"{_show(theirs[key])}, these results with {_show(mine[key])}")
+    for key, shas in mine["weights"].items():
+        if theirs["weights"].get(key, shas) != shas:
+            raise IncompatibleReference(f"cannot extend {str(extend)!r}: its {key} model has other weights "
+                                        f"({theirs['weights'][key][0][:12]} vs {shas[0][:12]}); regenerate it in full")
+    redone = {_key(d) for d in new}
+    kept = [{k: v for k, v in d.items() if k != "status"} for d in old if _key(d) not in redone]
+    return kept, str(header.get("command") or "")
+
+
+def write(out: str | os.PathLike, path: str | os.PathLike, command: str = "",
+          extend: str | os.PathLike | None = None) -> dict[str, Any]:
     """Write the reference of every finished result under ``out`` to ``path`` (atomically); returns
-    its header with the record count and the file size."""
+    its header with the record count and the file size. ``extend``: an existing reference whose runs
+    are kept where ``out`` does not redo them (same settings and weights required), so new cases are
+    added without rerunning the old ones; the header's command then lists both commands."""
     docs = [(p, d) for p, d in iter_results(out) if d.get("status") == "ok"]
     if not docs:
         raise IncompatibleReference(f"no finished results under {str(out)!r} to make a reference from")
-    header = {"kind": KIND, "format": FORMAT, "harness_schema": SCHEMA, "settings": _settings(d for _, d in docs),
-              "n_runs": len(docs), "command": command}
+    lines = [{"schema": d.get("schema"), "versions": {"circuit-bench": _version(d)}, **record(p, d)} for p, d in docs]
+    if extend is not None:
+        kept, before = _kept(extend, [d for _, d in docs])
+        lines = kept + lines
+        command = f"{before}; then {command}" if before else command
+    header = {"kind": KIND, "format": FORMAT, "harness_schema": SCHEMA, "settings": _settings(lines),
+              "n_runs": len(lines), "command": command}
     body = json.dumps(header, sort_keys=True) + "\n" + "".join(
-        json.dumps({"schema": d.get("schema"), "versions": {"circuit-bench": _version(d)}, **record(p, d)},
-                   sort_keys=True, separators=(",", ":")) + "\n" for p, d in docs)
+        json.dumps(line, sort_keys=True, separators=(",", ":")) + "\n" for line in lines)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

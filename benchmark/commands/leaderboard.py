@@ -22,6 +22,8 @@ def cmd_leaderboard(args) -> int:
     if not Path(args.out).is_dir():
         raise UsageError(f"no results directory {args.out!r} (run `benchmark` or `run` first, or pass --out)")
     check_out_dir(args.out)  # the leaderboard is written there
+    if args.extend_reference and not args.write_reference:
+        raise UsageError("--extend-reference goes with --write-reference PATH (the reference to extend)")
     if args.score_floor is not None and not 0 <= args.score_floor < 1:
         raise UsageError(f"--score-floor must be in [0, 1), got {args.score_floor}")
     with results.skip_report() as skipped:  # bad files: one warning each, a count at the end
@@ -138,9 +140,14 @@ def cmd_compare(args, extra: Mapping[str, Any]) -> int:
 def cmd_write_reference(args) -> int:
     if args.with_reference is not None or args.compare:
         raise UsageError("--write-reference goes alone (not with --with-reference or --compare)")
+    extend = args.extend_reference
+    if extend and not Path(args.write_reference).is_file():
+        raise UsageError(f"--extend-reference: no reference file {args.write_reference!r} to extend")
     try:
-        info = ref.write(args.out, args.write_reference, command=f"leaderboard --out {args.out} "
-                                                                   f"--write-reference {args.write_reference}")
+        info = ref.write(args.out, args.write_reference,
+                         command=f"leaderboard --out {args.out} --write-reference {args.write_reference}"
+                                 + (" --extend-reference" if extend else ""),
+                         extend=args.write_reference if extend else None)
     except ref.IncompatibleReference as err:
         raise UsageError(f"--write-reference: {err}") from None
     with json_stdout(args.json) as out:

@@ -252,6 +252,46 @@ def test_plugin_method_ranked_against_a_reference(runs, tmp_path, capsys):
     assert main(["leaderboard", "--out", str(mine), "--with-reference", str(tmp_path / "junk.gz")]) == 2
 
 
+def test_reference_extended_with_new_cases_equals_one_written_at_once(runs, tmp_path, capsys):
+    """`--extend-reference`: a reference of cases 3 and 4 extended with case 12's runs holds the same
+    records and settings as one written from all three at once; redoing the extension replaces runs
+    (never duplicates them); results with other settings are refused and leave the file as it was."""
+    import gzip
+    import shutil
+
+    def lines(path):
+        text = gzip.open(path, "rt").read().splitlines()
+        return json.loads(text[0]), sorted(text[1:])
+
+    whole = tmp_path / "whole.jsonl.gz"
+    assert main(["leaderboard", "--out", str(runs), "--write-reference", str(whole)]) == 0
+    old, new = tmp_path / "cases34", tmp_path / "case12"
+    for p, doc in iter_results(runs):
+        shutil.copytree(p.parent, (new if doc["case"] == "12" else old) / p.parent.relative_to(runs))
+    ref = tmp_path / "ref.jsonl.gz"
+    assert main(["leaderboard", "--out", str(old), "--write-reference", str(ref)]) == 0
+    assert lines(ref)[0]["settings"]["cases"]["tracr"] == ["3", "4"]
+    extend = ["leaderboard", "--out", str(new), "--write-reference", str(ref), "--extend-reference"]
+    assert main(extend) == 0
+    (h1, r1), (h2, r2) = lines(whole), lines(ref)
+    assert r2 == r1 and h2["settings"] == h1["settings"] and h2["n_runs"] == len(r1) == 36
+    assert h2["command"].count("--write-reference") == 2 and h2["command"].endswith("--extend-reference")
+    assert main(extend) == 0 and lines(ref)[1] == r1  # redone runs replace the old records
+    other = tmp_path / "other"  # case 12 again with other data: refused, the file untouched
+    assert main(["benchmark", "--cases", "12", "--methods", "random", "--seeds", *SEEDS, "-n", "8",
+                 "--out", str(other)]) == 0
+    before = ref.read_bytes()
+    capsys.readouterr()
+    assert main(["leaderboard", "--out", str(other), "--write-reference", str(ref), "--extend-reference"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot extend" in err[0] and "n (examples)" in err[0] and ref.read_bytes() == before
+    assert main(["leaderboard", "--out", str(new), "--write-reference", str(tmp_path / "none.gz"),
+                 "--extend-reference"]) == 2
+    assert "no reference file" in capsys.readouterr().err
+    assert main(["leaderboard", "--out", str(new), "--extend-reference"]) == 2
+    assert "goes with --write-reference" in capsys.readouterr().err
+
+
 def test_faithfulness_plot_axis_fits_the_graph_and_legend_is_off_the_curves(tmp_path, monkeypatch):
     from evaluations import plots
 
