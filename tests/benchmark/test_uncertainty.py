@@ -260,7 +260,8 @@ def test_reference_extended_with_new_cases_equals_one_written_at_once(runs, tmp_
     import shutil
 
     def lines(path):
-        text = gzip.open(path, "rt").read().splitlines()
+        with gzip.open(path, "rt") as f:
+            text = f.read().splitlines()
         return json.loads(text[0]), sorted(text[1:])
 
     whole = tmp_path / "whole.jsonl.gz"
