@@ -16,6 +16,11 @@ Score agreement (:func:`score_agreement`), for a method's scores ``s_M`` and the
   ``k_eff`` too.
 * Pearson r, Spearman ρ and Kendall τ-b over all edges, and Kendall τ-b restricted to the exact top
   ``k_eff`` edges (report the global τ with the warning above; do not gate on it).
+* ``score_floor`` (off by default): every ``|s| <= score_floor * max|s|`` of either side is set to 0
+  before any statistic, the float-dust rule of :func:`evaluations.roc.floored_edge_roc`. Exact
+  patching's "no effect" is ``metric(patched) - metric(clean)`` of two forwards that differ in summation
+  order, so its zeros come out as ±1e-15 dust in float64 while a gradient method's are exact zeros; the
+  rank statistics (Spearman, Kendall) would rank that dust. The floor used is in the output.
 
 Everything is computed on absolute values by default (``signed=False``: ranking by |effect|, as
 circuit selection does); ``signed=True`` compares the signed scores (top-k then takes the largest
@@ -77,6 +82,12 @@ def _corr(kind: str, a: np.ndarray, b: np.ndarray) -> tuple[float, str | None]:
     return float(stats.kendalltau(a, b, variant="b").statistic), None
 
 
+def _floored(x: np.ndarray, rel: float) -> np.ndarray:
+    """``x`` with every ``|x| <= rel * max|x|`` set to 0 (the float-dust rule)."""
+    top = float(np.abs(x).max()) if x.size else 0.0
+    return np.where(np.abs(x) <= rel * top, 0.0, x)
+
+
 def top_k(x: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k largest values (NaN last, ties by index order)."""
     key = np.where(np.isnan(x), -np.inf, x)
@@ -106,7 +117,7 @@ def average_overlap(method: np.ndarray, exact: np.ndarray, k: int, tie_tol: floa
 
 def score_agreement(method: Any, exact: Any, edges: Sequence[str] | None = None, *, signed: bool = False,
                     fractions: Sequence[float] = TOPK_FRACTIONS, rel_tol: float = REL_TOL,
-                    tie_tol: float = TIE_TOL) -> dict[str, Any]:
+                    tie_tol: float = TIE_TOL, score_floor: float | None = None) -> dict[str, Any]:
     """Agreement of a method's edge scores with exact patching scores (see the module doc).
 
     ``method``/``exact``: vectors in the same edge order, or ``{edge: score}`` with ``edges``.
@@ -117,12 +128,14 @@ def score_agreement(method: Any, exact: Any, edges: Sequence[str] | None = None,
         raise ValueError(f"{a.size} method scores vs {b.size} exact scores")
     ok = ~(np.isnan(a) | np.isnan(b))
     a, b = a[ok], b[ok]
+    if score_floor is not None:
+        a, b = _floored(a, score_floor), _floored(b, score_floor)
     if not signed:
         a, b = np.abs(a), np.abs(b)
     E = int(a.size)
     reasons: dict[str, str] = {}
     out: dict[str, Any] = {"n_edges": E, "n_dropped": int((~ok).sum()), "signed": bool(signed),
-                           "rel_tol": rel_tol}
+                           "rel_tol": rel_tol, "score_floor": score_floor}
     for kind in ("pearson", "spearman", "kendall"):
         v, why = _corr(kind, a, b)
         out[kind] = v

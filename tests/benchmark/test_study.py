@@ -67,6 +67,19 @@ def test_agreement_is_nan_with_a_reason_when_undefined():
     assert z["k_eff"] == 0 and math.isnan(z["topk_eff"]) and "non-negligible" in z["reasons"]["topk_eff"]
 
 
+def test_score_floor_ties_float_dust_with_the_zeros():
+    """Exact zeros on one side, ±1e-15 dust in a scrambled order on the other: Spearman ranks the dust
+    unless the floor ties it to zero; values above the floor keep their order."""
+    method = np.array([0.0, 0.0, 0.0, 1.0, 2.0, 3.0])
+    exact = np.array([3e-15, -1e-15, 2e-15, 1.0, 2.0, 3.0])
+    raw = score_agreement(method, exact, signed=True)
+    floored = score_agreement(method, exact, signed=True, score_floor=1e-12)
+    assert raw["spearman"] < 1 - 1e-3 and raw["score_floor"] is None
+    assert floored["spearman"] == pytest.approx(1) and floored["kendall"] == pytest.approx(1)
+    swapped = score_agreement(method, np.array([0, 0, 0, 2.0, 1.0, 3.0]), signed=True, score_floor=1e-12)
+    assert swapped["spearman"] < 1 - 1e-3   # the floor does not hide real disagreement
+
+
 # ---- circuit overlap ------------------------------------------------------------------------------------------
 def test_circuit_overlap_hand_made():
     a = Circuit.from_edges({"input->a0.h0<q>", "a0.h0->logits", "input->logits"})
@@ -85,13 +98,19 @@ def test_circuit_overlap_hand_made():
 # ---- methods vs exact patching ---------------------------------------------------------------------------------
 def test_eap_agrees_exactly_with_exact_patching_when_the_metric_is_linear():
     """Attention-only, no normalisation, W_Q = W_K = 0 (uniform attention) and the linear ``logit``
-    attribution metric: the patched metric is affine in the edge masks, so EAP equals exact patching."""
+    attribution metric: the patched metric is affine in the edge masks, so EAP equals exact patching.
+    The q/k edges have no effect (W_Q = W_K = 0): EAP scores them exactly 0, exact patching ±1e-15 (two
+    forwards summed in a different order), so the ranks are compared with float64 dust (1e-12 of the
+    largest score) tied to zero; without the floor the dust's order decides Spearman."""
     model = linear_model()
     problem = Problem(model, Graph.from_model(model), random_data(), "categorical")
     exact = signed(ExactPatching(attribution_metric="logit").discover(problem), problem.graph)
     eap = signed(EAP(attribution_metric="logit").discover(problem), problem.graph)
+    dust = np.abs(np.asarray(exact)) <= 1e-12 * np.abs(np.asarray(exact)).max()
+    assert 0 < dust.sum() < len(dust)  # not vacuous: both no-effect and real edges
     for sign in (False, True):
-        r = score_agreement(eap, exact, signed=sign)
+        r = score_agreement(eap, exact, signed=sign, score_floor=1e-12)
+        assert r["score_floor"] == 1e-12
         assert r["pearson"] > 1 - 1e-6 and r["spearman"] > 1 - 1e-6
         assert r["k_eff"] > 0 and r["topk_eff"] == 1.0 and r["ao_eff"] == 1.0
         assert all(t["overlap"] == 1.0 for t in r["topk"])
