@@ -101,6 +101,9 @@ def _eval_parsers(sub, subs: dict[str, Parser]) -> None:
                         "eap eap-ig); overlap: one method (default eap-ig)")
     p.add_argument("--steps", nargs="+", type=POSITIVE_INT, default=[1, 2, 5, 10, 20, 50], help="ig-steps: IG step counts")
     p.add_argument("--ig-variant", default="inputs", choices=["inputs", "activations", "clean-corrupted"])
+    p.add_argument("--score-floor", type=float, default=None, metavar="R",
+                   help="agreement: scores with |s| <= R * max|s| (either side) tie with 0 before the statistics "
+                        "(exact patching's no-effect edges are float dust, e.g. 1e-15)")
     p.add_argument("--cases", nargs="+", default=None, help="overlap: settings CASE[:MODEL][@SEED]")
     p.add_argument("--no-prune", action="store_true", help="faithfulness: keep dangling edges")
     p.add_argument("--recompute", action="store_true",

@@ -79,10 +79,14 @@ def cmd_eval_pareto(args) -> int:
 
 def cmd_eval_agreement(args) -> int:
     case = _need_case(args, "agreement")
+    floor = getattr(args, "score_floor", None)
+    if floor is not None and not 0 <= floor < 1:
+        raise UsageError(f"--score-floor must be in [0, 1), got {floor}")
     with user_input():
-        doc = study.agreement(case, methods=_methods(args), **_common(args)).to_json()
+        doc = study.agreement(case, methods=_methods(args), score_floor=floor, **_common(args)).to_json()
     lines = [f"case {doc['case']} ({doc['model']}), {doc['n_edges']} edges, vs exact patching "
-             f"(method {doc['reference_method_seconds']:.1f}s; set-up {doc['setup_seconds']:.1f}s)"]
+             f"(method {doc['reference_method_seconds']:.1f}s; set-up {doc['setup_seconds']:.1f}s)"
+             + (f"; scores <= {floor:g} x max tied with 0" if floor is not None else "")]
     for spec, r in doc["methods"].items():
         if "pearson" not in r:
             lines.append(f"  {spec:<40} {r.get('reason')}")

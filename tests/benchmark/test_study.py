@@ -210,6 +210,18 @@ def test_bad_input_is_a_usage_error(tmp_path, capsys):
                               out=str(tmp_path), json=True, steps=None, cases=None)
     with pytest.raises(UsageError, match="eap-igg"):
         study_cli.cmd_eval_agreement(args)
+    args.methods, args.score_floor = ["eap"], 1.5
+    with pytest.raises(UsageError, match="--score-floor must be in"):
+        study_cli.cmd_eval_agreement(args)
+
+
+def test_cmd_eval_agreement_score_floor(tmp_path, capsys):
+    """``eval agreement --score-floor R`` reaches score_agreement and is recorded per method."""
+    args = argparse.Namespace(case="toy", model=None, methods=["eap"], n=16, seed=0, ablation=None,
+                              out=str(tmp_path), json=True, steps=None, cases=None, score_floor=1e-9)
+    assert study_cli.cmd_eval_agreement(args) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["methods"]["eap"]["score_floor"] == 1e-9
 
 
 def test_cmd_eval_overlap_json(tmp_path, capsys):
