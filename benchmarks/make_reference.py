@@ -1,7 +1,7 @@
 """Regenerate the shipped reference leaderboard (benchmark/reference/reference.jsonl.gz, issue 22).
 
-    python benchmarks/make_reference.py --out reference_results --workers 2    # the shipped reference (about 1.5 h on 2 cores)
-    python benchmarks/make_reference.py --out reference_results --full         # every Tracr case too (hours more)
+    python benchmarks/make_reference.py --out reference_results --full --workers 2   # the shipped reference (about 4 h on 2 cores)
+    python benchmarks/make_reference.py --out reference_results --workers 2          # SIIT, IOI, Tracr 3 4 12 only (about 1.5 h)
     python benchmarks/make_reference.py --out reference_results --quick        # a small subset (minutes)
 
 Runs ``benchmark`` (resumable: ``--resume``, so an interrupted run continues) for each group below with
