@@ -145,6 +145,13 @@ def finite_float(text: str) -> float:
     return v
 
 
+def check_score_floor(value: float | None) -> None:
+    """``--score-floor R`` (leaderboard, eval agreement): None or a relative floor in [0, 1); a one-line
+    usage error otherwise (nan and inf included)."""
+    if value is not None and not 0 <= value < 1:
+        raise UsageError(f"--score-floor must be in [0, 1), got {value}")
+
+
 def check_out_dir(out, flag: str = "--out") -> None:
     """``out`` is (or can be made) a directory this process can write: checked before any work by
     creating it and a probe file in it. A one-line usage error otherwise."""

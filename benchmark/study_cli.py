@@ -11,7 +11,7 @@ import contextlib
 from typing import Any, Iterator
 
 from benchmark import study
-from benchmark.console import UsageError, emit, json_stdout, setup_torch
+from benchmark.console import UsageError, check_score_floor, emit, json_stdout, setup_torch
 from benchmark.runner import DEFAULT_N
 from evaluations.plots import bar_value, fmt
 
@@ -80,8 +80,7 @@ def cmd_eval_pareto(args) -> int:
 def cmd_eval_agreement(args) -> int:
     case = _need_case(args, "agreement")
     floor = getattr(args, "score_floor", None)
-    if floor is not None and not 0 <= floor < 1:
-        raise UsageError(f"--score-floor must be in [0, 1), got {floor}")
+    check_score_floor(floor)
     with user_input():
         doc = study.agreement(case, methods=_methods(args), score_floor=floor, **_common(args)).to_json()
     lines = [f"case {doc['case']} ({doc['model']}), {doc['n_edges']} edges, vs exact patching "

@@ -10,7 +10,7 @@ from benchmark import direction, report
 from benchmark import leaderboard as lb
 from benchmark import reference as ref
 from benchmark import uncertainty as unc
-from benchmark.console import UsageError, check_out_dir, emit, json_stdout, log
+from benchmark.console import UsageError, check_out_dir, check_score_floor, emit, json_stdout, log
 from benchmark.resultdocs import report_skips
 from core import results
 from core.results import iter_results
@@ -24,8 +24,7 @@ def cmd_leaderboard(args) -> int:
     check_out_dir(args.out)  # the leaderboard is written there
     if args.extend_reference and not args.write_reference:
         raise UsageError("--extend-reference goes with --write-reference PATH (the reference to extend)")
-    if args.score_floor is not None and not 0 <= args.score_floor < 1:
-        raise UsageError(f"--score-floor must be in [0, 1), got {args.score_floor}")
+    check_score_floor(args.score_floor)
     with results.skip_report() as skipped:  # bad files: one warning each, a count at the end
         if args.write_reference:
             try:
