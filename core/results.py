@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from core import __version__
 
@@ -43,6 +43,15 @@ def _jsonable(x: Any) -> Any:
     if hasattr(x, "tolist"):
         return _jsonable(x.tolist())
     return x
+
+
+def floor_dust(values: Iterable[float], rel: float) -> list[float]:
+    """The float-dust rule: every ``|v| <= rel * max |v|`` (NaN ignored in the maximum) becomes 0.0, so
+    that scores below float resolution tie with the exact zeros; NaN stays NaN. Shared by the floored
+    AUROC (``evaluations.roc.floored_edge_roc``) and the agreement statistics' ``score_floor``."""
+    vals = [float(v) for v in values]
+    top = max((abs(v) for v in vals if v == v), default=0.0)
+    return [0.0 if abs(v) <= rel * top else v for v in vals]
 
 
 def finite(x: Any) -> Any:

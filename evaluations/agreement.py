@@ -43,6 +43,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from core.circuit import ENDPOINTS, Circuit
+from core.results import floor_dust
 
 TOPK_FRACTIONS = (0.01, 0.05, 0.1, 0.2)
 REL_TOL = 0.01
@@ -83,9 +84,8 @@ def _corr(kind: str, a: np.ndarray, b: np.ndarray) -> tuple[float, str | None]:
 
 
 def _floored(x: np.ndarray, rel: float) -> np.ndarray:
-    """``x`` with every ``|x| <= rel * max|x|`` set to 0 (the float-dust rule)."""
-    top = float(np.abs(x).max()) if x.size else 0.0
-    return np.where(np.abs(x) <= rel * top, 0.0, x)
+    """``x`` with every ``|x| <= rel * max|x|`` set to 0 (the float-dust rule, ``core.results.floor_dust``)."""
+    return np.asarray(floor_dust(x.tolist(), rel), dtype=float)
 
 
 def top_k(x: np.ndarray, k: int) -> np.ndarray:

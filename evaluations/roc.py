@@ -31,7 +31,7 @@ import numpy as np
 
 from core.circuit import ENDPOINTS, Circuit
 from core.naming import merge_qkv, parse_edge
-from core.results import finite
+from core.results import finite, floor_dust
 from evaluations.faithfulness import trapezoid
 
 NAN = float("nan")
@@ -320,6 +320,5 @@ def floored_edge_roc(doc: Mapping[str, Any], rel: float = DEFAULT_SCORE_FLOOR) -
     if info.get("merged_qkv"):
         scores = merge_qkv_scores(scores)
         truth = list(dict.fromkeys(merge_qkv(e) for e in truth))
-    top = max((abs(v) for v in scores.values() if v == v), default=0.0)
-    floored = {k: (0.0 if abs(v) <= rel * top else v) for k, v in scores.items()}
+    floored = dict(zip(scores, floor_dust(scores.values(), rel)))
     return roc_from_scores(floored, truth, list(scores), absolute=info.get("absolute", True))
