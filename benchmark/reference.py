@@ -173,6 +173,22 @@ def load(path: str | os.PathLike = DEFAULT) -> tuple[dict[str, Any], list[dict[s
     return header, docs
 
 
+def matching_seeds(header: Mapping[str, Any], rdocs: list[dict[str, Any]],
+                   docs: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The reference restricted to the data seeds of the user's finished results ``docs`` when those are
+    a proper subset of its own (a run at seed 0 ranks against the reference's seed-0 runs: the same data,
+    so nothing of other settings is pooled); ``seeds_used`` in the header says so. Anything else is
+    returned unchanged (and :func:`check_compatible` refuses seeds the reference does not have)."""
+    mine = {d.get("seed") for d in docs if d.get("status") == "ok"}
+    theirs = set(header["settings"]["seeds"])
+    if not mine or not mine < theirs:
+        return dict(header), rdocs
+    kept = [d for d in rdocs if d.get("seed") in mine]
+    seeds = sorted(mine, key=str)
+    return {**header, "settings": {**header["settings"], "seeds": seeds}, "seeds_used": seeds,
+            "n_runs": len(kept)}, kept
+
+
 def check_compatible(header: Mapping[str, Any], docs: Iterable[Mapping[str, Any]]) -> None:
     """Raise IncompatibleReference naming the first difference between the user's finished results
     ``docs`` and the reference ``header``."""

@@ -26,9 +26,18 @@ def _fmt(v, col: str = "") -> str:
     return lb._fmt(v)
 
 
-def to_markdown(analysis: Mapping[str, Any]) -> str:
+def _seeds_note(reference: Mapping[str, Any]) -> str:
+    """``, data seeds 0 only`` when the reference was restricted to the results' seeds (``seeds_used``)."""
+    seeds = reference.get("seeds_used")
+    return f", data seeds {', '.join(map(str, seeds))} only (those of these results)" if seeds else ""
+
+
+def to_markdown(analysis: Mapping[str, Any], reference: Mapping[str, Any] | None = None) -> str:
     lines = [markdown_table(analysis["summary"], lb.COLUMNS + unc.MD_EXTRA, lambda r, c: _fmt(r.get(c), c)).removesuffix("\n"),
              "", unc.legend(analysis["method"]), ""]
+    if reference:
+        lines += [f"Ranked against the reference `{reference.get('path')}` ({reference.get('n_runs')} runs"
+                  f"{_seeds_note(reference)}; rows marked [ref]).", ""]
     for title, pairs in (("edge AUROC", analysis["pairwise"]),
                          ("node AUROC, CPR, CMD", analysis["pairwise_metrics"])):
         if not pairs:
@@ -208,7 +217,7 @@ def to_html(analysis: Mapping[str, Any], rows: Mapping[Any, Any], detail: list[d
     spread_cols = ["model", "variant", "case", "n_seeds", "mean", "std", "min", "max"]
     n_err = sum(1 for r in detail if r.get("status") != "ok")
     ref_note = (f"<p>Ranked against the reference <code>{html.escape(str(reference.get('path')))}</code> "
-                f"({reference.get('n_runs')} runs; rows marked [ref]).</p>" if reference else "")
+                f"({reference.get('n_runs')} runs{_seeds_note(reference)}; rows marked [ref]).</p>" if reference else "")
     return ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>circuit-bench leaderboard</title>"
             f"<style>{_CSS}</style></head><body><h1>circuit-bench leaderboard</h1>"
             f"<p>{len(detail)} run(s), {n_err} failed. One row per variant: model kind, method and the parameters "

@@ -43,7 +43,7 @@ def cmd_leaderboard(args) -> int:
         text = {"md": lambda: dlb.to_markdown(drows), "csv": lambda: dlb.to_csv(drows),
                 "html": lambda: dlb.to_html(drows)}[args.format]()
     else:
-        text = {"md": lambda: report.to_markdown(extra["analysis"]), "csv": lambda: report.to_csv(extra["analysis"]),
+        text = {"md": lambda: report.to_markdown(extra["analysis"], extra.get("reference")), "csv": lambda: report.to_csv(extra["analysis"]),
                 "html": lambda: report.to_html(extra["analysis"], extra["rows"], detail, _embedded_plots(args.out),
                                                drows, extra.get("reference"))}[args.format]()
         if drows and args.format == "md":  # circuit and direction results: both tables (csv: circuit only)
@@ -99,6 +99,7 @@ def collect(args) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str,
             mine = [d for _, d in docs if d.get("status") == "ok" and "roc" in d]
             if not mine:
                 raise ref.IncompatibleReference(f"no finished results under {args.out!r} to rank against the reference")
+            header, rdocs = ref.matching_seeds(header, rdocs, mine)
             ref.check_compatible(header, mine)
         except ref.IncompatibleReference as err:
             raise UsageError(f"--with-reference: {err}") from None

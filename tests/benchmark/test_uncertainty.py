@@ -228,10 +228,25 @@ def test_plugin_method_ranked_against_a_reference(runs, tmp_path, capsys):
     assert main(["leaderboard", "--out", str(other), "--with-reference", str(ref)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "n (examples)" in err[0] and not (other / "leaderboard.md").exists()
-    one_seed = tmp_path / "one_seed"
+    one_seed = tmp_path / "one_seed"  # seeds the reference has: ranked against its runs at those seeds only
     assert main(["benchmark", "--cases", "3", "--methods", "random", "-n", N, "--out", str(one_seed)]) == 0
     capsys.readouterr()
-    assert main(["leaderboard", "--out", str(one_seed), "--with-reference", str(ref)]) == 2
+    doc = _leaderboard(one_seed, capsys, "--with-reference", str(ref))
+    assert doc["reference"]["seeds_used"] == [0] and doc["reference"]["n_runs"] == len(METHODS) * len(CASES)
+    rows = {r["variant"]: r for r in doc["summary"]}
+    assert rows["random"]["n_runs"] == 1 and all(rows[f"{m} [ref]"]["n_runs"] == len(CASES) for m in METHODS)
+    seed0: dict[str, list[float]] = {}
+    for _, d in iter_results(runs):
+        if d["seed"] == 0:
+            seed0.setdefault(d["method"], []).append(d["roc"]["edges"]["auroc"])
+    for m in METHODS:  # the [ref] rows are the reference's seed-0 runs, nothing else
+        assert rows[f"{m} [ref]"]["edge_auroc"] == pytest.approx(np.mean(seed0[m]), abs=1e-12)
+    assert "data seeds 0 only" in (one_seed / "leaderboard.md").read_text()
+    other_seed = tmp_path / "other_seed"  # a seed it does not have: refused
+    assert main(["benchmark", "--cases", "3", "--methods", "random", "--seed", "7", "-n", N, "--out",
+                 str(other_seed)]) == 0
+    capsys.readouterr()
+    assert main(["leaderboard", "--out", str(other_seed), "--with-reference", str(ref)]) == 2
     assert "data seeds" in capsys.readouterr().err
     toy = tmp_path / "toy"  # a case the reference does not have
     assert main(["benchmark", "--cases", "toy", "--methods", "random", "--seeds", *SEEDS, "-n", N, "--out", str(toy)]) == 0
