@@ -22,12 +22,12 @@ import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import torch  # noqa: E402
+import torch
 
-from benchmark.defaults import sweep_params  # noqa: E402
-from benchmark.runner import DEFAULT_N, Job, build_problem  # noqa: E402
-from cases import get_case  # noqa: E402
-from methods import get_method  # noqa: E402
+from benchmark.defaults import sweep_params
+from benchmark.runner import DEFAULT_N, Job, build_problem
+from cases import get_case
+from methods import get_method
 
 TRAINERS = {"sp", "edge-pruning", "ugs"}
 

@@ -50,7 +50,7 @@ def floor_dust(values: Iterable[float], rel: float) -> list[float]:
     that scores below float resolution tie with the exact zeros; NaN stays NaN. Shared by the floored
     AUROC (``evaluations.roc.floored_edge_roc``) and the agreement statistics' ``score_floor``."""
     vals = [float(v) for v in values]
-    top = max((abs(v) for v in vals if v == v), default=0.0)
+    top = max((abs(v) for v in vals if not math.isnan(v)), default=0.0)
     return [0.0 if abs(v) <= rel * top else v for v in vals]
 
 
