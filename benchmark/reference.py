@@ -173,20 +173,29 @@ def load(path: str | os.PathLike = DEFAULT) -> tuple[dict[str, Any], list[dict[s
     return header, docs
 
 
-def matching_seeds(header: Mapping[str, Any], rdocs: list[dict[str, Any]],
-                   docs: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The reference restricted to the data seeds of the user's finished results ``docs`` when those are
-    a proper subset of its own (a run at seed 0 ranks against the reference's seed-0 runs: the same data,
-    so nothing of other settings is pooled); ``seeds_used`` in the header says so. Anything else is
-    returned unchanged (and :func:`check_compatible` refuses seeds the reference does not have)."""
-    mine = {d.get("seed") for d in docs if d.get("status") == "ok"}
-    theirs = set(header["settings"]["seeds"])
-    if not mine or not mine < theirs:
-        return dict(header), rdocs
-    kept = [d for d in rdocs if d.get("seed") in mine]
-    seeds = sorted(mine, key=str)
-    return {**header, "settings": {**header["settings"], "seeds": seeds}, "seeds_used": seeds,
-            "n_runs": len(kept)}, kept
+def matching(header: Mapping[str, Any], rdocs: list[dict[str, Any]],
+             docs: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The reference restricted to what the user's finished results ``docs`` cover, so that every row of
+    a ranking is a mean over the same cases: their (model kind, case) pairs (``cases_used`` in the header
+    when that drops runs), and their data seeds when those are a proper subset of the reference's (a run
+    at seed 0 ranks against the reference's seed-0 runs: the same data, nothing of other settings pooled;
+    ``seeds_used``). Seeds or cases the reference lacks are left to :func:`check_compatible` to refuse."""
+    mine = [d for d in docs if d.get("status") == "ok"]
+    pairs = {(str(d.get("model")), str(d.get("case"))) for d in mine}
+    seeds = {d.get("seed") for d in mine}
+    subset = seeds if seeds and seeds < set(header["settings"]["seeds"]) else None
+    kept = [d for d in rdocs if (str(d.get("model")), str(d.get("case"))) in pairs
+            and (subset is None or d.get("seed") in subset)]
+    out = {**header, "n_runs": len(kept)}
+    if subset is not None:
+        out["seeds_used"] = sorted(subset, key=str)
+        out["settings"] = {**header["settings"], "seeds": out["seeds_used"]}
+    if any((str(d.get("model")), str(d.get("case"))) not in pairs for d in rdocs):
+        used: dict[str, set] = {}
+        for model, case in pairs:
+            used.setdefault(model, set()).add(case)
+        out["cases_used"] = {m: sorted(c, key=lambda x: (len(x), x)) for m, c in sorted(used.items())}
+    return out, kept
 
 
 def check_compatible(header: Mapping[str, Any], docs: Iterable[Mapping[str, Any]]) -> None:

@@ -27,9 +27,11 @@ def _fmt(v, col: str = "") -> str:
 
 
 def _seeds_note(reference: Mapping[str, Any]) -> str:
-    """``, data seeds 0 only`` when the reference was restricted to the results' seeds (``seeds_used``)."""
+    """What of the reference was used (``benchmark.reference.matching``): the cases and the data seeds of
+    these results when it holds more."""
     seeds = reference.get("seeds_used")
-    return f", data seeds {', '.join(map(str, seeds))} only (those of these results)" if seeds else ""
+    return ((", on the cases of these results" if reference.get("cases_used") else "")
+            + (f", data seeds {', '.join(map(str, seeds))} only (those of these results)" if seeds else ""))
 
 
 def to_markdown(analysis: Mapping[str, Any], reference: Mapping[str, Any] | None = None) -> str:

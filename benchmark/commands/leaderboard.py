@@ -99,7 +99,7 @@ def collect(args) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str,
             mine = [d for _, d in docs if d.get("status") == "ok" and "roc" in d]
             if not mine:
                 raise ref.IncompatibleReference(f"no finished results under {args.out!r} to rank against the reference")
-            header, rdocs = ref.matching_seeds(header, rdocs, mine)
+            header, rdocs = ref.matching(header, rdocs, mine)
             ref.check_compatible(header, mine)
         except ref.IncompatibleReference as err:
             raise UsageError(f"--with-reference: {err}") from None

@@ -232,16 +232,15 @@ def test_plugin_method_ranked_against_a_reference(runs, tmp_path, capsys):
     assert main(["benchmark", "--cases", "3", "--methods", "random", "-n", N, "--out", str(one_seed)]) == 0
     capsys.readouterr()
     doc = _leaderboard(one_seed, capsys, "--with-reference", str(ref))
-    assert doc["reference"]["seeds_used"] == [0] and doc["reference"]["n_runs"] == len(METHODS) * len(CASES)
+    assert doc["reference"]["seeds_used"] == [0] and doc["reference"]["cases_used"] == {"tracr": ["3"]}
+    assert doc["reference"]["n_runs"] == len(METHODS)
     rows = {r["variant"]: r for r in doc["summary"]}
-    assert rows["random"]["n_runs"] == 1 and all(rows[f"{m} [ref]"]["n_runs"] == len(CASES) for m in METHODS)
-    seed0: dict[str, list[float]] = {}
-    for _, d in iter_results(runs):
-        if d["seed"] == 0:
-            seed0.setdefault(d["method"], []).append(d["roc"]["edges"]["auroc"])
-    for m in METHODS:  # the [ref] rows are the reference's seed-0 runs, nothing else
-        assert rows[f"{m} [ref]"]["edge_auroc"] == pytest.approx(np.mean(seed0[m]), abs=1e-12)
-    assert "data seeds 0 only" in (one_seed / "leaderboard.md").read_text()
+    # every row over the same case: the [ref] rows are the reference's case-3 seed-0 runs, nothing else
+    assert all(r["n_cases"] == 1 and r["n_runs"] == 1 for r in rows.values()) and len(rows) == len(METHODS) + 1
+    seed0 = {d["method"]: d["roc"]["edges"]["auroc"] for _, d in iter_results(runs) if d["seed"] == 0 and d["case"] == "3"}
+    for m in METHODS:
+        assert rows[f"{m} [ref]"]["edge_auroc"] == pytest.approx(seed0[m], abs=1e-12)
+    assert "on the cases of these results, data seeds 0 only" in (one_seed / "leaderboard.md").read_text()
     other_seed = tmp_path / "other_seed"  # a seed it does not have: refused
     assert main(["benchmark", "--cases", "3", "--methods", "random", "--seed", "7", "-n", N, "--out",
                  str(other_seed)]) == 0
@@ -353,7 +352,10 @@ def test_plugin_method_ranked_against_the_shipped_reference(tmp_path, capsys):
     assert plugin["n_cases"] == 3 and plugin["n_runs"] == 9 and plugin["tied_with_best"] in ("yes", "no")
     assert any(p["b"] == "tests.plugin_methods:SenderIndex" and p["a"] == "eap [ref]" and p["n_cases"] == 3
                for p in doc["pairwise"])
-    assert doc["reference"]["n_runs"] == len(docs)
+    # ranked on the same cases: the reference's runs of Tracr 3, 4, 12 only (its other cases and kinds left out)
+    ours = [d for d in docs if d["model"] == "tracr" and d["case"] in ("3", "4", "12")]
+    assert doc["reference"]["n_runs"] == len(ours) and doc["reference"]["cases_used"] == {"tracr": ["3", "4", "12"]}
+    assert all(r["n_cases"] == 3 for r in doc["summary"]) and {r["model"] for r in doc["summary"]} == {"tracr"}
 
 
 def test_uncertainty_tables_reread_the_experiments_tables():
