@@ -26,7 +26,7 @@ def _fmt(v, col: str = "") -> str:
     return lb._fmt(v)
 
 
-def _seeds_note(reference: Mapping[str, Any]) -> str:
+def _reference_scope(reference: Mapping[str, Any]) -> str:
     """What of the reference was used (``benchmark.reference.matching``): the cases and the data seeds of
     these results when it holds more."""
     seeds = reference.get("seeds_used")
@@ -39,7 +39,7 @@ def to_markdown(analysis: Mapping[str, Any], reference: Mapping[str, Any] | None
              "", unc.legend(analysis["method"]), ""]
     if reference:
         lines += [f"Ranked against the reference `{reference.get('path')}` ({reference.get('n_runs')} runs"
-                  f"{_seeds_note(reference)}; rows marked [ref]).", ""]
+                  f"{_reference_scope(reference)}; rows marked [ref]).", ""]
     for title, pairs in (("edge AUROC", analysis["pairwise"]),
                          ("node AUROC, CPR, CMD", analysis["pairwise_metrics"])):
         if not pairs:
@@ -219,7 +219,7 @@ def to_html(analysis: Mapping[str, Any], rows: Mapping[Any, Any], detail: list[d
     spread_cols = ["model", "variant", "case", "n_seeds", "mean", "std", "min", "max"]
     n_err = sum(1 for r in detail if r.get("status") != "ok")
     ref_note = (f"<p>Ranked against the reference <code>{html.escape(str(reference.get('path')))}</code> "
-                f"({reference.get('n_runs')} runs{_seeds_note(reference)}; rows marked [ref]).</p>" if reference else "")
+                f"({reference.get('n_runs')} runs{_reference_scope(reference)}; rows marked [ref]).</p>" if reference else "")
     return ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>circuit-bench leaderboard</title>"
             f"<style>{_CSS}</style></head><body><h1>circuit-bench leaderboard</h1>"
             f"<p>{len(detail)} run(s), {n_err} failed. One row per variant: model kind, method and the parameters "

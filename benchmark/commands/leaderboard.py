@@ -43,7 +43,8 @@ def cmd_leaderboard(args) -> int:
         text = {"md": lambda: dlb.to_markdown(drows), "csv": lambda: dlb.to_csv(drows),
                 "html": lambda: dlb.to_html(drows)}[args.format]()
     else:
-        text = {"md": lambda: report.to_markdown(extra["analysis"], extra.get("reference")), "csv": lambda: report.to_csv(extra["analysis"]),
+        text = {"md": lambda: report.to_markdown(extra["analysis"], extra.get("reference")),
+                "csv": lambda: report.to_csv(extra["analysis"]),
                 "html": lambda: report.to_html(extra["analysis"], extra["rows"], detail, _embedded_plots(args.out),
                                                drows, extra.get("reference"))}[args.format]()
         if drows and args.format == "md":  # circuit and direction results: both tables (csv: circuit only)
