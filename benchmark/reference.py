@@ -29,6 +29,8 @@ from core.results import SCHEMA, RunResult, iter_results
 FORMAT = 1
 KIND = "circuit-bench reference"
 DEFAULT = Path(__file__).parent / "reference" / "reference.jsonl.gz"
+# what a header's settings hold (_settings) and check_compatible compares
+SETTINGS = ("schema", "circuit-bench", "n", "seeds", "ablation", "metric", "cases", "weights")
 REGENERATE = ("python benchmarks/make_reference.py --out reference_results --workers 2   "
               "(every SIIT model, IOI, Tracr 3 4 12; --full for every Tracr case)")
 
@@ -104,10 +106,15 @@ def _settings(docs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             "weights": {k: sorted(v) for k, v in sorted(models.items())}}
 
 
+def _case_of(doc: Mapping[str, Any]) -> tuple[str, str]:
+    """A run's (model kind, case)."""
+    return str(doc.get("model")), str(doc.get("case"))
+
+
 def _key(doc: Mapping[str, Any]) -> tuple:
     """A run's identity within a reference: model kind, case, method, params, data seed."""
-    return (str(doc.get("model")), str(doc.get("case")), str(doc.get("method")),
-            json.dumps(doc.get("params") or {}, sort_keys=True), doc.get("seed"))
+    return (*_case_of(doc), str(doc.get("method")), json.dumps(doc.get("params") or {}, sort_keys=True),
+            doc.get("seed"))
 
 
 def _kept(extend: str | os.PathLike, new: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
@@ -166,11 +173,26 @@ def load(path: str | os.PathLike = DEFAULT) -> tuple[dict[str, Any], list[dict[s
         docs = [json.loads(x) for x in lines[1:] if x.strip()]
     except (OSError, ValueError, IndexError, EOFError) as err:
         raise IncompatibleReference(f"{str(path)!r} is not a readable reference file ({type(err).__name__})")
-    if header.get("kind") != KIND or header.get("format") != FORMAT:
+    if not isinstance(header, dict) or header.get("kind") != KIND or header.get("format") != FORMAT:
         raise IncompatibleReference(f"{str(path)!r} is not a circuit-bench reference of format {FORMAT}")
+    _check_settings(path, header.get("settings"))
+    if not all(isinstance(d, dict) for d in docs):
+        raise IncompatibleReference(f"{str(path)!r} is damaged: a run record is not a JSON object; regenerate it "
+                                    f"({REGENERATE})")
     for d in docs:
         d["status"] = "ok"
     return header, docs
+
+
+def _check_settings(path: Path, settings: Any) -> None:
+    """The header's settings have what :func:`check_compatible` and :func:`matching` read, with the
+    types they read it as (a damaged or hand-edited file: a one-line refusal, not a traceback)."""
+    types = {"seeds": list, "cases": dict, "weights": dict}
+    bad = [k for k in SETTINGS if not isinstance(settings, dict) or k not in settings
+           or not isinstance(settings[k], types.get(k, object))]
+    if bad:
+        raise IncompatibleReference(f"{str(path)!r} is damaged: its header settings lack or mistype "
+                                    f"{', '.join(bad)}; regenerate it ({REGENERATE})")
 
 
 def matching(header: Mapping[str, Any], rdocs: list[dict[str, Any]],
@@ -181,16 +203,16 @@ def matching(header: Mapping[str, Any], rdocs: list[dict[str, Any]],
     at seed 0 ranks against the reference's seed-0 runs: the same data, nothing of other settings pooled;
     ``seeds_used``). Seeds or cases the reference lacks are left to :func:`check_compatible` to refuse."""
     mine = [d for d in docs if d.get("status") == "ok"]
-    pairs = {(str(d.get("model")), str(d.get("case"))) for d in mine}
+    pairs = {_case_of(d) for d in mine}
     seeds = {d.get("seed") for d in mine}
     subset = seeds if seeds and seeds < set(header["settings"]["seeds"]) else None
-    kept = [d for d in rdocs if (str(d.get("model")), str(d.get("case"))) in pairs
-            and (subset is None or d.get("seed") in subset)]
+    in_cases = [d for d in rdocs if _case_of(d) in pairs]
+    kept = in_cases if subset is None else [d for d in in_cases if d.get("seed") in subset]
     out = {**header, "n_runs": len(kept)}
     if subset is not None:
         out["seeds_used"] = sorted(subset, key=str)
         out["settings"] = {**header["settings"], "seeds": out["seeds_used"]}
-    if any((str(d.get("model")), str(d.get("case"))) not in pairs for d in rdocs):
+    if len(in_cases) < len(rdocs):
         used: dict[str, set] = {}
         for model, case in pairs:
             used.setdefault(model, set()).add(case)

@@ -262,6 +262,12 @@ def test_plugin_method_ranked_against_a_reference(runs, tmp_path, capsys):
         f.write("\n".join([json.dumps(header)] + lines[1:]) + "\n")
     assert main(["leaderboard", "--out", str(mine), "--with-reference", str(bad)]) == 2
     assert "result schema" in capsys.readouterr().err
+    del header["settings"]["seeds"]  # a damaged header: refused in one line, not a traceback
+    with gzip.open(bad, "wt") as f:
+        f.write("\n".join([json.dumps(header)] + lines[1:]) + "\n")
+    assert main(["leaderboard", "--out", str(mine), "--with-reference", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "damaged" in err[0] and "seeds" in err[0]
     (tmp_path / "junk.gz").write_bytes(b"not gzip")
     assert main(["leaderboard", "--out", str(mine), "--with-reference", str(tmp_path / "junk.gz")]) == 2
 
