@@ -26,20 +26,21 @@ def _fmt(v, col: str = "") -> str:
     return lb._fmt(v)
 
 
-def _reference_scope(reference: Mapping[str, Any]) -> str:
-    """What of the reference was used (``benchmark.reference.matching``): the cases and the data seeds of
-    these results when it holds more."""
+def _reference_note(reference: Mapping[str, Any], quote) -> str:
+    """The sentence naming the reference ranked against (``quote`` marks up its path) and what of it was
+    used (``benchmark.reference.matching``): the cases and data seeds of these results when it holds more."""
     seeds = reference.get("seeds_used")
-    return ((", on the cases of these results" if reference.get("cases_used") else "")
-            + (f", data seeds {', '.join(map(str, seeds))} only (those of these results)" if seeds else ""))
+    scope = ((", on the cases of these results" if reference.get("cases_used") else "")
+             + (f", data seeds {', '.join(map(str, seeds))} only (those of these results)" if seeds else ""))
+    return f"Ranked against the reference {quote(str(reference.get('path')))} ({reference.get('n_runs')} runs{scope}; " \
+           "rows marked [ref])."
 
 
 def to_markdown(analysis: Mapping[str, Any], reference: Mapping[str, Any] | None = None) -> str:
     lines = [markdown_table(analysis["summary"], lb.COLUMNS + unc.MD_EXTRA, lambda r, c: _fmt(r.get(c), c)).removesuffix("\n"),
              "", unc.legend(analysis["method"]), ""]
     if reference:
-        lines += [f"Ranked against the reference `{reference.get('path')}` ({reference.get('n_runs')} runs"
-                  f"{_reference_scope(reference)}; rows marked [ref]).", ""]
+        lines += [_reference_note(reference, lambda path: f"`{path}`"), ""]
     for title, pairs in (("edge AUROC", analysis["pairwise"]),
                          ("node AUROC, CPR, CMD", analysis["pairwise_metrics"])):
         if not pairs:
@@ -218,8 +219,8 @@ def to_html(analysis: Mapping[str, Any], rows: Mapping[Any, Any], detail: list[d
                  "statistic", "p_value", "p_holm"]
     spread_cols = ["model", "variant", "case", "n_seeds", "mean", "std", "min", "max"]
     n_err = sum(1 for r in detail if r.get("status") != "ok")
-    ref_note = (f"<p>Ranked against the reference <code>{html.escape(str(reference.get('path')))}</code> "
-                f"({reference.get('n_runs')} runs{_reference_scope(reference)}; rows marked [ref]).</p>" if reference else "")
+    ref_note = (f"<p>{_reference_note(reference, lambda path: f'<code>{html.escape(path)}</code>')}</p>"
+                if reference else "")
     return ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>circuit-bench leaderboard</title>"
             f"<style>{_CSS}</style></head><body><h1>circuit-bench leaderboard</h1>"
             f"<p>{len(detail)} run(s), {n_err} failed. One row per variant: model kind, method and the parameters "
