@@ -213,6 +213,15 @@ def eval_pairs(n: int, max_pairs: int, seed: int) -> tuple[torch.Tensor, torch.T
     return torch.from_numpy(rng.integers(n, size=max_pairs)), torch.from_numpy(rng.integers(n, size=max_pairs))
 
 
+HL_TABLE_BYTES = 1 << 29  # larger interchange tables are not kept: the HL then runs for every target
+
+
+def _block_of(hook: str) -> int | None:
+    """The block a hook lives in (``blocks.3.attn.hook_z`` -> 3), None outside the blocks."""
+    parts = hook.split(".")
+    return int(parts[1]) if len(parts) > 2 and parts[0] == "blocks" and parts[1].isdigit() else None
+
+
 # ---------------------------------------------------------------------------------------------------
 # the trainer
 # ---------------------------------------------------------------------------------------------------
@@ -240,6 +249,7 @@ class SIITTrainer:
         self.cpu_seconds = 0.0             # CPU time of this process spent training (what max_seconds caps)
         self.best: tuple[float, int, dict] | None = None   # (score, epoch, state_dict) of the best val epoch
         self._targets = {k: self._hl_targets(getattr(data, k).tokens) for k in ("train", "val", "test")}
+        self._hl_tables: dict[str, dict | None] = {}  # per split, built on first use (:meth:`_hl_table`)
 
     # -- helpers ---------------------------------------------------------------------------------
     def _lr_factor(self, epoch: int) -> float:
@@ -284,12 +294,59 @@ class SIITTrainer:
             return out.argmax(-1) == target
         return (out[..., 0] - target).abs() < self.cfg.atol
 
-    def _hl_interchange_target(self, base: torch.Tensor, source: torch.Tensor, node: str) -> torch.Tensor:
+    def _hl_interchange_target(self, base: torch.Tensor, source: torch.Tensor, node: str,
+                               pair: tuple[str, torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """The HL's output on ``base`` with ``node`` taken from its run on ``source``, as targets.
+        ``pair`` (split, base indices, source indices of these rows in that split): read the split's
+        tables (:meth:`_hl_table`) and run the HL from the node's block only; the same targets."""
         loc = self.corr.hl_locs[node]
-        _, cache = capture(self.hl, source, [loc.hook])
+        table = self._hl_table(pair[0]) if pair is not None else None
         with torch.no_grad():
-            out = patched_forward(self.hl, base, [(loc, slice(0, base.shape[0]), cache[loc.hook])])
+            if table is not None and node in table["layer"]:
+                _, bi, si = pair
+                layer, value = table["layer"][node], table["source"][node][si]
+                patch = (loc, slice(0, len(bi)), (lambda _x, v=value: v) if loc.head is not None else value)
+                out = patched_forward(self.hl, table["resid"][layer][bi], [patch], start_at_layer=layer)
+            else:
+                _, cache = capture(self.hl, source, [loc.hook])
+                out = patched_forward(self.hl, base, [(loc, slice(0, base.shape[0]), cache[loc.hook])])
         return self._target_of(out)
+
+    @torch.no_grad()
+    def _hl_table(self, split: str) -> dict | None:
+        """What every interchange target of ``split`` reuses, computed once: each HL node's activation on
+        every example of the split (the source side; a head's own slice) and the residual stream entering
+        that node's block (the base side), so that a target runs the HL from that block on, not twice
+        from the embedding. A training epoch thus costs the HL a fraction of one forward pass per batch
+        instead of two. Only for an HL that can start at a block (a HookedTransformer: the compiled Tracr
+        models) and whose tables fit in ``HL_TABLE_BYTES``; None otherwise (each target runs the HL)."""
+        if split in self._hl_tables:
+            return self._hl_tables[split]
+        table = None
+        blocks = getattr(self.hl, "blocks", None)
+        layer = {n: _block_of(self.corr.hl_locs[n].hook) for n in self.hl_nodes}
+        layer = {n: lay for n, lay in layer.items() if lay is not None}
+        if blocks is not None and hasattr(self.hl, "cfg") and layer:
+            tokens = getattr(self.data, split).tokens
+            n_ctx, d_model = tokens.shape[1], self.hl.cfg.d_model
+            size = tokens.shape[0] * n_ctx * d_model * 4 * (len(set(layer.values())) + len(layer) * 4)
+            if size <= HL_TABLE_BYTES:
+                locs = [self.corr.hl_locs[n] for n in layer]
+                hooks = sorted({loc.hook for loc in locs} | {f"blocks.{lay}.hook_resid_pre" for lay in layer.values()})
+                parts: dict[str, list[torch.Tensor]] = {h: [] for h in hooks}
+                for i in range(0, tokens.shape[0], 4096):
+                    _, cache = capture(self.hl, tokens[i:i + 4096].to(self.device), hooks)
+                    for h in hooks:
+                        parts[h].append(cache[h])
+                acts = {h: torch.cat(v) for h, v in parts.items()}
+                source = {}
+                for n in layer:
+                    loc = self.corr.hl_locs[n]
+                    source[n] = acts[loc.hook] if loc.head is None else acts[loc.hook][:, :, loc.head].clone()
+                table = {"layer": layer, "source": source,
+                         "resid": {lay: acts[f"blocks.{lay}.hook_resid_pre"] for lay in set(layer.values())}}
+        self._hl_tables[split] = table
+        return table
 
     def _ll_locs(self, nodes) -> list[NodeLoc]:
         return [self.corr.ll_locs[n] for n in nodes]
@@ -310,9 +367,11 @@ class SIITTrainer:
 
     # -- one step ----------------------------------------------------------------------------------
     def losses(self, base, source, mask, base_target, hl_node, strict_nodes,
-               which: tuple[str, ...] = LOSS_NAMES, source_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+               which: tuple[str, ...] = LOSS_NAMES, source_mask: torch.Tensor | None = None,
+               pair: tuple[str, torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """The (unweighted) losses named in ``which`` for one batch, in one batched LL forward pass.
-        ``source_mask``: the sources' scored positions (needed with ``data.pair_masked``)."""
+        ``source_mask``: the sources' scored positions (needed with ``data.pair_masked``); ``pair``: the
+        rows' split and indices there (the HL's interchange targets then come from its tables)."""
         want_iit = "iit" in which and hl_node is not None
         want_strict = "strict" in which and bool(strict_nodes)
         B = base.shape[0]
@@ -335,7 +394,7 @@ class SIITTrainer:
         result = {}
         for i, name in enumerate(names):
             if name == "iit":
-                target = self._hl_interchange_target(base, source, hl_node)
+                target = self._hl_interchange_target(base, source, hl_node, pair)
                 scored = self.data.iit_mask(mask, source_mask)
             else:
                 target, scored = base_target, mask
@@ -371,13 +430,14 @@ class SIITTrainer:
                 hl_node = self.hl_nodes[int(rng.integers(len(self.hl_nodes)))] if self.hl_nodes else None
                 strict_nodes = self._sample_strict(rng)
                 if c.single_loss:
-                    ls = self.losses(base, source, mask, target, hl_node, strict_nodes, active, src_mask)
+                    ls = self.losses(base, source, mask, target, hl_node, strict_nodes, active, src_mask, ("train", bi, si))
                     if ls:
                         self._step(combine_losses(ls, c.weights))
                 else:  # sequential: one optimizer step per loss, in the order IIT, strict, behaviour
                     ls = {}
                     for name in active:
-                        part = self.losses(base, source, mask, target, hl_node, strict_nodes, (name,), src_mask)
+                        part = self.losses(base, source, mask, target, hl_node, strict_nodes, (name,), src_mask,
+                                           ("train", bi, si))
                         if part:
                             self._step(combine_losses(part, c.weights))
                             ls.update(part)
@@ -411,7 +471,7 @@ class SIITTrainer:
             acc[0] += float((self.agree(out, target) & scored).sum())
             acc[1] += float(scored.sum())
             for n in self.hl_nodes:
-                hl_t = self._hl_interchange_target(base, source, n)
+                hl_t = self._hl_interchange_target(base, source, n, (split, bi, si))
                 o = patched_forward(self.ll, base, [(loc, rows, ll_cache[loc.hook]) for loc in iit_locs[n]])
                 scored_t = self._scored(iit_mask, hl_t)
                 node_iia[n][0] += float((self.agree(o, hl_t) & scored_t).sum())

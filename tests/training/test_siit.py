@@ -153,7 +153,7 @@ class _Recorder(SIITTrainer):
         self.sources: list[torch.Tensor] = []
 
     def losses(self, base, source, mask, base_target, hl_node, strict_nodes, which=("iit", "strict", "behavior"),
-               source_mask=None):
+               source_mask=None, pair=None):
         self.sources.append(source.clone())
         p = next(self.ll.parameters())
         z = (p * 0).sum()
@@ -184,6 +184,28 @@ def test_strict_weight_applied_once_in_training(setup3, data3):
                        epochs=1, batch_size=512)
     t2.train_epoch()
     assert t2.stepped[:3] == pytest.approx([2.0, 0.4 * 3.0, 5.0])  # sequential: IIT, strict, behaviour
+
+
+def test_interchange_targets_from_the_tables_equal_full_hl_runs(setup3, data3):
+    """The trainer's interchange tables (each HL node's source activation and the residual entering its
+    block, computed once per split; the HL then runs from that block only) give the targets of two full HL
+    runs bit for bit on every HL node (case 3: an MLP and a head), and an epoch trained with them takes
+    the same steps."""
+    t = _tiny_trainer(setup3, data3)
+    order, src = epoch_pairs(len(data3.train), 0, 0)
+    bi, si = order[:64], src[order[:64]]
+    base, source = data3.train.tokens[bi], data3.train.tokens[si]
+    table = t._hl_table("train")
+    assert table is not None and set(table["layer"]) == set(t.hl_nodes) == {"m0", "a1.h0"}
+    for n in t.hl_nodes:
+        assert torch.equal(t._hl_interchange_target(base, source, n),
+                           t._hl_interchange_target(base, source, n, ("train", bi, si)))
+    with_tables, without = (_tiny_trainer(setup3, data3, epochs=1, batch_size=256) for _ in range(2))
+    without._hl_table = lambda split: None
+    with_tables.train_epoch()
+    without.train_epoch()
+    assert all(torch.equal(a, b) for a, b in zip(with_tables.ll.state_dict().values(), without.ll.state_dict().values()))
+    assert with_tables.evaluate("val") == without.evaluate("val")
 
 
 def test_fresh_pairs_every_epoch(setup3, data3):
