@@ -8,12 +8,15 @@ constructor argument, typed from its default and annotation), ``run METHOD --hel
 from __future__ import annotations
 
 import argparse
+import ast
 import difflib
 import inspect
+import re
 from typing import Any, Sequence
 
 from benchmark.console import Parser, UsageError, _hint, _option_strings, finite_float, user_input
 from benchmark.runner import validate_jobs
+from core.registry import UnknownNameError
 from methods import method_class, method_names
 
 
@@ -106,6 +109,31 @@ def parse_method_flags(method_name: str, extra: Sequence[str]) -> tuple[str, dic
         hint = _hint(p, "unrecognized arguments: " + " ".join(rest)) or _other_methods_hint(method_name, rest)
         raise UsageError(f"unrecognized arguments for method {method_name}: {' '.join(rest)}{hint}")
     return method_name, vars(ns)
+
+
+def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
+    """``NAME`` or ``NAME[k=v,...]`` -> (name, params); a bad spec or unknown name raises ValueError.
+    The one spelling of a method variant on a command line where several methods are listed
+    (``benchmark --methods``, ``eval pareto --methods``): values are Python literals (``0.1``,
+    ``True``) or else strings (``ig_variant=activations``); ``-`` in a key is ``_``."""
+    m = re.fullmatch(r"\s*([^\[\]\s]+)\s*(?:\[(.*)\])?\s*", spec)
+    if not m:
+        raise ValueError(f"bad method spec {spec!r}; expected NAME or NAME[key=value,...]")
+    name, body = m.group(1), m.group(2)
+    params: dict[str, Any] = {}
+    for item in filter(None, (x.strip() for x in (body or "").split(","))):
+        key, eq, val = item.partition("=")
+        if not eq:
+            raise ValueError(f"bad method parameter {item!r} in {spec!r}; expected key=value")
+        try:
+            params[key.strip().replace("-", "_")] = ast.literal_eval(val.strip())
+        except (ValueError, SyntaxError):
+            params[key.strip().replace("-", "_")] = val.strip()
+    try:
+        method_class(name)
+    except UnknownNameError as err:
+        raise ValueError(str(err)) from None
+    return name, params
 
 
 def _other_methods_hint(method_name: str, rest: Sequence[str]) -> str:

@@ -59,7 +59,6 @@ usage errors.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import inspect
 import json
@@ -74,6 +73,7 @@ import numpy as np
 import torch
 
 from benchmark.console import log
+from benchmark.methodflags import parse_method
 from benchmark.runner import Job, ProblemCache
 from cases import get_case
 from core import results
@@ -83,7 +83,7 @@ from evaluations.faithfulness import MIB_FRACTIONS, cpr_cmd as mib_areas, edges_
 from evaluations.plots import bar_value, plot_agreement, plot_ig_steps, plot_overlap, plot_pareto
 from evaluations.selection import (POLICIES, budgets_for, check_policy, circuit_masks, edge_score_vector,
                                    greedy_order)
-from methods import get_method, method_class
+from methods import get_method
 from methods.attribution import IG_VARIANTS
 
 __all__ = ["DEFAULT_METHODS", "DEFAULT_STEPS", "POLICIES", "REFERENCE", "Setting", "MethodScores", "MibAreas",
@@ -269,28 +269,6 @@ def setting_problem(s: Setting):
         problem.engine()
         _SETUP_SECONDS[s] = time.perf_counter() - t0
     return case, s, problem
-
-
-def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
-    """``NAME`` or ``NAME[k=v,...]`` -> (name, params); a bad spec or unknown name raises ValueError."""
-    m = re.fullmatch(r"\s*([^\[\]\s]+)\s*(?:\[(.*)\])?\s*", spec)
-    if not m:
-        raise ValueError(f"bad method spec {spec!r}; expected NAME or NAME[key=value,...]")
-    name, body = m.group(1), m.group(2)
-    params: dict[str, Any] = {}
-    for item in filter(None, (x.strip() for x in (body or "").split(","))):
-        key, eq, val = item.partition("=")
-        if not eq:
-            raise ValueError(f"bad method parameter {item!r} in {spec!r}; expected key=value")
-        try:
-            params[key.strip().replace("-", "_")] = ast.literal_eval(val.strip())
-        except (ValueError, SyntaxError):
-            params[key.strip().replace("-", "_")] = val.strip()
-    try:
-        method_class(name)
-    except UnknownNameError as err:
-        raise ValueError(str(err)) from None
-    return name, params
 
 
 def _cache_file(cache_dir: str | Path, s: Setting, name: str, params: dict, cls) -> Path:

@@ -6,8 +6,8 @@ from benchmark import direction, executors
 from benchmark.commands.run import summary_line
 from benchmark.console import EXIT_FAILED, UsageError, check_out_dir, emit, json_stdout, log, progress, setup_torch, \
     user_input
-from benchmark.defaults import default_cases, sweep_params
-from benchmark.methodflags import case_metric, check_jobs
+from benchmark.defaults import default_cases
+from benchmark.methodflags import case_metric, check_jobs, parse_method
 from benchmark.runner import DEFAULT_N, Job, run_jobs
 from benchmark.tracking import WandbTracker
 from cases import get_case
@@ -42,21 +42,34 @@ def _benchmark_jobs(args, cases: list[str]) -> tuple[list[Job], WandbTracker | N
     if min(seeds) < 0:
         raise UsageError(f"seeds must be >= 0 (got {min(seeds)})")
     model_seeds = list(dict.fromkeys(args.model_seeds)) if args.model_seeds else [None]
-    jobs = [Job(case=cid, method=m, model=args.model, params=sweep_params(m), seed=seed, n=args.n or DEFAULT_N,
+    methods = [method_spec(m) for m in args.methods]
+    jobs = [Job(case=cid, method=m, model=args.model, params=params, seed=seed, n=args.n or DEFAULT_N,
                 ablation=args.ablation, metric=metrics[cid], device=args.device, out=args.out,
                 model_dir=args.model_dir, model_seed=model_seed)
-            for cid in cases for model_seed in model_seeds for seed in seeds for m in args.methods]
+            for cid in cases for model_seed in model_seeds for seed in seeds for m, params in methods]
     check_jobs(jobs)  # every job's model and parameters, before any job runs (build_problem logs the model)
     check_out_dir(args.out)  # then --out (created and probed): a bad value above leaves nothing behind
     setup_torch(args.device)
     return jobs, tracker
 
 
+def method_spec(spec: str) -> tuple[str, dict]:
+    """``NAME`` (the method's defaults and default sweep, as in ``run``) or ``NAME[key=value,...]``, a
+    variant (``eap-ig[ig_variant=activations]``; a single sweep value such as ``sp[lambda_reg=0.1]``
+    replaces the sweep): (name, parameters), or a one-line usage error."""
+    try:
+        name, params = parse_method(spec)
+    except ValueError as err:
+        raise UsageError(f"--methods: {err}") from None
+    return name, method_class(name).with_default_sweep(params)
+
+
 def _check_flags(args, cases: list[str]) -> None:
-    for m in args.methods:
+    for spec in args.methods:
+        m = spec.split("[")[0].strip()
         if is_direction_method(m):
             raise UsageError(f"{m} is a direction method; it runs on direction cases only (e.g. --cases sentiment)")
-        method_class(m)
+        method_spec(spec)
     if args.workers < 1:
         raise UsageError(f"--workers must be at least 1 (got {args.workers})")
     if args.ray_retries < 0:
@@ -83,7 +96,7 @@ def _execute(jobs: list[Job], args, tracker: WandbTracker | None) -> list[dict]:
     if args.executor == "ray":
         return executors.run_ray(jobs, resume=args.resume, workers=args.workers, address=args.ray_address,
                                  split=args.ray_split, retries=args.ray_retries, pip=args.ray_pip,
-                                 gpus=1.0 if args.device.startswith("cuda") else 0.0, plugins=args.methods,
+                                 gpus=1.0 if args.device.startswith("cuda") else 0.0, plugins=sorted({j.method for j in jobs}),
                                  out=args.out, log=log, on_done=done)
     if args.workers > 1:
         return executors.run_pool(jobs, args.resume, args.workers, on_done=done)

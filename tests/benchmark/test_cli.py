@@ -70,6 +70,35 @@ def test_failed_run_is_recorded_and_exits_nonzero(tmp_path, capsys):
     assert doc["status"] == "error" and "deliberate failure" in doc["error"]
 
 
+def test_benchmark_runs_method_variants_given_as_name_with_parameters(tmp_path, capsys):
+    """``benchmark --methods 'eap-ig[ig_variant=activations]'``: a variant beside the defaults, each its own
+    run and its own leaderboard row; a single sweep value replaces the sweep (as ``run --lambda-reg``)."""
+    out = tmp_path / "r"
+    assert main(["benchmark", "--cases", "toy", "-n", "8", "--out", str(out), "--methods", "eap-ig",
+                 "eap-ig[ig_variant=activations, integrated_grad_steps=3]", "sp[lambda_reg=0.1,epochs=2]"]) == 0
+    docs = [load_result(p) for p in out.rglob("result.json")]
+    got = sorted((d["method"], d["params"].get("ig_variant"), d["params"].get("integrated_grad_steps")) for d in docs
+                 if d["method"] == "eap-ig")
+    assert got == [("eap-ig", "activations", 3), ("eap-ig", "inputs", 5)]
+    (sp,) = [d for d in docs if d["method"] == "sp"]
+    assert sp["params"]["lambda_reg"] == 0.1 and sp["params"]["epochs"] == 2 and sp["params"]["lambdas"] is None
+    capsys.readouterr()
+    assert main(["leaderboard", "--out", str(out), "--json"]) == 0
+    variants = {r["variant"] for r in json.loads(capsys.readouterr().out)["summary"]}
+    assert {"eap-ig (activations, 3 steps)", "eap-ig (inputs, 5 steps)"} <= variants
+
+
+@pytest.mark.parametrize("spec,needle", [("eap-ig[ig_variant=bogus]", "unknown ig_variant 'bogus'"),
+                                         ("eap-ig[ig_variant", "bad method spec"),
+                                         ("eap-ig[steps=3]", "unexpected keyword argument 'steps'"),
+                                         ("eapp[x=1]", "unknown method 'eapp'")])
+def test_benchmark_bad_method_variant_is_one_line_exit_2_and_writes_nothing(spec, needle, tmp_path, capsys):
+    assert main(["benchmark", "--cases", "toy", "--methods", "eap", spec, "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "r").exists()
+
+
 def test_plugin_method_by_module_path(tmp_path, capsys):
     assert main(["run", "tests.plugin_methods:SenderIndex", "-i", "toy", "--out", str(tmp_path), "-n", "8",
                  "--power", "2"]) == 0
