@@ -35,14 +35,13 @@ def cmd_benchmark(args) -> int:
 def _benchmark_jobs(args, cases: list[str]) -> tuple[list[Job], WandbTracker | None]:
     """The validation phase of ``benchmark``: the flags, every job's model and parameters, ``--out``,
     torch and the tracker, checked before any job runs (a bad value leaves nothing behind)."""
-    _check_flags(args, cases)
+    methods = _check_flags(args, cases)
     tracker = WandbTracker(args.wandb_project, out=args.out) if args.wandb_project else None  # imports wandb
     metrics = {cid: case_metric(get_case(cid), args.metric) for cid in cases}
     seeds = list(dict.fromkeys(args.seeds)) if args.seeds else [args.seed]
     if min(seeds) < 0:
         raise UsageError(f"seeds must be >= 0 (got {min(seeds)})")
     model_seeds = list(dict.fromkeys(args.model_seeds)) if args.model_seeds else [None]
-    methods = [method_spec(m) for m in args.methods]
     jobs = [Job(case=cid, method=m, model=args.model, params=params, seed=seed, n=args.n or DEFAULT_N,
                 ablation=args.ablation, metric=metrics[cid], device=args.device, out=args.out,
                 model_dir=args.model_dir, model_seed=model_seed)
@@ -57,6 +56,9 @@ def method_spec(spec: str) -> tuple[str, dict]:
     """``NAME`` (the method's defaults and default sweep, as in ``run``) or ``NAME[key=value,...]``, a
     variant (``eap-ig[ig_variant=activations]``; a single sweep value such as ``sp[lambda_reg=0.1]``
     replaces the sweep): (name, parameters), or a one-line usage error."""
+    name = spec.split("[", 1)[0].strip()
+    if is_direction_method(name):
+        raise UsageError(f"{name} is a direction method; it runs on direction cases only (e.g. --cases sentiment)")
     try:
         name, params = parse_method(spec)
     except ValueError as err:
@@ -64,12 +66,9 @@ def method_spec(spec: str) -> tuple[str, dict]:
     return name, method_class(name).with_default_sweep(params)
 
 
-def _check_flags(args, cases: list[str]) -> None:
-    for spec in args.methods:
-        m = spec.split("[")[0].strip()
-        if is_direction_method(m):
-            raise UsageError(f"{m} is a direction method; it runs on direction cases only (e.g. --cases sentiment)")
-        method_spec(spec)
+def _check_flags(args, cases: list[str]) -> list[tuple[str, dict]]:
+    """The flags checked; the methods' (name, parameters), each spec parsed once (:func:`method_spec`)."""
+    methods = [method_spec(spec) for spec in args.methods]
     if args.workers < 1:
         raise UsageError(f"--workers must be at least 1 (got {args.workers})")
     if args.ray_retries < 0:
@@ -84,6 +83,7 @@ def _check_flags(args, cases: list[str]) -> None:
         raise UsageError("--model-seeds picks shipped models by training seed; --model-dir names one model: use one")
     if args.model_dir and len(cases) != 1:
         raise UsageError(f"--model-dir is one trained model, of one case; got --cases {' '.join(cases)}")
+    return methods
 
 
 def _execute(jobs: list[Job], args, tracker: WandbTracker | None) -> list[dict]:
