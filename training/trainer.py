@@ -323,28 +323,26 @@ class SIITTrainer:
         if split in self._hl_tables:
             return self._hl_tables[split]
         table = None
-        blocks = getattr(self.hl, "blocks", None)
         layer = {n: _block_of(self.corr.hl_locs[n].hook) for n in self.hl_nodes}
         layer = {n: lay for n, lay in layer.items() if lay is not None}
-        if blocks is not None and hasattr(self.hl, "cfg") and layer:
+        if hasattr(self.hl, "blocks") and hasattr(self.hl, "cfg") and layer:
             tokens = getattr(self.data, split).tokens
-            n_ctx, d_model = tokens.shape[1], self.hl.cfg.d_model
-            size = tokens.shape[0] * n_ctx * d_model * 4 * (len(set(layer.values())) + len(layer) * 4)
-            if size <= HL_TABLE_BYTES:
-                locs = [self.corr.hl_locs[n] for n in layer]
-                hooks = sorted({loc.hook for loc in locs} | {f"blocks.{lay}.hook_resid_pre" for lay in layer.values()})
-                parts: dict[str, list[torch.Tensor]] = {h: [] for h in hooks}
-                for i in range(0, tokens.shape[0], 4096):
+            layers = sorted(set(layer.values()))
+            # kept: one residual per layer and one activation per node, each at most [n, n_ctx, d_model] floats
+            if tokens.shape[0] * tokens.shape[1] * self.hl.cfg.d_model * 4 * (len(layers) + len(layer)) <= HL_TABLE_BYTES:
+                locs = {n: self.corr.hl_locs[n] for n in layer}
+                resid = {lay: f"blocks.{lay}.hook_resid_pre" for lay in layers}
+                hooks = sorted({loc.hook for loc in locs.values()} | set(resid.values()))
+                src_parts: dict[str, list[torch.Tensor]] = {n: [] for n in layer}
+                resid_parts: dict[int, list[torch.Tensor]] = {lay: [] for lay in layers}
+                for i in range(0, tokens.shape[0], 4096):  # per chunk, only the head's own slice is kept
                     _, cache = capture(self.hl, tokens[i:i + 4096].to(self.device), hooks)
-                    for h in hooks:
-                        parts[h].append(cache[h])
-                acts = {h: torch.cat(v) for h, v in parts.items()}
-                source = {}
-                for n in layer:
-                    loc = self.corr.hl_locs[n]
-                    source[n] = acts[loc.hook] if loc.head is None else acts[loc.hook][:, :, loc.head].clone()
-                table = {"layer": layer, "source": source,
-                         "resid": {lay: acts[f"blocks.{lay}.hook_resid_pre"] for lay in set(layer.values())}}
+                    for n, loc in locs.items():
+                        src_parts[n].append(cache[loc.hook] if loc.head is None else cache[loc.hook][:, :, loc.head].clone())
+                    for lay, hook in resid.items():
+                        resid_parts[lay].append(cache[hook])
+                table = {"layer": layer, "source": {n: torch.cat(v) for n, v in src_parts.items()},
+                         "resid": {lay: torch.cat(v) for lay, v in resid_parts.items()}}
         self._hl_tables[split] = table
         return table
 
