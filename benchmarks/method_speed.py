@@ -2,15 +2,20 @@
 two checkouts can be timed against each other on the same cases (interleaved by the caller).
 
     OMP_NUM_THREADS=1 python benchmarks/method_speed.py --cases 3 5 81 --methods edge-pruning ugs sp \
-        --epochs 20 --json /tmp/after.json [--compare /tmp/before.json]
+        'sp[edgewise=True]' --epochs 20 --json /tmp/after.json [--compare /tmp/before.json]
+
+A method is a name or a variant ``NAME[key=value,...]`` (``benchmark --methods``' spelling). To time
+another checkout with this script, put it first on the path: ``PYTHONPATH=/path/to/other python
+benchmarks/method_speed.py ...`` runs the other tree's harness.
 
 Each (case, method) is run on the benchmark's problem (``benchmark.runner.build_problem``: n = 200,
 seed 0, corrupted ablation, the benchmark's default sweep for the method); ``--epochs`` shortens the mask
 trainers (SP, Edge Pruning, UGS) to that many epochs, so a row is "seconds per that many epochs", not
 a whole run. The engine is built before the clock starts (its clean/ablated passes are not counted).
-``--json`` writes the seconds, the edge scores and the sweep's circuits; ``--compare`` reads another
-run's file and prints, per row, the speed ratio, the largest score difference and whether every sweep
-circuit is the same. Measured, never asserted on.
+``--json`` writes the seconds (wall and process CPU), the edge scores and the sweep's circuits;
+``--compare`` reads another run's file and prints, per row, the CPU-time ratio (a loaded machine
+stretches wall time, not CPU time), the largest score difference and whether every sweep circuit is
+the same. Measured, never asserted on.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import torch
 from benchmark.defaults import sweep_params
 from benchmark.runner import DEFAULT_N, Job, build_problem
 from cases import get_case
+from benchmark.methodflags import parse_method
 from methods import get_method
 
 TRAINERS = {"sp", "edge-pruning", "ugs"}
@@ -38,18 +44,21 @@ def run(case_id: str, model: str | None, methods: list[str], epochs: int | None,
     problem = build_problem(job, case, case.resolve_model(model))
     problem.engine()
     rows = []
-    for name in methods:
-        params = dict(sweep_params(name))
+    for spec in methods:
+        name, given = parse_method(spec)
+        params = {**sweep_params(name), **given}
         if epochs is not None and name in TRAINERS:
             params["epochs"] = epochs
         method = get_method(name, **params)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         out = method.discover(problem)
-        seconds = time.perf_counter() - t
-        rows.append({"case": case_id, "method": name, "edges": problem.graph.n_edges, "seconds": seconds,
+        seconds, cpu = time.perf_counter() - t, time.process_time() - c
+        rows.append({"case": case_id, "method": spec, "edges": problem.graph.n_edges, "seconds": seconds,
+                     "cpu_seconds": cpu,
                      "scores": [float(out.edge_scores[e]) for e in problem.graph.edges],
                      "sweep": [sorted(c.edges) for _, c in (out.sweep or [])]})
-        print(f"{case_id:>6} {name:>14} {problem.graph.n_edges:>6} edges {seconds:9.2f} s", flush=True)
+        print(f"{case_id:>6} {spec:>18} {problem.graph.n_edges:>6} edges {seconds:9.2f} s  {cpu:9.2f} CPU s",
+              flush=True)
     return rows
 
 
@@ -71,15 +80,16 @@ def main(argv=None) -> int:
     if args.compare:
         with open(args.compare) as f:
             other = {(r["case"], r["method"]): r for r in json.load(f)}
-        print("| case | edges | method | other s | this s | this / other | max score diff | same circuits |")
+        print("| case | edges | method | other CPU s | this CPU s | this / other | max score diff | same circuits |")
         print("|---|---|---|---|---|---|---|---|")
         for r in rows:
             o = other.get((r["case"], r["method"]))
             if o is None:
                 continue
             diff = max((abs(a - b) for a, b in zip(r["scores"], o["scores"])), default=0.0)
-            print(f"| {r['case']} | {r['edges']} | {r['method']} | {o['seconds']:.2f} | {r['seconds']:.2f} | "
-                  f"{r['seconds'] / o['seconds']:.2f} | {diff:.1e} | {r['sweep'] == o['sweep']} |")
+            a, b = o.get("cpu_seconds", o["seconds"]), r.get("cpu_seconds", r["seconds"])
+            print(f"| {r['case']} | {r['edges']} | {r['method']} | {a:.2f} | {b:.2f} | "
+                  f"{b / a:.2f} | {diff:.1e} | {r['sweep'] == o['sweep']} |")
     return 0
 
 
