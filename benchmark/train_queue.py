@@ -102,7 +102,10 @@ LADDER: dict[str, tuple[Recipe, ...]] = {
              Recipe("wide-anneal", "the wide LL with 120 epochs and 6x the time: the linear schedule reaches its final "
                                    "learning rate inside the cap (capped 300-epoch runs stop at 2/3 of the peak rate and "
                                    "plateau or oscillate: 74, 82)", ("--seed", "0", "--epochs", "120"),
-                    widen=2.0, time_factor=6.0)),
+                    widen=2.0, time_factor=6.0),
+             Recipe("wider-anneal", "a four times wider LL with 120 epochs and 6x the time: MLP nodes that stay at "
+                                    "96-98% IIA at twice InterpBench's width (53, 56: d_model 8, d_mlp 32)",
+                    ("--seed", "0", "--epochs", "120"), widen=4.0, time_factor=6.0)),
     "iit": (_SHIPPED, _SEED1,
             Recipe("long", "seed 1 with 600 epochs and 4x the time", ("--seed", "1", "--epochs", "600"), time_factor=4.0)),
     "natural": (_SHIPPED, _SEED1),
