@@ -1,7 +1,7 @@
 """Regenerate the shipped reference leaderboard (benchmark/reference/reference.jsonl.gz, issue 22).
 
-    python benchmarks/make_reference.py --out reference_results --full --workers 2   # the shipped reference (about 4 h on 2 cores)
-    python benchmarks/make_reference.py --out reference_results --workers 2          # SIIT, IOI, Tracr 3 4 12 only (about 1.5 h)
+    python benchmarks/make_reference.py --out reference_results --full --workers 2   # the shipped reference (about 5 h on 2 cores)
+    python benchmarks/make_reference.py --out reference_results --workers 2          # SIIT, IOI, Tracr 3 4 12 only (about 2 h)
     python benchmarks/make_reference.py --out reference_results --quick        # a small subset (minutes)
 
 Runs ``benchmark`` (resumable: ``--resume``, so an interrupted run continues) for each group below with
@@ -12,8 +12,9 @@ so use a directory of its own.
 
 - shipped (default): every built-in method at its default settings (``benchmark``'s defaults eap,
   eap-ig, acdc, sp, plus exact and random, and the one-pass frontier methods ifr, nap, node-eap-ig,
-  atp-star, atp-qk) on every shipped SIIT model and IOI (``--model siit``) and on Tracr cases 3, 4, 12.
-  Not in it: the other EAP-IG variants, edge-level SP, Edge Pruning and UGS (``--training-methods``).
+  atp-star, atp-qk) and the other IG variants (EAP-IG activations and clean-corrupted, node EAP-IG
+  activations) on every shipped SIIT model and IOI (``--model siit``) and on Tracr cases 3, 4, 12.
+  Not in it: edge-level SP, Edge Pruning and UGS (``--training-methods``).
 - full: the same on every non-trivial Tracr case. ``--training-methods`` adds Edge Pruning and UGS
   (mask training per sparsity target / lambda: minutes a job, so many hours over all cases).
 - quick: EAP, EAP-IG (inputs), exact patching, ACDC and random on Tracr cases 3, 4, 12; EAP, EAP-IG
@@ -39,6 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 SEEDS = ["0", "1", "2"]
 METHODS = ["eap", "eap-ig", "acdc", "sp", "exact", "random", "ifr", "nap", "node-eap-ig", "atp-star", "atp-qk"]
+# the IG variants that are not the registry's defaults (``benchmark --methods`` variant specs)
+VARIANTS = ["eap-ig[ig_variant=activations]", "eap-ig[ig_variant=clean-corrupted]", "node-eap-ig[ig_variant=activations]"]
 TRAINING = ["edge-pruning", "ugs"]
 
 
@@ -53,7 +56,7 @@ def groups(full: bool = False, training: bool = False, quick: bool = False) -> l
         return [("tracr", ["3", "4", "12"], ["eap", "eap-ig", "exact", "acdc", "random"]),
                 ("siit", siit_cases(), ["eap", "eap-ig", "random"]),
                 ("siit", ["ioi"], ["eap", "eap-ig", "random"])]
-    every = METHODS + (TRAINING if training else [])
+    every = METHODS + VARIANTS + (TRAINING if training else [])
     tracr = default_cases() if full else ["3", "4", "12"]
     return [("siit", siit_cases(), every), ("siit", ["ioi"], every), ("tracr", tracr, every)]
 
