@@ -79,7 +79,7 @@ def test_ladder_escalates_records_attempts_and_never_ships_below_bar(tmp_path):
 
 def test_many_classes_at_a_narrow_ll_try_wide_first(tmp_path):
     # 41: 11 output classes through InterpBench's d_model 4; 66: 6 classes at d_model 4; 3: numerical
-    rest = ["wide-anneal", "wider-anneal", "long", "wide-long"]
+    rest = ["wide-anneal", "wide-anneal-seed1", "wider-anneal", "long", "wide-long"]
     assert [r.name for r in q.ladder("siit", cid="41")] == ["wide", "shipped", "seed1", *rest]
     assert [r.name for r in q.ladder("siit", cid="66")] == ["shipped", "seed1", "wide", *rest]
     assert [r.name for r in q.ladder("siit", cid="3")][0] == "shipped"
