@@ -64,8 +64,10 @@ ORDERS = ("reverse-topological", "given")
 
 
 def default_thresholds(n: int = 21) -> list[float]:
-    """The default tau sweep, 10^linspace(-5, 0, n) (the ACDC paper's Tracr grid, extended to 1)."""
-    return [float(t) for t in np.logspace(-5, 0, n)]
+    """The default tau sweep, 10^linspace(-5, 0, n) (the ACDC paper's Tracr grid, extended to 1), in Python
+    floats: ``np.logspace`` rounds differently across numpy versions (2.4 gives 9.999999999999999e-06 for
+    1e-05), and the grid is part of a run's identity, so runs made with two numpys would not pool."""
+    return [10.0 ** (-5 + 5 * i / (n - 1)) for i in range(n)]
 
 
 @dataclass(frozen=True)

@@ -180,6 +180,21 @@ def test_every_run_says_which_model_it_used(tmp_path):
 
 # ---- one meaning per method ----------------------------------------------------------------------------
 
+def test_default_sweeps_do_not_depend_on_the_numpy_version():
+    """A default grid is part of every run's identity: one computed by ``np.logspace`` changed with numpy 2.4
+    (9.999999999999999e-06 for 1e-05), so new ACDC runs stopped pooling with the shipped reference's. The grid is
+    exact decimal powers, and every ACDC run of the shipped reference has it."""
+    from benchmark import reference
+    from methods.acdc import default_thresholds
+
+    taus = default_thresholds()
+    assert len(taus) == 21 and taus[0] == 1e-05 and taus[8] == 0.001 and taus[16] == 0.1 and taus[-1] == 1.0
+    assert taus == [10 ** (-5 + i / 4) for i in range(21)]
+    _, docs = reference.load()
+    grids = {tuple(d["params"]["thresholds"]) for d in docs if d["method"] == "acdc"}
+    assert grids == {tuple(taus)}
+
+
 def test_run_and_benchmark_share_defaults_and_sweeps(tmp_path, capsys):
     from benchmark.defaults import sweep_params
     from methods.acdc import ACDC, default_thresholds
