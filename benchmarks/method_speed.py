@@ -30,9 +30,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch
 
 from benchmark.defaults import sweep_params
+from benchmark.methodflags import parse_method
 from benchmark.runner import DEFAULT_N, Job, build_problem
 from cases import get_case
-from benchmark.methodflags import parse_method
 from methods import get_method
 
 TRAINERS = {"sp", "edge-pruning", "ugs"}
